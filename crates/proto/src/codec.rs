@@ -1,0 +1,271 @@
+//! Framing: a 4-byte big-endian length, then a payload whose first byte (the
+//! [`Tag`]) says what the rest is.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// What a frame carries. The tag is the first byte of every payload, so a
+/// receiver never has to guess from context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Tag {
+    /// A JSON request (client to server) or response (server to client).
+    Message = b'M',
+    /// A chunk of file (or listing) data.
+    Data = b'D',
+    /// The JSON trailer that ends a run of data frames.
+    End = b'E',
+}
+
+impl Tag {
+    fn from_byte(byte: u8) -> Option<Tag> {
+        match byte {
+            b'M' => Some(Tag::Message),
+            b'D' => Some(Tag::Data),
+            b'E' => Some(Tag::End),
+            _ => None,
+        }
+    }
+}
+
+/// One decoded frame. The payload excludes the tag byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// JSON text of a request or response.
+    Message(Bytes),
+    /// Raw data bytes.
+    Data(Bytes),
+    /// JSON text of a trailer.
+    End(Bytes),
+}
+
+impl Frame {
+    /// The tag this frame is sent with.
+    pub fn tag(&self) -> Tag {
+        match self {
+            Frame::Message(_) => Tag::Message,
+            Frame::Data(_) => Tag::Data,
+            Frame::End(_) => Tag::End,
+        }
+    }
+
+    /// The payload without the tag.
+    pub fn payload(&self) -> &Bytes {
+        match self {
+            Frame::Message(b) | Frame::Data(b) | Frame::End(b) => b,
+        }
+    }
+}
+
+/// Why bytes could not be framed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the current limit. Nothing was allocated
+    /// for it; the stream cannot be resynchronised and must be closed.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Length announced by the prefix.
+        len: usize,
+        /// Limit in force.
+        max: usize,
+    },
+    /// A frame with an empty payload (no tag byte).
+    #[error("empty frame")]
+    Empty,
+    /// The tag byte is not one of [`Tag`].
+    #[error("unknown frame tag 0x{0:02x}")]
+    UnknownTag(u8),
+    /// A JSON frame longer than [`crate::MAX_MESSAGE`].
+    #[error("message of {0} bytes exceeds the limit of {max} bytes", max = crate::MAX_MESSAGE)]
+    MessageTooLarge(usize),
+    /// The underlying stream failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Length-delimited framing (tokio-util's [`LengthDelimitedCodec`]: 4-byte
+/// big-endian length, no adjustment) with a tag byte on top.
+///
+/// The maximum frame length can be changed mid-stream (see
+/// [`FrameCodec::set_max_frame`]): the server keeps it tiny until login.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+    max: usize,
+}
+
+impl FrameCodec {
+    /// A codec that accepts payloads of at most `max` bytes (tag included).
+    pub fn new(max: usize) -> FrameCodec {
+        let inner = LengthDelimitedCodec::builder()
+            .big_endian()
+            .length_field_length(4)
+            .max_frame_length(max)
+            .new_codec();
+        FrameCodec { inner, max }
+    }
+
+    /// Change the largest payload accepted from now on.
+    pub fn set_max_frame(&mut self, max: usize) {
+        self.inner.set_max_frame_length(max);
+        self.max = max;
+    }
+
+    /// The largest payload currently accepted.
+    pub fn max_frame(&self) -> usize {
+        self.max
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        // Check the prefix ourselves first, so the error names the length
+        // (the inner codec refuses it too, before allocating).
+        if src.len() >= 4 {
+            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+            if len > self.max {
+                return Err(FrameError::TooLarge { len, max: self.max });
+            }
+        }
+        let Some(mut payload) = self.inner.decode(src)? else {
+            return Ok(None);
+        };
+        if payload.is_empty() {
+            return Err(FrameError::Empty);
+        }
+        let tag = payload[0];
+        let tag = Tag::from_byte(tag).ok_or(FrameError::UnknownTag(tag))?;
+        let _ = payload.split_to(1);
+        let body = payload.freeze();
+        match tag {
+            Tag::Message | Tag::End if body.len() > crate::MAX_MESSAGE => {
+                Err(FrameError::MessageTooLarge(body.len()))
+            }
+            Tag::Message => Ok(Some(Frame::Message(body))),
+            Tag::Data => Ok(Some(Frame::Data(body))),
+            Tag::End => Ok(Some(Frame::End(body))),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = FrameError;
+
+    /// Writes `length | tag | payload` straight into the output buffer (one
+    /// copy of the payload), in the same format the inner codec decodes.
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = frame.payload();
+        let len = payload.len() + 1;
+        if len > self.max {
+            return Err(FrameError::TooLarge { len, max: self.max });
+        }
+        dst.reserve(4 + len);
+        dst.put_u32(len as u32);
+        dst.put_u8(frame.tag() as u8);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(frame: Frame) {
+        let mut codec = FrameCodec::new(crate::MAX_FRAME);
+        let mut buf = BytesMut::new();
+        codec.encode(frame.clone(), &mut buf).unwrap();
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(frame));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn every_frame_kind_round_trips() {
+        roundtrip(Frame::Message(Bytes::from_static(br#"{"op":"pwd"}"#)));
+        roundtrip(Frame::Data(Bytes::from(vec![7u8; crate::MAX_CHUNK])));
+        roundtrip(Frame::Data(Bytes::new()));
+        roundtrip(Frame::End(Bytes::from_static(br#"{"hash":"00"}"#)));
+    }
+
+    #[test]
+    fn wire_layout_is_length_tag_payload() {
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::new();
+        codec.encode(Frame::Message(Bytes::from_static(b"{}")), &mut buf).unwrap();
+        assert_eq!(&buf[..], &[0, 0, 0, 3, b'M', b'{', b'}']);
+    }
+
+    #[test]
+    fn partial_input_asks_for_more() {
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 3, b'M', b'{'][..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(b"}");
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_without_allocating() {
+        let mut codec = FrameCodec::new(crate::MAX_FRAME_BEFORE_LOGIN);
+        let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff, b'M'][..]);
+        let before = buf.capacity();
+        match codec.decode(&mut buf) {
+            Err(FrameError::TooLarge { len, .. }) => assert_eq!(len, u32::MAX as usize),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(buf.capacity(), before, "no buffer growth for a refused frame");
+    }
+
+    #[test]
+    fn empty_and_unknown_tags_are_errors() {
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 0][..]);
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::Empty)));
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 1, b'X'][..]);
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::UnknownTag(b'X'))));
+    }
+
+    #[test]
+    fn oversized_message_is_refused() {
+        let mut codec = FrameCodec::new(crate::MAX_FRAME);
+        let mut buf = BytesMut::new();
+        let big = Bytes::from(vec![b' '; crate::MAX_MESSAGE + 1]);
+        codec.encode(Frame::Message(big), &mut buf).unwrap();
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::MessageTooLarge(_))));
+    }
+
+    #[test]
+    fn encoder_refuses_frames_over_the_limit() {
+        let mut codec = FrameCodec::new(8);
+        let mut buf = BytesMut::new();
+        let err = codec.encode(Frame::Data(Bytes::from(vec![0; 8])), &mut buf);
+        assert!(matches!(err, Err(FrameError::TooLarge { len: 9, max: 8 })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let mut codec = FrameCodec::new(1024);
+            let mut buf = BytesMut::from(&data[..]);
+            // Decode until the codec wants more bytes or reports an error.
+            for _ in 0..data.len() + 1 {
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_frames_round_trip(tag in 0u8..3, body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let body = Bytes::from(body);
+            let frame = match tag { 0 => Frame::Message(body), 1 => Frame::Data(body), _ => Frame::End(body) };
+            roundtrip(frame);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The wire protocol shared by `ftpd` and `ftpc`.
+//!
+//! This crate knows nothing of sockets: it turns bytes into [`Frame`]s and
+//! frames into typed [`Request`]s and responses, and back. Every length is
+//! bounded before anything is allocated. `PROTOCOL.md` at the top of the
+//! repository is the prose specification; this crate is its one
+//! implementation, used by both ends.
+
+mod codec;
+mod message;
+mod path;
+
+pub use codec::{Frame, FrameCodec, FrameError, Tag};
+pub use message::{
+    DecodeError, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, ListEnd, LoginOk, Password,
+    PutOk, Request, StatOk, Trailer, WorkingDir, decode_reply, encode_err, encode_ok,
+};
+pub use path::{PathError, RemotePath, validate_name};
+
+/// Protocol version spoken by this crate. A peer announcing another version
+/// is refused with [`ErrorCode::UnsupportedVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame payload (tag byte included) accepted after login: one
+/// maximal data chunk plus its tag.
+pub const MAX_FRAME: usize = MAX_CHUNK + 1;
+
+/// Largest frame payload accepted before login succeeds. Hello and login
+/// requests are tiny; anything bigger is hostile.
+pub const MAX_FRAME_BEFORE_LOGIN: usize = 4 * 1024;
+
+/// Largest JSON message (request, response or trailer) in bytes.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// Largest data chunk a peer may send.
+pub const MAX_CHUNK: usize = 1024 * 1024;
+
+/// Chunk size our own senders use: large enough to amortise per-frame costs,
+/// small enough to keep memory per transfer constant and modest.
+pub const DEFAULT_CHUNK: usize = 256 * 1024;
+
+/// Longest path (in bytes) a request may carry.
+pub const MAX_PATH: usize = 4096;
+
+/// Longest single path component (file or directory name) in bytes.
+pub const MAX_NAME: usize = 255;
+
+/// Most components a path may have.
+pub const MAX_DEPTH: usize = 64;
+
+/// Longest user name in bytes.
+pub const MAX_USER: usize = 64;
+
+/// Longest password in bytes.
+pub const MAX_PASSWORD: usize = 1024;
+
+/// Number of directory entries the server packs into one listing frame at
+/// most; the frame size limit applies as well.
+pub const LIST_BATCH: usize = 256;
