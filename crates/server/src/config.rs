@@ -1,0 +1,238 @@
+//! Daemon configuration: one layering, documented once.
+//!
+//! Built-in defaults, then the TOML file (`--config`), then `FTPD_*`
+//! environment variables, then command-line flags. Clap reads each flag and
+//! its environment variable together (a flag wins over its variable), and
+//! [`Config::build`] lays the result over the file and the defaults.
+//! `config/ftpd.toml` in the repository documents every key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The effective daemon configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Data root: user homes live in `<root>/<user>/`.
+    pub root: PathBuf,
+    /// The users file (argon2id hashes).
+    pub users: PathBuf,
+    /// Most connections served at once; more are refused with `busy`.
+    pub max_connections: usize,
+    /// Time a new connection has to complete hello and login.
+    pub login_timeout: Duration,
+    /// Time a logged-in session may wait between frames.
+    pub idle_timeout: Duration,
+    /// Time running transfers get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// fsync uploaded files and their directory before reporting success.
+    pub fsync: bool,
+}
+
+/// Default listening address: loopback only, so a first start exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
+/// Default data root, relative to the working directory.
+pub const DEFAULT_ROOT: &str = "ftpd-data";
+/// Name of the users file inside the data root when `users` is not set.
+pub const DEFAULT_USERS_FILE: &str = "users.toml";
+
+impl Default for Config {
+    fn default() -> Config {
+        let root = PathBuf::from(DEFAULT_ROOT);
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            users: root.join(DEFAULT_USERS_FILE),
+            root,
+            max_connections: 1024,
+            login_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            fsync: true,
+        }
+    }
+}
+
+/// The keys of the TOML file; all optional. Unknown keys are an error, so
+/// a typo does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<String>,
+    root: Option<PathBuf>,
+    users: Option<PathBuf>,
+    max_connections: Option<usize>,
+    login_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    shutdown_grace_secs: Option<u64>,
+    log_format: Option<LogFormat>,
+    fsync: Option<bool>,
+}
+
+/// Values from flags or `FTPD_*` variables (clap merges the two). `None`
+/// means "not given", so the file or default applies.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on, e.g. 0.0.0.0:2121 (port 0 picks a free port).
+    #[arg(long, env = "FTPD_LISTEN")]
+    pub listen: Option<String>,
+    /// Data root; user homes are <ROOT>/<user>/.
+    #[arg(long, env = "FTPD_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Users file [default: <ROOT>/users.toml].
+    #[arg(long, env = "FTPD_USERS")]
+    pub users: Option<PathBuf>,
+    /// Most simultaneous connections.
+    #[arg(long, env = "FTPD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection has to log in.
+    #[arg(long, env = "FTPD_LOGIN_TIMEOUT_SECS")]
+    pub login_timeout_secs: Option<u64>,
+    /// Seconds a session may stay silent.
+    #[arg(long, env = "FTPD_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds running transfers get to finish on shutdown.
+    #[arg(long, env = "FTPD_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Log format.
+    #[arg(long, env = "FTPD_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// fsync each upload before acknowledging it (true/false).
+    #[arg(long, env = "FTPD_FSYNC", value_parser = clap::builder::BoolishValueParser::new())]
+    pub fsync: Option<bool>,
+}
+
+/// An invalid configuration, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+}
+
+impl Config {
+    /// Lays the file and the overrides over the defaults and validates.
+    pub fn build(file: FileConfig, over: Overrides) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let listen = over.listen.or(file.listen);
+        let listen = match listen {
+            Some(s) => s.parse().map_err(|e| ConfigError::Invalid {
+                key: "listen",
+                message: format!("{s:?} is not an address like 127.0.0.1:2121 ({e})"),
+            })?,
+            None => d.listen,
+        };
+        let root = over.root.or(file.root).unwrap_or(d.root);
+        let users = over.users.or(file.users).unwrap_or_else(|| root.join(DEFAULT_USERS_FILE));
+        let secs = |key: &'static str, v: Option<u64>, default: Duration| match v {
+            Some(0) => Err(ConfigError::Invalid { key, message: "must be at least 1 second".into() }),
+            Some(n) => Ok(Duration::from_secs(n)),
+            None => Ok(default),
+        };
+        let max_connections = over.max_connections.or(file.max_connections).unwrap_or(d.max_connections);
+        if max_connections == 0 {
+            return Err(ConfigError::Invalid { key: "max_connections", message: "must be at least 1".into() });
+        }
+        if root.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid { key: "root", message: "must not be empty".into() });
+        }
+        Ok(Config {
+            listen,
+            root,
+            users,
+            max_connections,
+            login_timeout: secs("login_timeout_secs", over.login_timeout_secs.or(file.login_timeout_secs), d.login_timeout)?,
+            idle_timeout: secs("idle_timeout_secs", over.idle_timeout_secs.or(file.idle_timeout_secs), d.idle_timeout)?,
+            shutdown_grace: secs("shutdown_grace_secs", over.shutdown_grace_secs.or(file.shutdown_grace_secs), d.shutdown_grace)?,
+            log_format: over.log_format.or(file.log_format).unwrap_or(d.log_format),
+            fsync: over.fsync.or(file.fsync).unwrap_or(d.fsync),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_loopback_and_local() {
+        let c = Config::build(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.users, PathBuf::from("ftpd-data/users.toml"));
+        assert!(c.fsync);
+    }
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let f = file("listen = \"127.0.0.1:9000\"\nroot = \"/srv\"\nfsync = false\nidle_timeout_secs = 7");
+        let over = Overrides { listen: Some("127.0.0.1:0".into()), fsync: Some(true), ..Overrides::default() };
+        let c = Config::build(f, over).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.root, PathBuf::from("/srv"));
+        assert_eq!(c.users, PathBuf::from("/srv/users.toml"));
+        assert!(c.fsync, "a flag can turn back on what the file turned off");
+        assert_eq!(c.idle_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::build(file("listen = \"nowhere\""), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("`listen`"), "{err}");
+        let err = Config::build(file("idle_timeout_secs = 0"), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_secs"), "{err}");
+        let err = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = toml::from_str::<FileConfig>("max_connections = \"many\"").unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+}

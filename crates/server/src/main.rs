@@ -1,0 +1,194 @@
+//! `ftpd`: parse flags, load configuration, set up logging, bind, run.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ftp_server::config::{Config, FileConfig, LogFormat, Overrides};
+use ftp_server::users::{UserDb, UserRecord, hash_password, validate_user_name};
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "ftpd", version, about = "Multi-user file transfer daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (defaults: 127.0.0.1:2121, data in ./ftpd-data).
+    Serve {
+        /// TOML configuration file (see config/ftpd.toml).
+        #[arg(long, env = "FTPD_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        over: Overrides,
+    },
+    /// Manage users in the users file.
+    User {
+        /// TOML configuration file, to find the users file.
+        #[arg(long, env = "FTPD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        /// Data root (the users file defaults to <ROOT>/users.toml).
+        #[arg(long, env = "FTPD_ROOT", global = true)]
+        root: Option<PathBuf>,
+        /// Users file.
+        #[arg(long, env = "FTPD_USERS", global = true)]
+        users: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user (prompts for the password on a terminal).
+    Add {
+        /// User name: 1-32 of a-z A-Z 0-9 _ -.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user (their files stay on disk).
+    Del {
+        /// User name.
+        name: String,
+    },
+    /// Change a user's password.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftpd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, over } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let config = Config::build(file, over)?;
+            init_logging(config.log_format);
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve(config))
+        }
+        Command::User { config, root, users, action } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let over = Overrides { root, users, ..Overrides::default() };
+            let config = Config::build(file, over)?;
+            user_command(&config.users, action)
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: draining");
+        trigger.cancel();
+    });
+    ftp_server::run(listener, config, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
+    let mut db = UserDb::load(path)?;
+    match action {
+        UserAction::Add { name, password_stdin } => {
+            validate_user_name(&name)?;
+            if db.users.contains_key(&name) {
+                bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
+            }
+            let password = read_password(password_stdin)?;
+            db.users.insert(name.clone(), UserRecord { password: hash_password(&password)? });
+            db.save(path)?;
+            println!("added user {name} to {}", path.display());
+        }
+        UserAction::Del { name } => {
+            if db.users.remove(&name).is_none() {
+                bail!("no such user {name:?}");
+            }
+            db.save(path)?;
+            println!("removed user {name} (their files are kept)");
+        }
+        UserAction::Passwd { name, password_stdin } => {
+            let Some(record) = db.users.get_mut(&name) else { bail!("no such user {name:?}") };
+            let password = read_password(password_stdin)?;
+            record.password = hash_password(&password)?;
+            db.save(path)?;
+            println!("password changed for {name}");
+        }
+        UserAction::List => {
+            for name in db.users.keys() {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        let password = line.trim_end_matches(['\r', '\n']).to_owned();
+        if password.is_empty() {
+            bail!("empty password on stdin");
+        }
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to ask for a password: use --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Again: ")?;
+    if first != second {
+        bail!("passwords do not match");
+    }
+    Ok(first)
+}

@@ -1,0 +1,480 @@
+//! One client connection: the login gate, then the request loop.
+//!
+//! The session is generic over the byte stream, so TLS can wrap the TCP
+//! stream without touching this code. State is explicit: before login only
+//! `hello` and `login` are accepted, with a small frame limit and an
+//! absolute deadline; after login every request is resolved inside the
+//! user's [`Home`].
+
+use crate::errors::{io_error, path_error};
+use crate::home::Home;
+use crate::server::Shared;
+use bytes::Bytes;
+use ftp_proto::{
+    Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk,
+    Trailer, WorkingDir, encode_err, encode_ok,
+};
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+/// Login attempts allowed on one connection before it is closed.
+const MAX_LOGIN_ATTEMPTS: u32 = 3;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnError {
+    /// The socket failed or the peer went away.
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    /// The peer broke the protocol; the stream can't be trusted further.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl From<FrameError> for ConnError {
+    fn from(e: FrameError) -> ConnError {
+        match e {
+            FrameError::Io(e) => ConnError::Io(e),
+            other => ConnError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// Whether the request loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// What a finished request reports to the log.
+pub(crate) struct Outcome {
+    pub path: String,
+    pub bytes: u64,
+    pub result: Result<(), ErrorCode>,
+    pub flow: Flow,
+}
+
+impl Outcome {
+    pub fn new(path: impl ToString, result: Result<(), ErrorCode>) -> Outcome {
+        Outcome { path: path.to_string(), bytes: 0, result, flow: Flow::Continue }
+    }
+}
+
+/// A logged-in user.
+pub(crate) struct UserSession {
+    pub home: Arc<Home>,
+    pub cwd: RemotePath,
+}
+
+/// One connection's state.
+pub(crate) struct Session<S> {
+    pub frames: Framed<S, FrameCodec>,
+    pub shared: Arc<Shared>,
+    pub shutdown: CancellationToken,
+    pub user: Option<UserSession>,
+}
+
+/// Serves one connection to its end. Never panics on input; every problem
+/// is logged as a warning with the peer address.
+pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let span = tracing::info_span!("session", %peer, user = tracing::field::Empty);
+    async move {
+        let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
+        let mut session = Session { frames, shared, shutdown, user: None };
+        match session.run().await {
+            Ok(()) => debug!("connection closed"),
+            Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
+            Err(e) => warn!(error = %e, "closing connection"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+impl<S> Session<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    async fn run(&mut self) -> Result<(), ConnError> {
+        if !self.login().await? {
+            return Ok(());
+        }
+        loop {
+            let idle = self.shared.config.idle_timeout;
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.send_err(ErrorBody::new(ErrorCode::ShuttingDown, "server is shutting down")).await.ok();
+                    return Ok(());
+                }
+                next = tokio::time::timeout(idle, self.frames.next()) => next,
+            };
+            let frame = match next {
+                Err(_) => return self.timed_out(idle).await,
+                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => frame,
+            };
+            let json = match frame {
+                Ok(Frame::Message(json)) => json,
+                Ok(_) => {
+                    warn!("data frame outside a transfer");
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, "data frame outside a transfer")).await?;
+                    continue;
+                }
+                Err(e) => return self.framing_error(e).await,
+            };
+            let request = match Request::decode(&json) {
+                Ok(request) => request,
+                Err(e) => {
+                    warn!(error = %e, "bad request");
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, e.to_string())).await?;
+                    continue;
+                }
+            };
+            if self.dispatch(request).await? == Flow::Close {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hello and login, within one absolute deadline. Returns whether the
+    /// session is logged in.
+    async fn login(&mut self) -> Result<bool, ConnError> {
+        let deadline = tokio::time::Instant::now() + self.shared.config.login_timeout;
+        let mut greeted = false;
+        let mut attempts = 0;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(false),
+                next = tokio::time::timeout_at(deadline, self.frames.next()) => next,
+            };
+            let frame = match next {
+                Err(_) => {
+                    warn!("login deadline passed");
+                    self.send_err(ErrorBody::new(ErrorCode::Timeout, "login took too long")).await.ok();
+                    return Ok(false);
+                }
+                Ok(None) => return Ok(false),
+                Ok(Some(Err(e))) => {
+                    self.framing_error(e).await?;
+                    return Ok(false);
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Frame::Message(json) = frame else {
+                self.send_err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")).await?;
+                continue;
+            };
+            let request = match Request::decode(&json) {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "bad request before login");
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, e.to_string())).await?;
+                    if greeted { continue } else { return Ok(false) }
+                }
+            };
+            match request {
+                Request::Hello { version, client } if !greeted => {
+                    if version != ftp_proto::PROTOCOL_VERSION {
+                        warn!(version, "unsupported protocol version");
+                        let msg = format!(
+                            "protocol version {version} is not supported; this server speaks version {}",
+                            ftp_proto::PROTOCOL_VERSION
+                        );
+                        self.send_err(ErrorBody::new(ErrorCode::UnsupportedVersion, msg)).await?;
+                        return Ok(false);
+                    }
+                    debug!(client = client.as_deref().unwrap_or("?"), "hello");
+                    greeted = true;
+                    let hello = HelloOk {
+                        version: ftp_proto::PROTOCOL_VERSION,
+                        server: concat!("ftpd ", env!("CARGO_PKG_VERSION")).into(),
+                        max_chunk: ftp_proto::MAX_CHUNK as u64,
+                    };
+                    self.send_ok(&hello).await?;
+                }
+                _ if !greeted => {
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, "the first request must be hello")).await?;
+                    return Ok(false);
+                }
+                Request::Login { user, password } => {
+                    let started = Instant::now();
+                    let shared = self.shared.clone();
+                    let name = user.clone();
+                    let ok = {
+                        let _permit = shared.auth_slots.acquire().await.map_err(|_| io::Error::other("closed"))?;
+                        let shared = shared.clone();
+                        tokio::task::spawn_blocking(move || {
+                            crate::users::validate_user_name(&name).is_ok() && shared.users.verify(&name, password.expose())
+                        })
+                        .await
+                        .unwrap_or(false)
+                    };
+                    if !ok {
+                        attempts += 1;
+                        warn!(user = %escape(&user), attempts, "login failed");
+                        self.send_err(ErrorBody::new(ErrorCode::AuthFailed, "unknown user or wrong password")).await?;
+                        if attempts >= MAX_LOGIN_ATTEMPTS {
+                            return Ok(false);
+                        }
+                        continue;
+                    }
+                    let (root, fsync) = (shared.config.root.clone(), shared.config.fsync);
+                    let name = user.clone();
+                    let home = tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync)).await;
+                    let home = match home {
+                        Ok(Ok(home)) => Arc::new(home),
+                        other => {
+                            tracing::error!(user = %user, error = ?other.err(), "cannot open home directory");
+                            self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot open your home directory"))
+                                .await?;
+                            return Ok(false);
+                        }
+                    };
+                    tracing::Span::current().record("user", user.as_str());
+                    info!(elapsed_ms = started.elapsed().as_millis() as u64, "login");
+                    self.send_ok(&LoginOk { user, cwd: "/".into() }).await?;
+                    self.user = Some(UserSession { home, cwd: RemotePath::root() });
+                    self.frames.codec_mut().set_max_frame(ftp_proto::MAX_FRAME);
+                    return Ok(true);
+                }
+                Request::Quit => {
+                    self.send_ok(&Empty {}).await?;
+                    return Ok(false);
+                }
+                Request::Hello { .. } => {
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, "hello was already sent")).await?;
+                }
+                _ => {
+                    self.send_err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")).await?;
+                }
+            }
+        }
+    }
+
+    /// Runs one request and writes its log line.
+    async fn dispatch(&mut self, request: Request) -> Result<Flow, ConnError> {
+        let started = Instant::now();
+        let op = request.op();
+        let outcome = match request {
+            Request::Put { path, size } => self.put(&path, size).await?,
+            Request::Get { path } => self.get(&path).await?,
+            Request::Ls { path } => self.ls(path.as_deref()).await?,
+            Request::Stat { path } => self.stat(&path).await?,
+            Request::Rm { path } => self.simple(&path, |h, p| h.remove_file(p)).await?,
+            Request::Mkdir { path } => self.simple(&path, |h, p| h.create_dir(p)).await?,
+            Request::Rmdir { path } => self.simple(&path, |h, p| h.remove_dir(p)).await?,
+            Request::Rename { from, to } => self.rename(&from, &to).await?,
+            Request::Cd { path } => self.cd(path.as_deref()).await?,
+            Request::Pwd => {
+                let cwd = self.user().cwd.to_string();
+                self.send_ok(&WorkingDir { cwd: cwd.clone() }).await?;
+                Outcome::new(cwd, Ok(()))
+            }
+            Request::Quit => {
+                self.send_ok(&Empty {}).await?;
+                Outcome { flow: Flow::Close, ..Outcome::new("", Ok(())) }
+            }
+            Request::Hello { .. } | Request::Login { .. } => {
+                self.send_err(ErrorBody::new(ErrorCode::BadRequest, "already logged in")).await?;
+                Outcome::new("", Err(ErrorCode::BadRequest))
+            }
+        };
+        log_request(op, &outcome, started.elapsed());
+        Ok(outcome.flow)
+    }
+
+    pub(crate) fn user(&self) -> &UserSession {
+        self.user.as_ref().expect("requests are dispatched only after login")
+    }
+
+    /// Resolves a client path against the working directory.
+    pub(crate) fn resolve(&self, path: &str) -> Result<RemotePath, ErrorBody> {
+        RemotePath::resolve(&self.user().cwd, path).map_err(path_error)
+    }
+
+    /// Runs a blocking filesystem call against the home.
+    pub(crate) async fn fs<T, F>(&self, f: F) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Home) -> io::Result<T> + Send + 'static,
+    {
+        let home = self.user().home.clone();
+        tokio::task::spawn_blocking(move || f(&home)).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+
+    /// Replies to a request whose result is `Empty` or an error.
+    async fn reply<T: Serialize>(&mut self, path: &RemotePath, result: io::Result<T>) -> Result<Outcome, ConnError> {
+        match result {
+            Ok(body) => {
+                self.send_ok(&body).await?;
+                Ok(Outcome::new(path, Ok(())))
+            }
+            Err(e) => self.refuse(path.to_string(), io_error(&e, path)).await,
+        }
+    }
+
+    /// Sends an error reply and reports it as the outcome.
+    pub(crate) async fn refuse(&mut self, path: String, err: ErrorBody) -> Result<Outcome, ConnError> {
+        let code = err.code;
+        self.send_err(err).await?;
+        Ok(Outcome::new(path, Err(code)))
+    }
+
+    async fn simple<F>(&mut self, path: &str, f: F) -> Result<Outcome, ConnError>
+    where
+        F: FnOnce(&Home, &RemotePath) -> io::Result<()> + Send + 'static,
+    {
+        let path = match self.resolve(path) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(path.to_owned(), e).await,
+        };
+        let p = path.clone();
+        let result = self.fs(move |h| f(h, &p).map(|()| Empty {})).await;
+        self.reply(&path, result).await
+    }
+
+    async fn rename(&mut self, from: &str, to: &str) -> Result<Outcome, ConnError> {
+        let (from, to) = match (self.resolve(from), self.resolve(to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return self.refuse(format!("{from} -> {to}"), e).await,
+        };
+        let (f, t) = (from.clone(), to.clone());
+        let result = self.fs(move |h| h.rename(&f, &t).map(|()| Empty {})).await;
+        let mut outcome = self.reply(&from, result).await?;
+        outcome.path = format!("{from} -> {to}");
+        Ok(outcome)
+    }
+
+    async fn stat(&mut self, path: &str) -> Result<Outcome, ConnError> {
+        let path = match self.resolve(path) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(path.to_owned(), e).await,
+        };
+        let p = path.clone();
+        let result = self
+            .fs(move |h| {
+                let entry = h.stat(&p)?;
+                let hash = match entry.kind {
+                    ftp_proto::EntryKind::File => Some(h.hash(&p)?.to_hex().to_string()),
+                    _ => None,
+                };
+                Ok(StatOk { entry, hash })
+            })
+            .await;
+        self.reply(&path, result).await
+    }
+
+    async fn cd(&mut self, path: Option<&str>) -> Result<Outcome, ConnError> {
+        let target = match path {
+            None => RemotePath::root(),
+            Some(p) => match self.resolve(p) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(p.to_owned(), e).await,
+            },
+        };
+        let t = target.clone();
+        match self.fs(move |h| h.is_dir(&t)).await {
+            Ok(true) => {
+                self.user.as_mut().expect("logged in").cwd = target.clone();
+                self.send_ok(&WorkingDir { cwd: target.to_string() }).await?;
+                Ok(Outcome::new(&target, Ok(())))
+            }
+            Ok(false) => {
+                let err = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
+                self.refuse(target.to_string(), io_error(&err, &target)).await
+            }
+            Err(e) => self.refuse(target.to_string(), io_error(&e, &target)).await,
+        }
+    }
+
+    async fn ls(&mut self, path: Option<&str>) -> Result<Outcome, ConnError> {
+        let path = match path {
+            None => self.user().cwd.clone(),
+            Some(p) => match self.resolve(p) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(p.to_owned(), e).await,
+            },
+        };
+        let p = path.clone();
+        let entries = match self.fs(move |h| h.list(&p)).await {
+            Ok(entries) => entries,
+            Err(e) => return self.refuse(path.to_string(), io_error(&e, &path)).await,
+        };
+        self.send_ok(&Empty {}).await?;
+        let mut bytes = 0;
+        for batch in entries.chunks(ftp_proto::LIST_BATCH) {
+            let json = Bytes::from(serde_json::to_vec(batch).map_err(io::Error::other)?);
+            bytes += json.len() as u64;
+            self.send(Frame::Data(json)).await?;
+        }
+        let trailer = Trailer { count: Some(entries.len() as u64), ..Trailer::default() };
+        self.send(Frame::End(trailer.encode())).await?;
+        Ok(Outcome { bytes, ..Outcome::new(&path, Ok(())) })
+    }
+
+    /// Sends one frame, bounded by the idle timeout (a peer that stops
+    /// reading can't hold the session forever).
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), ConnError> {
+        let idle = self.shared.config.idle_timeout;
+        match tokio::time::timeout(idle, self.frames.send(frame)).await {
+            Ok(result) => result.map_err(ConnError::from),
+            Err(_) => Err(ConnError::Io(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))),
+        }
+    }
+
+    pub(crate) async fn send_ok<T: Serialize>(&mut self, body: &T) -> Result<(), ConnError> {
+        self.send(Frame::Message(encode_ok(body))).await
+    }
+
+    pub(crate) async fn send_err(&mut self, err: ErrorBody) -> Result<(), ConnError> {
+        self.send(Frame::Message(encode_err(&err))).await
+    }
+
+    /// Answers a frame that could not be decoded and ends the session: after
+    /// a bad length prefix the stream can't be resynchronised.
+    pub(crate) async fn framing_error(&mut self, err: FrameError) -> Result<(), ConnError> {
+        let code = match err {
+            FrameError::Io(e) => return Err(ConnError::Io(e)),
+            FrameError::TooLarge { .. } | FrameError::MessageTooLarge(_) => ErrorCode::TooLarge,
+            FrameError::Empty | FrameError::UnknownTag(_) => ErrorCode::BadRequest,
+        };
+        let msg = err.to_string();
+        self.send_err(ErrorBody::new(code, msg.clone())).await.ok();
+        Err(ConnError::Protocol(msg))
+    }
+
+    pub(crate) async fn timed_out(&mut self, after: Duration) -> Result<(), ConnError> {
+        let msg = format!("idle for {} s", after.as_secs());
+        self.send_err(ErrorBody::new(ErrorCode::Timeout, msg.clone())).await.ok();
+        Err(ConnError::Protocol(msg))
+    }
+}
+
+fn log_request(op: &str, outcome: &Outcome, elapsed: Duration) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let mib_s = if outcome.bytes > 0 && ms > 0.0 { outcome.bytes as f64 / 1_048_576.0 / (ms / 1000.0) } else { 0.0 };
+    let path = escape(&outcome.path);
+    match outcome.result {
+        Ok(()) => info!(op, path = %path, bytes = outcome.bytes, ms = format!("{ms:.1}"), mib_s = format!("{mib_s:.1}"), "ok"),
+        Err(code) => info!(op, path = %path, bytes = outcome.bytes, ms = format!("{ms:.1}"), error = %code, "refused"),
+    }
+}
+
+/// Escapes control characters so a hostile name can't forge log lines.
+pub(crate) fn escape(s: &str) -> String {
+    s.chars().flat_map(char::escape_debug).collect::<String>()
+}

@@ -1,0 +1,282 @@
+//! The user database: a TOML file of argon2id password hashes.
+//!
+//! ```toml
+//! [users.alice]
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! ```
+//!
+//! The daemon re-reads the file when it changes (checked at each login), so
+//! `ftpd user add` takes effect without a restart; a file that fails to
+//! parse is reported and the previous contents stay in force.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::Argon2;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// One user's record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRecord {
+    /// argon2id PHC string.
+    pub password: String,
+}
+
+/// The parsed users file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDb {
+    /// Users by name.
+    #[serde(default)]
+    pub users: BTreeMap<String, UserRecord>,
+}
+
+/// Errors of the users file and its commands.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Reading or writing the file failed.
+    #[error("users file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("users file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A user name that is not allowed.
+    #[error("invalid user name {0:?}: use 1 to 32 of a-z A-Z 0-9 _ -, starting with a letter, digit or _")]
+    BadName(String),
+    /// `user add` for an existing user.
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    /// A command for a user that does not exist.
+    #[error("no such user {0:?}")]
+    NoSuchUser(String),
+    /// A password that is not allowed.
+    #[error("invalid password: {0}")]
+    BadPassword(&'static str),
+    /// Hashing failed (should not happen).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// Checks a user name. Names become directory names under the data root, so
+/// they are restricted to a portable, unambiguous alphabet.
+pub fn validate_user_name(name: &str) -> Result<(), UserError> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !name.starts_with('-');
+    if ok { Ok(()) } else { Err(UserError::BadName(name.to_owned())) }
+}
+
+/// Hashes a password as an argon2id PHC string with a random salt and the
+/// crate's default (OWASP-recommended) cost.
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    if password.is_empty() {
+        return Err(UserError::BadPassword("empty"));
+    }
+    if password.len() > ftp_proto::MAX_PASSWORD {
+        return Err(UserError::BadPassword("longer than 1024 bytes"));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
+impl UserDb {
+    /// Loads the file; a missing file is an empty database.
+    pub fn load(path: &Path) -> Result<UserDb, UserError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(UserDb::default()),
+            Err(source) => return Err(UserError::Io { path: path.to_owned(), source }),
+        };
+        let db: UserDb = toml::from_str(&text)
+            .map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        for (name, record) in &db.users {
+            validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
+            PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
+                path: path.to_owned(),
+                message: format!("user {name:?}: password is not a PHC hash string ({e})"),
+            })?;
+        }
+        Ok(db)
+    }
+
+    /// Writes the file atomically (temporary file, fsync, rename), readable
+    /// by its owner only.
+    pub fn save(&self, path: &Path) -> Result<(), UserError> {
+        let io = |source| UserError::Io { path: path.to_owned(), source };
+        let text = toml::to_string_pretty(self).map_err(|e| UserError::Hash(e.to_string()))?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
+        let result = (|| {
+            let mut f = open_private(&tmp)?;
+            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list`.\n")?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "users".into())
+}
+
+#[cfg(unix)]
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+#[cfg(not(unix))]
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+}
+
+/// The daemon's view of the users file, reloaded when the file changes.
+#[derive(Debug)]
+pub struct UserStore {
+    path: PathBuf,
+    current: Mutex<Loaded>,
+    /// A valid hash of a random password, verified against when the user is
+    /// unknown so that both failures cost the same time.
+    decoy: String,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    stamp: Option<(SystemTime, u64)>,
+    db: Arc<UserDb>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl UserStore {
+    /// Loads the file once; fails if it exists but is invalid.
+    pub fn open(path: &Path) -> Result<UserStore, UserError> {
+        let db = UserDb::load(path)?;
+        let decoy = hash_password(&format!("decoy-{}", rand::random::<u64>()))?;
+        Ok(UserStore {
+            path: path.to_owned(),
+            current: Mutex::new(Loaded { stamp: stamp(path), db: Arc::new(db) }),
+            decoy,
+        })
+    }
+
+    /// Number of users currently loaded.
+    pub fn len(&self) -> usize {
+        self.snapshot().users.len()
+    }
+
+    /// Whether no user is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current database, reloaded first if the file changed. A broken
+    /// file is logged and the previous database kept.
+    pub fn snapshot(&self) -> Arc<UserDb> {
+        let now = stamp(&self.path);
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if now != cur.stamp {
+            match UserDb::load(&self.path) {
+                Ok(db) => {
+                    tracing::info!(path = %self.path.display(), users = db.users.len(), "users file reloaded");
+                    cur.db = Arc::new(db);
+                }
+                Err(e) => tracing::error!(error = %e, "users file changed but is invalid; keeping the previous users"),
+            }
+            cur.stamp = now;
+        }
+        cur.db.clone()
+    }
+
+    /// Checks a user name and password. Blocking and deliberately slow
+    /// (argon2id): call it off the async threads. Unknown users are checked
+    /// against a decoy hash so both failures take the same time.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let db = self.snapshot();
+        let (hash, known) = match db.users.get(user) {
+            Some(record) => (record.password.as_str(), true),
+            None => (self.decoy.as_str(), false),
+        };
+        let Ok(parsed) = PasswordHash::new(hash) else { return false };
+        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        ok && known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_restricted() {
+        for good in ["alice", "bob_2", "_svc", "A-b"] {
+            validate_user_name(good).unwrap();
+        }
+        for bad in ["", "-x", "a/b", "..", ".ftpd", "a b", "é", &"x".repeat(33)] {
+            assert!(validate_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn save_load_verify_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut db = UserDb::default();
+        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap() });
+        db.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("$argon2id$") && !text.contains("pw1"));
+
+        let store = UserStore::open(&path).unwrap();
+        assert!(store.verify("alice", "pw1"));
+        assert!(!store.verify("alice", "pw2"));
+        assert!(!store.verify("mallory", "pw1"));
+
+        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap() });
+        db.save(&path).unwrap();
+        assert!(store.verify("bob", "pw3"), "a changed file is picked up");
+
+        std::fs::write(&path, "this is [not toml").unwrap();
+        assert!(store.verify("bob", "pw3"), "a broken file keeps the previous users");
+    }
+
+    #[test]
+    fn invalid_files_are_refused_with_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        std::fs::write(&path, "[users.alice]\npassword = \"plaintext\"\n").unwrap();
+        let err = UserDb::load(&path).unwrap_err().to_string();
+        assert!(err.contains("alice") && err.contains("PHC"), "{err}");
+        assert!(UserDb::load(&dir.path().join("missing.toml")).unwrap().users.is_empty());
+    }
+}
