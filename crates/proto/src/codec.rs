@@ -92,6 +92,9 @@ pub enum FrameError {
 pub struct FrameCodec {
     inner: LengthDelimitedCodec,
     max: usize,
+    /// The inner codec has consumed a length prefix and waits for the
+    /// payload: the buffer now starts mid-frame.
+    mid_frame: bool,
 }
 
 impl FrameCodec {
@@ -102,7 +105,7 @@ impl FrameCodec {
             .length_field_length(4)
             .max_frame_length(max)
             .new_codec();
-        FrameCodec { inner, max }
+        FrameCodec { inner, max, mid_frame: false }
     }
 
     /// Change the largest payload accepted from now on.
@@ -122,17 +125,21 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        // Check the prefix ourselves first, so the error names the length
-        // (the inner codec refuses it too, before allocating).
-        if src.len() >= 4 {
+        // At a frame boundary, check the prefix ourselves first so the error
+        // names the length (the inner codec refuses it too, before allocating).
+        if !self.mid_frame && src.len() >= 4 {
             let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
             if len > self.max {
                 return Err(FrameError::TooLarge { len, max: self.max });
             }
         }
+        let before = src.len();
         let Some(mut payload) = self.inner.decode(src)? else {
+            // The inner codec consumes the prefix as soon as it has it.
+            self.mid_frame |= src.len() < before;
             return Ok(None);
         };
+        self.mid_frame = false;
         if payload.is_empty() {
             return Err(FrameError::Empty);
         }
@@ -206,6 +213,29 @@ mod tests {
         assert_eq!(codec.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"}");
         assert!(codec.decode(&mut buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn frames_arriving_byte_by_byte_decode() {
+        let mut codec = FrameCodec::new(crate::MAX_FRAME);
+        let mut wire = BytesMut::new();
+        let frames = [
+            Frame::Data(Bytes::from(vec![0xff; 1000])),
+            Frame::Message(Bytes::from_static(b"{\"op\":\"pwd\"}")),
+            Frame::End(Bytes::from_static(b"{}")),
+        ];
+        for f in &frames {
+            codec.encode(f.clone(), &mut wire).unwrap();
+        }
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for byte in wire.iter() {
+            buf.extend_from_slice(&[*byte]);
+            while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                got.push(frame);
+            }
+        }
+        assert_eq!(got, frames);
     }
 
     #[test]

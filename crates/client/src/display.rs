@@ -1,0 +1,100 @@
+//! Showing what the server sent without letting it drive the terminal.
+
+use ftp_proto::{Entry, EntryKind};
+use std::borrow::Cow;
+
+/// Escapes control characters (ESC, CR, LF, C1 controls, DEL) and Unicode
+/// bidirectional overrides, so a hostile name can't move the cursor,
+/// recolour the terminal or disguise itself.
+pub fn escape(name: &str) -> Cow<'_, str> {
+    let dangerous = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !name.chars().any(dangerous) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if dangerous(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Sizes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Formats Unix seconds as `YYYY-MM-DD HH:MM` (UTC).
+pub fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+}
+
+/// One line of `ls`: the escaped name, `/` after directories, `@` after symlinks.
+pub fn short_line(entry: &Entry) -> String {
+    let suffix = match entry.kind {
+        EntryKind::Dir => "/",
+        EntryKind::Symlink => "@",
+        _ => "",
+    };
+    format!("{}{suffix}", escape(&entry.name))
+}
+
+/// One line of `ls -l`: kind, size, time, name.
+pub fn long_line(entry: &Entry) -> String {
+    let kind = match entry.kind {
+        EntryKind::File => '-',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::Other => '?',
+    };
+    format!("{kind} {:>10}  {}  {}", human_size(entry.size), format_time(entry.mtime), short_line(entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_terminal_controls() {
+        assert_eq!(escape("plain.txt"), "plain.txt");
+        assert_eq!(escape("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(escape("x\ny\r"), "x\\u{a}y\\u{d}");
+        assert_eq!(escape("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
+        assert_eq!(escape("\u{9b}31m"), "\\u{9b}31m");
+    }
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13");
+        assert_eq!(format_time(-86_400), "1969-12-31 00:00");
+    }
+}

@@ -1,0 +1,238 @@
+//! `ftpc`: command-line client for ftpd.
+
+use clap::{Parser, Subcommand};
+use ftp_client::display::{escape, human_size, long_line, short_line};
+use ftp_client::profile::{self, Profile};
+use ftp_client::{Client, ClientError};
+use ftp_proto::{ErrorCode, validate_name};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Default server when neither flag, variable nor profile names one: the
+/// daemon's own default address.
+const DEFAULT_SERVER: &str = "127.0.0.1:2121";
+
+#[derive(Parser)]
+#[command(name = "ftpc", version, about = "Client for the ftpd file transfer daemon")]
+struct Cli {
+    /// Server address HOST:PORT [default: profile, else 127.0.0.1:2121].
+    #[arg(long, short = 's', env = "FTPC_SERVER", global = true)]
+    server: Option<String>,
+    /// User name [default: profile].
+    #[arg(long, short = 'u', env = "FTPC_USER", global = true)]
+    user: Option<String>,
+    /// No progress bar and no summary lines.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    /// Seconds to wait for the server before giving up.
+    #[arg(long, default_value_t = 60, global = true)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload a file. REMOTE defaults to the local file name; a REMOTE that
+    /// is an existing directory (or ends in /) receives the file inside it.
+    Put { local: PathBuf, remote: Option<String> },
+    /// Download a file. LOCAL defaults to the remote file name in the current
+    /// directory; a LOCAL that is a directory receives the file inside it.
+    Get { remote: String, local: Option<PathBuf> },
+    /// List a directory.
+    Ls {
+        path: Option<String>,
+        /// Long format: kind, size, modification time.
+        #[arg(short = 'l')]
+        long: bool,
+    },
+    /// Show an entry's kind, size, time and BLAKE3 hash.
+    Stat { path: String },
+    /// Remove a file.
+    Rm { path: String },
+    /// Create a directory.
+    Mkdir { path: String },
+    /// Remove an empty directory.
+    Rmdir { path: String },
+    /// Rename or move a file or directory.
+    Mv { from: String, to: String },
+}
+
+/// Exit codes, documented in the README.
+mod exit {
+    pub const LOCAL: u8 = 1;
+    pub const CONNECT: u8 = 3;
+    pub const AUTH: u8 = 4;
+    pub const REMOTE: u8 = 5;
+    pub const INTEGRITY: u8 = 6;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::LOCAL, &format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => fail(code, &message),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("ftpc: {message}");
+    ExitCode::from(code)
+}
+
+/// An exit code and the one line that explains it.
+struct Failure(u8, String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        let code = match &e {
+            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => exit::CONNECT,
+            ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => exit::AUTH,
+            ClientError::Remote(body) if body.code == ErrorCode::Integrity => exit::INTEGRITY,
+            ClientError::Remote(_) => exit::REMOTE,
+            ClientError::Integrity(_) => exit::INTEGRITY,
+            ClientError::Local { .. } => exit::LOCAL,
+        };
+        let message = match &e {
+            ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => "login failed: unknown user or wrong password".to_owned(),
+            ClientError::Remote(body) => format!("{} [{}]", escape(&body.message), body.code),
+            other => escape(&other.to_string()).into_owned(),
+        };
+        Failure(code, message)
+    }
+}
+
+fn local(message: impl Into<String>) -> Failure {
+    Failure(exit::LOCAL, message.into())
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let profile = match profile::default_path() {
+        Some(path) => Profile::load(&path).map_err(local)?,
+        None => Profile::default(),
+    };
+    let server = cli.server.or(profile.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let user = cli.user.or(profile.user).ok_or_else(|| {
+        local("no user given: pass --user NAME, set FTPC_USER, or put `user = \"NAME\"` in the profile")
+    })?;
+    let password = read_password(&user, &server)?;
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let mut client = Client::connect(&server, timeout).await?;
+    client.login(&user, &password).await?;
+    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+
+    match cli.command {
+        Command::Put { local: path, remote } => put(&mut client, &path, remote, show_progress, cli.quiet).await?,
+        Command::Get { remote, local: path } => get(&mut client, &remote, path, show_progress, cli.quiet).await?,
+        Command::Ls { path, long } => {
+            let entries = client.list(path.as_deref()).await?;
+            for entry in &entries {
+                println!("{}", if long { long_line(entry) } else { short_line(entry) });
+            }
+        }
+        Command::Stat { path } => {
+            let stat = client.stat(&path).await?;
+            let e = &stat.entry;
+            println!("name:  {}", escape(&e.name));
+            println!("kind:  {:?}", e.kind);
+            println!("size:  {} ({})", e.size, human_size(e.size));
+            println!("mtime: {}", ftp_client::display::format_time(e.mtime));
+            if let Some(hash) = &stat.hash {
+                println!("blake3: {}", escape(hash));
+            }
+        }
+        Command::Rm { path } => client.remove(&path).await?,
+        Command::Mkdir { path } => client.mkdir(&path).await?,
+        Command::Rmdir { path } => client.rmdir(&path).await?,
+        Command::Mv { from, to } => client.rename(&from, &to).await?,
+    }
+    let _ = client.quit().await;
+    Ok(())
+}
+
+fn read_password(user: &str, server: &str) -> Result<String, Failure> {
+    if let Ok(p) = std::env::var("FTPC_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked"));
+    }
+    rpassword::prompt_password(format!("Password for {user}@{server}: ")).map_err(|e| local(format!("cannot read password: {e}")))
+}
+
+fn progress_bar(len: u64, label: &str, visible: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if !visible {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+        .expect("valid template")
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(label.to_owned());
+    bar
+}
+
+async fn put(client: &mut Client<TcpStream>, path: &Path, remote: Option<String>, bar: bool, quiet: bool) -> Result<(), Failure> {
+    let meta = std::fs::metadata(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(local(format!("{}: not a regular file", path.display())));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
+    let remote = match remote {
+        None => name.to_owned(),
+        Some(r) if r.ends_with('/') => format!("{r}{name}"),
+        // A cheap probe: `cd` succeeds only for a directory (stat would
+        // hash an existing file). The session is one-shot, so moving its
+        // working directory is harmless.
+        Some(r) => match client.cd(Some(&r)).await {
+            Ok(_) => name.to_owned(),
+            Err(ClientError::Remote(_)) => r,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let pb = progress_bar(meta.len(), &escape(&remote), bar);
+    let result = client.put_file(path, &remote, &mut |n, _| pb.inc(n)).await;
+    pb.finish_and_clear();
+    let ok = result?;
+    if !quiet {
+        eprintln!("uploaded {} ({}, blake3 {})", escape(&ok.path), human_size(ok.size), &ok.hash[..16.min(ok.hash.len())]);
+    }
+    Ok(())
+}
+
+async fn get(client: &mut Client<TcpStream>, remote: &str, target: Option<PathBuf>, bar: bool, quiet: bool) -> Result<(), Failure> {
+    // The local name comes from what the user typed, never from the server,
+    // and is checked like any remote name before it touches the disk.
+    let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let checked = validate_name(name).map(|()| name);
+    let path = match target {
+        Some(t) if t.is_dir() => t.join(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
+        Some(t) => t,
+        None => PathBuf::from(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
+    };
+    let pb = progress_bar(0, &escape(remote), bar);
+    let result = client
+        .get_file(remote, &path, &mut |n, total| {
+            pb.set_length(total);
+            pb.inc(n)
+        })
+        .await;
+    pb.finish_and_clear();
+    let summary = result?;
+    if !quiet {
+        eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);
+    }
+    Ok(())
+}
