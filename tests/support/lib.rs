@@ -1,1 +1,393 @@
-//! placeholder
+//! Fixtures for the end-to-end tests: the real `ftpd` and `ftpc` binaries,
+//! started on `127.0.0.1:0` in temporary directories and stopped on drop,
+//! plus a raw-frame connection that pins the wire format independently of
+//! our own codec.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary. Cargo builds `ftpd` and `ftpc` for their own
+/// packages' integration tests in the same run; `FTPD_BIN` / `FTPC_BIN`
+/// override.
+pub fn bin(name: &str) -> PathBuf {
+    let var = format!("{}_BIN", name.to_uppercase());
+    if let Some(p) = std::env::var_os(&var) {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built: run the suite with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A running daemon with its own data root; killed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Temporary directory holding the data root and users file.
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts `ftpd serve` with default test settings plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Daemon::start_in(dir, extra)
+    }
+
+    /// Starts a daemon on an existing directory (to restart on the same data).
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(bin("ftpd"));
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--fsync", "false"])
+            .arg("--root")
+            .arg(dir.path().join("data"))
+            .arg("--users")
+            .arg(dir.path().join("users.toml"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("FTPD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ftpd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let (log, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                        let _ = tx.send(addr);
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ftpd did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Daemon { child: Some(child), addr, dir, log }
+    }
+
+    /// The data root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A user's home directory.
+    pub fn home(&self, user: &str) -> PathBuf {
+        self.root().join(user)
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Adds a user with `ftpd user add --password-stdin`.
+    pub fn add_user(&self, name: &str, password: &str) {
+        add_user(&self.dir.path().join("users.toml"), name, password);
+    }
+
+    /// An `ftpc` command logged in as `user`, with no profile.
+    pub fn ftpc(&self, user: &str, password: &str) -> Command {
+        let mut cmd = Command::new(bin("ftpc"));
+        cmd.env("FTPC_SERVER", self.addr.to_string())
+            .env("FTPC_USER", user)
+            .env("FTPC_PASSWORD", password)
+            .env("FTPC_CONFIG", self.dir.path().join("no-profile.toml"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait(mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("ftpd did not exit:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the daemon and hands back its directory (to restart on it).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Adds a user to a users file through the real binary.
+pub fn add_user(users: &Path, name: &str, password: &str) {
+    let mut child = Command::new(bin("ftpd"))
+        .args(["user", "add", name, "--password-stdin", "--users"])
+        .arg(users)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ftpd user add");
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs a command and returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run command")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Asserts failure with `code` and returns stderr.
+pub fn fails(cmd: &mut Command, code: i32) -> String {
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    stderr
+}
+
+/// Writes `size` pseudo-random bytes derived from `seed` (BLAKE3's XOF: fast
+/// and reproducible).
+pub fn random_file(path: &Path, size: u64, seed: &str) {
+    let mut reader = blake3::Hasher::new().update(seed.as_bytes()).finalize_xof();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        reader.fill(&mut buf[..n]);
+        file.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+/// BLAKE3 hex of a file.
+pub fn hash_file(path: &Path) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path).unwrap()).unwrap();
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Frame tags, written out here on purpose rather than imported, so these
+/// tests pin the wire format.
+pub const TAG_MESSAGE: u8 = b'M';
+/// Data frame tag.
+pub const TAG_DATA: u8 = b'D';
+/// End frame tag.
+pub const TAG_END: u8 = b'E';
+
+/// A connection that speaks raw frames: `u32` big-endian length, tag byte,
+/// payload.
+pub struct Raw {
+    /// The socket.
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    /// Connects with a 30-second read timeout.
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Raw { stream }
+    }
+
+    /// Connects, says hello and logs in; panics unless both succeed.
+    pub fn login(addr: SocketAddr, user: &str, password: &str) -> Raw {
+        let mut raw = Raw::connect(addr);
+        raw.hello();
+        let reply = raw.request(&serde_json::json!({"op": "login", "user": user, "password": password}));
+        assert_eq!(reply["ok"], true, "login: {reply}");
+        raw
+    }
+
+    /// Sends hello for version 1 and checks the reply.
+    pub fn hello(&mut self) {
+        let reply = self.request(&serde_json::json!({"op": "hello", "version": 1}));
+        assert_eq!(reply["ok"], true, "hello: {reply}");
+        assert_eq!(reply["version"], 1);
+    }
+
+    /// Writes raw bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Writes one frame.
+    pub fn frame(&mut self, tag: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(5 + payload.len());
+        buf.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
+        buf.push(tag);
+        buf.extend_from_slice(payload);
+        self.stream.write_all(&buf)
+    }
+
+    /// Sends a JSON message frame.
+    pub fn send(&mut self, json: &serde_json::Value) {
+        self.frame(TAG_MESSAGE, json.to_string().as_bytes()).expect("send");
+    }
+
+    /// Reads one frame: `(tag, payload)`, or `None` if the server closed.
+    pub fn recv(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        if self.stream.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        assert!(len >= 1 && len <= (1 << 20) + 1, "server sent a frame of {len} bytes");
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).ok()?;
+        let tag = payload.remove(0);
+        Some((tag, payload))
+    }
+
+    /// Reads one message frame as JSON.
+    pub fn reply(&mut self) -> serde_json::Value {
+        let (tag, payload) = self.recv().expect("server closed instead of replying");
+        assert_eq!(tag, TAG_MESSAGE, "expected a message frame");
+        serde_json::from_slice(&payload).expect("reply is JSON")
+    }
+
+    /// Sends a request and reads its reply.
+    pub fn request(&mut self, json: &serde_json::Value) -> serde_json::Value {
+        self.send(json);
+        self.reply()
+    }
+
+    /// Whether the server has closed the connection (reads until EOF).
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Uploads `data` in one request: header, data frames, end frame with
+    /// `hash` (the true BLAKE3 when `None`). Returns the reply.
+    pub fn put(&mut self, path: &str, data: &[u8], hash: Option<&str>) -> serde_json::Value {
+        self.send(&serde_json::json!({"op": "put", "path": path, "size": data.len()}));
+        for chunk in data.chunks(64 * 1024) {
+            self.frame(TAG_DATA, chunk).expect("data");
+        }
+        let real = blake3::hash(data).to_hex().to_string();
+        let end = serde_json::json!({"hash": hash.unwrap_or(&real)});
+        self.frame(TAG_END, end.to_string().as_bytes()).expect("end");
+        self.reply()
+    }
+
+    /// Downloads a file: the reply, then the data and the trailer.
+    pub fn get(&mut self, path: &str) -> Result<(Vec<u8>, serde_json::Value), serde_json::Value> {
+        let reply = self.request(&serde_json::json!({"op": "get", "path": path}));
+        if reply["ok"] != true {
+            return Err(reply);
+        }
+        let mut data = Vec::new();
+        loop {
+            let (tag, payload) = self.recv().expect("download cut short");
+            match tag {
+                TAG_DATA => data.extend_from_slice(&payload),
+                TAG_END => return Ok((data, serde_json::from_slice(&payload).unwrap())),
+                other => panic!("unexpected tag {other} in a download"),
+            }
+        }
+    }
+
+    /// Lists a directory; returns entry names, or the error reply.
+    pub fn ls(&mut self, path: Option<&str>) -> Result<Vec<String>, serde_json::Value> {
+        let req = match path {
+            Some(p) => serde_json::json!({"op": "ls", "path": p}),
+            None => serde_json::json!({"op": "ls"}),
+        };
+        let reply = self.request(&req);
+        if reply["ok"] != true {
+            return Err(reply);
+        }
+        let mut names = Vec::new();
+        loop {
+            let (tag, payload) = self.recv().expect("listing cut short");
+            match tag {
+                TAG_DATA => {
+                    let batch: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+                    names.extend(batch.iter().map(|e| e["name"].as_str().unwrap().to_owned()));
+                }
+                TAG_END => {
+                    let end: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                    assert_eq!(end["count"], names.len());
+                    return Ok(names);
+                }
+                other => panic!("unexpected tag {other} in a listing"),
+            }
+        }
+    }
+}
+
+/// The error code of a reply, or `"ok"`.
+pub fn code(reply: &serde_json::Value) -> String {
+    if reply["ok"] == true { "ok".into() } else { reply["code"].as_str().unwrap_or("?").to_owned() }
+}

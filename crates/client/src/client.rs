@@ -306,12 +306,13 @@ where
             _ => PathBuf::from("."),
         };
         let local_err = |source| ClientError::Local { path: local.to_owned(), source };
-        let temp = tempfile::Builder::new()
-            .prefix(".ftpc-")
-            .suffix(".part")
-            .permissions(file_mode())
-            .tempfile_in(&dir)
-            .map_err(local_err);
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".ftpc-").suffix(".part");
+        // A download gets the mode a plain create would give (the umask
+        // applies), not the private mode of a temporary file.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = builder.tempfile_in(&dir).map_err(local_err);
         let temp = match temp {
             Ok(t) => t,
             Err(e) => {
@@ -404,19 +405,6 @@ where
             Ok(result) => Ok(result?),
         }
     }
-}
-
-/// Mode of downloaded files: what a plain create would give (the umask
-/// applies), not the private mode of a temporary file.
-#[cfg(unix)]
-fn file_mode() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::Permissions::from_mode(0o666)
-}
-
-#[cfg(not(unix))]
-fn file_mode() -> std::fs::Permissions {
-    std::fs::metadata(".").map(|m| m.permissions()).expect("current directory")
 }
 
 fn decode_trailer(json: &[u8]) -> Result<Trailer> {
