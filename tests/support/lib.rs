@@ -10,18 +10,32 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Path of a workspace binary. Cargo builds `ftpd` and `ftpc` for their own
-/// packages' integration tests in the same run; `FTPD_BIN` / `FTPC_BIN`
-/// override.
+/// Path of a workspace binary, freshly built.
+///
+/// Cargo does not rebuild other packages' binaries for this package's
+/// tests, so the first call in each test process runs `cargo build` for them
+/// (a no-op when they are current), making a stale `ftpd` impossible.
+/// `FTPD_BIN` / `FTPC_BIN` override, for testing installed binaries.
 pub fn bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let var = format!("{}_BIN", name.to_uppercase());
     if let Some(p) = std::env::var_os(&var) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "--bins", "-p", "ftp-server", "-p", "ftp-client"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("run cargo build");
+        assert!(status.success(), "building ftpd and ftpc failed");
+    });
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built: run the suite with `cargo test --workspace`", path.display());
+    assert!(path.exists(), "{} was not built", path.display());
     path
 }
 
@@ -123,7 +137,7 @@ impl Daemon {
     }
 
     /// Waits for the daemon to exit and returns its exit code.
-    pub fn wait(mut self) -> Option<i32> {
+    pub fn wait(&mut self) -> Option<i32> {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

@@ -105,7 +105,10 @@ where
                     Err(e) => Err(io_error(&io::Error::other(e), &target)),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                drop(upload); // remove the temporary file before answering
+                Err(e)
+            }
         };
         match result {
             Ok(hash) => {
