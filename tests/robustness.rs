@@ -24,11 +24,21 @@ fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
     std::fs::write(&old, b"old complete version").unwrap();
     ok(d.ftpc("alice", "pw").arg("put").arg(&old).arg("target.bin"));
 
-    let mut child = d.ftpc("alice", "pw").arg("put").arg(&big).arg("target.bin").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = d
+        .ftpc("alice", "pw")
+        .arg("put")
+        .arg(&big)
+        .arg("target.bin")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the daemon is writing the upload's temporary file.
     let staging = d.root().join(".ftpd/staging/alice");
     wait_until(Duration::from_secs(60), "upload to start", || {
-        std::fs::read_dir(&staging).map(|r| r.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false))).unwrap_or(false)
+        std::fs::read_dir(&staging)
+            .map(|r| r.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false)))
+            .unwrap_or(false)
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -133,7 +143,9 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
     }
     // Invalid JSON, wrong types, unknown ops: an error, and the session goes on.
     let mut raw = Raw::login(d.addr, "alice", "pw");
-    for payload in [&b"not json"[..], b"\xff\xfe\xfd", br#"{"op":"explode"}"#, br#"{"op":"get","path":42}"#, b"[1,2]", b"{}"] {
+    for payload in
+        [&b"not json"[..], b"\xff\xfe\xfd", br#"{"op":"explode"}"#, br#"{"op":"get","path":42}"#, b"[1,2]", b"{}"]
+    {
         raw.frame(TAG_MESSAGE, payload).unwrap();
         assert_eq!(code(&raw.reply()), "bad_request", "{}", String::from_utf8_lossy(payload));
     }
@@ -163,7 +175,9 @@ fn connection_limit_refuses_with_busy() {
     assert!(err.contains("busy"), "{err}");
     assert_eq!(code(&first.request(&json!({"op": "quit"}))), "ok");
     drop(first);
-    wait_until(Duration::from_secs(10), "a slot to free up", || d.ftpc("alice", "pw").arg("ls").output().unwrap().status.success());
+    wait_until(Duration::from_secs(10), "a slot to free up", || {
+        d.ftpc("alice", "pw").arg("ls").output().unwrap().status.success()
+    });
 }
 
 #[test]

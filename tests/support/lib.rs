@@ -74,7 +74,9 @@ impl Daemon {
         let mut child = cmd.spawn().expect("spawn ftpd");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let (log, tx) = (log.clone(), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -195,12 +197,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Asserts success and returns stdout.
 pub fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed ({:?}): {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "command failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
@@ -309,7 +306,7 @@ impl Raw {
             return None;
         }
         let len = u32::from_be_bytes(len) as usize;
-        assert!(len >= 1 && len <= (1 << 20) + 1, "server sent a frame of {len} bytes");
+        assert!((1..=(1 << 20) + 1).contains(&len), "server sent a frame of {len} bytes");
         let mut payload = vec![0u8; len];
         self.stream.read_exact(&mut payload).ok()?;
         let tag = payload.remove(0);
@@ -404,4 +401,54 @@ impl Raw {
 /// The error code of a reply, or `"ok"`.
 pub fn code(reply: &serde_json::Value) -> String {
     if reply["ok"] == true { "ok".into() } else { reply["code"].as_str().unwrap_or("?").to_owned() }
+}
+
+/// A scripted, hostile server for client tests: answers hello and login,
+/// then hands each later request to `script`, which writes whatever frames
+/// it likes. Serves connections until the test ends.
+pub fn fake_server<F>(script: F) -> SocketAddr
+where
+    F: Fn(&serde_json::Value, &mut Raw) + Send + Sync + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = Arc::new(script);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let script = script.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut raw = Raw { stream };
+                while let Some((tag, payload)) = raw.recv() {
+                    if tag != TAG_MESSAGE {
+                        continue;
+                    }
+                    let req: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                    match req["op"].as_str() {
+                        Some("hello") => raw.send(
+                            &serde_json::json!({"ok": true, "version": 1, "server": "evil", "max_chunk": 1 << 20}),
+                        ),
+                        Some("login") => raw.send(&serde_json::json!({"ok": true, "user": "u", "cwd": "/"})),
+                        Some("quit") => {
+                            raw.send(&serde_json::json!({"ok": true}));
+                            return;
+                        }
+                        _ => script(&req, &mut raw),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `ftpc` pointed at an arbitrary address.
+pub fn ftpc_at(addr: SocketAddr) -> Command {
+    let mut cmd = Command::new(bin("ftpc"));
+    cmd.env("FTPC_SERVER", addr.to_string())
+        .env("FTPC_USER", "u")
+        .env("FTPC_PASSWORD", "p")
+        .env("FTPC_CONFIG", "/nonexistent/ftpc.toml")
+        .stdin(Stdio::null());
+    cmd
 }

@@ -329,7 +329,10 @@ where
                 Frame::Data(chunk) => {
                     received += chunk.len() as u64;
                     if received > head.size {
-                        return Err(ClientError::Integrity(format!("server sent more than the {} bytes it declared", head.size)));
+                        return Err(ClientError::Integrity(format!(
+                            "server sent more than the {} bytes it declared",
+                            head.size
+                        )));
                     }
                     let n = chunk.len() as u64;
                     let delivered = match &tx {
@@ -394,7 +397,9 @@ where
     async fn next_frame(&mut self) -> Result<Frame> {
         match tokio::time::timeout(self.timeout, self.stream.next()).await {
             Err(_) => Err(ClientError::Timeout),
-            Ok(None) => Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"))),
+            Ok(None) => {
+                Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")))
+            }
             Ok(Some(frame)) => Ok(frame?),
         }
     }

@@ -7,7 +7,9 @@ use std::borrow::Cow;
 /// bidirectional overrides, so a hostile name can't move the cursor,
 /// recolour the terminal or disguise itself.
 pub fn escape(name: &str) -> Cow<'_, str> {
-    let dangerous = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let dangerous = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
     if !name.chars().any(dangerous) {
         return Cow::Borrowed(name);
     }

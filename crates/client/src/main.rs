@@ -94,7 +94,9 @@ struct Failure(u8, String);
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         let code = match &e {
-            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => exit::CONNECT,
+            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => {
+                exit::CONNECT
+            }
             ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => exit::AUTH,
             ClientError::Remote(body) if body.code == ErrorCode::Integrity => exit::INTEGRITY,
             ClientError::Remote(_) => exit::REMOTE,
@@ -102,7 +104,9 @@ impl From<ClientError> for Failure {
             ClientError::Local { .. } => exit::LOCAL,
         };
         let message = match &e {
-            ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => "login failed: unknown user or wrong password".to_owned(),
+            ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => {
+                "login failed: unknown user or wrong password".to_owned()
+            }
             ClientError::Remote(body) => format!("{} [{}]", escape(&body.message), body.code),
             other => escape(&other.to_string()).into_owned(),
         };
@@ -165,7 +169,8 @@ fn read_password(user: &str, server: &str) -> Result<String, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked"));
     }
-    rpassword::prompt_password(format!("Password for {user}@{server}: ")).map_err(|e| local(format!("cannot read password: {e}")))
+    rpassword::prompt_password(format!("Password for {user}@{server}: "))
+        .map_err(|e| local(format!("cannot read password: {e}")))
 }
 
 fn progress_bar(len: u64, label: &str, visible: bool) -> ProgressBar {
@@ -181,7 +186,13 @@ fn progress_bar(len: u64, label: &str, visible: bool) -> ProgressBar {
     bar
 }
 
-async fn put(client: &mut Client<TcpStream>, path: &Path, remote: Option<String>, bar: bool, quiet: bool) -> Result<(), Failure> {
+async fn put(
+    client: &mut Client<TcpStream>,
+    path: &Path,
+    remote: Option<String>,
+    bar: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
     let meta = std::fs::metadata(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
     if !meta.is_file() {
         return Err(local(format!("{}: not a regular file", path.display())));
@@ -207,12 +218,23 @@ async fn put(client: &mut Client<TcpStream>, path: &Path, remote: Option<String>
     pb.finish_and_clear();
     let ok = result?;
     if !quiet {
-        eprintln!("uploaded {} ({}, blake3 {})", escape(&ok.path), human_size(ok.size), &ok.hash[..16.min(ok.hash.len())]);
+        eprintln!(
+            "uploaded {} ({}, blake3 {})",
+            escape(&ok.path),
+            human_size(ok.size),
+            &ok.hash[..16.min(ok.hash.len())]
+        );
     }
     Ok(())
 }
 
-async fn get(client: &mut Client<TcpStream>, remote: &str, target: Option<PathBuf>, bar: bool, quiet: bool) -> Result<(), Failure> {
+async fn get(
+    client: &mut Client<TcpStream>,
+    remote: &str,
+    target: Option<PathBuf>,
+    bar: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
     // The local name comes from what the user typed, never from the server,
     // and is checked like any remote name before it touches the disk.
     let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();

@@ -100,11 +100,8 @@ pub struct FrameCodec {
 impl FrameCodec {
     /// A codec that accepts payloads of at most `max` bytes (tag included).
     pub fn new(max: usize) -> FrameCodec {
-        let inner = LengthDelimitedCodec::builder()
-            .big_endian()
-            .length_field_length(4)
-            .max_frame_length(max)
-            .new_codec();
+        let inner =
+            LengthDelimitedCodec::builder().big_endian().length_field_length(4).max_frame_length(max).new_codec();
         FrameCodec { inner, max, mid_frame: false }
     }
 
@@ -148,9 +145,7 @@ impl Decoder for FrameCodec {
         let _ = payload.split_to(1);
         let body = payload.freeze();
         match tag {
-            Tag::Message | Tag::End if body.len() > crate::MAX_MESSAGE => {
-                Err(FrameError::MessageTooLarge(body.len()))
-            }
+            Tag::Message | Tag::End if body.len() > crate::MAX_MESSAGE => Err(FrameError::MessageTooLarge(body.len())),
             Tag::Message => Ok(Some(Frame::Message(body))),
             Tag::Data => Ok(Some(Frame::Data(body))),
             Tag::End => Ok(Some(Frame::End(body))),

@@ -74,10 +74,7 @@ impl RemotePath {
             }
         }
         if parts.len() > crate::MAX_DEPTH {
-            return Err(PathError::Invalid(format!(
-                "path is deeper than {} components",
-                crate::MAX_DEPTH
-            )));
+            return Err(PathError::Invalid(format!("path is deeper than {} components", crate::MAX_DEPTH)));
         }
         Ok(RemotePath { parts })
     }
@@ -101,11 +98,7 @@ impl RemotePath {
 
     /// The path relative to the home, for filesystem calls (`.` for the home).
     pub fn to_relative(&self) -> PathBuf {
-        if self.parts.is_empty() {
-            PathBuf::from(".")
-        } else {
-            self.parts.iter().collect()
-        }
+        if self.parts.is_empty() { PathBuf::from(".") } else { self.parts.iter().collect() }
     }
 }
 
@@ -158,7 +151,8 @@ mod tests {
     use super::*;
 
     fn at(cwd: &str, input: &str) -> Result<String, PathError> {
-        let cwd = if cwd.is_empty() { RemotePath::root() } else { RemotePath::resolve(&RemotePath::root(), cwd).unwrap() };
+        let cwd =
+            if cwd.is_empty() { RemotePath::root() } else { RemotePath::resolve(&RemotePath::root(), cwd).unwrap() };
         RemotePath::resolve(&cwd, input).map(|p| p.to_string())
     }
 

@@ -149,10 +149,9 @@ pub enum ConfigError {
 impl FileConfig {
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
     }
 }
 
@@ -187,9 +186,17 @@ impl Config {
             root,
             users,
             max_connections,
-            login_timeout: secs("login_timeout_secs", over.login_timeout_secs.or(file.login_timeout_secs), d.login_timeout)?,
+            login_timeout: secs(
+                "login_timeout_secs",
+                over.login_timeout_secs.or(file.login_timeout_secs),
+                d.login_timeout,
+            )?,
             idle_timeout: secs("idle_timeout_secs", over.idle_timeout_secs.or(file.idle_timeout_secs), d.idle_timeout)?,
-            shutdown_grace: secs("shutdown_grace_secs", over.shutdown_grace_secs.or(file.shutdown_grace_secs), d.shutdown_grace)?,
+            shutdown_grace: secs(
+                "shutdown_grace_secs",
+                over.shutdown_grace_secs.or(file.shutdown_grace_secs),
+                d.shutdown_grace,
+            )?,
             log_format: over.log_format.or(file.log_format).unwrap_or(d.log_format),
             fsync: over.fsync.or(file.fsync).unwrap_or(d.fsync),
         })

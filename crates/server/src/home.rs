@@ -101,11 +101,8 @@ impl Home {
 
     /// Describes one entry without following a final symlink.
     pub fn stat(&self, path: &RemotePath) -> io::Result<Entry> {
-        let meta = if path.is_root() {
-            self.dir.dir_metadata()?
-        } else {
-            self.dir.symlink_metadata(path.to_relative())?
-        };
+        let meta =
+            if path.is_root() { self.dir.dir_metadata()? } else { self.dir.symlink_metadata(path.to_relative())? };
         let name = path.file_name().unwrap_or("/").to_owned();
         Ok(entry_of(name, kind_of(&meta), &meta))
     }

@@ -11,8 +11,8 @@ use crate::home::Home;
 use crate::server::Shared;
 use bytes::Bytes;
 use ftp_proto::{
-    Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk,
-    Trailer, WorkingDir, encode_err, encode_ok,
+    Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk, Trailer,
+    WorkingDir, encode_err, encode_ok,
 };
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -218,7 +218,8 @@ where
                         let _permit = shared.auth_slots.acquire().await.map_err(|_| io::Error::other("closed"))?;
                         let shared = shared.clone();
                         tokio::task::spawn_blocking(move || {
-                            crate::users::validate_user_name(&name).is_ok() && shared.users.verify(&name, password.expose())
+                            crate::users::validate_user_name(&name).is_ok()
+                                && shared.users.verify(&name, password.expose())
                         })
                         .await
                         .unwrap_or(false)
@@ -469,7 +470,9 @@ fn log_request(op: &str, outcome: &Outcome, elapsed: Duration) {
     let mib_s = if outcome.bytes > 0 && ms > 0.0 { outcome.bytes as f64 / 1_048_576.0 / (ms / 1000.0) } else { 0.0 };
     let path = escape(&outcome.path);
     match outcome.result {
-        Ok(()) => info!(op, path = %path, bytes = outcome.bytes, ms = format!("{ms:.1}"), mib_s = format!("{mib_s:.1}"), "ok"),
+        Ok(()) => {
+            info!(op, path = %path, bytes = outcome.bytes, ms = format!("{ms:.1}"), mib_s = format!("{mib_s:.1}"), "ok")
+        }
         Err(code) => info!(op, path = %path, bytes = outcome.bytes, ms = format!("{ms:.1}"), error = %code, "refused"),
     }
 }

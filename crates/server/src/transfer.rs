@@ -135,18 +135,27 @@ where
     ) -> Result<String, ErrorBody> {
         let trailer = trailer.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
         if let Some(err) = trailer.error {
-            return Err(ErrorBody::new(ErrorCode::Aborted, format!("{target}: upload abandoned by client: {}", err.message)));
+            return Err(ErrorBody::new(
+                ErrorCode::Aborted,
+                format!("{target}: upload abandoned by client: {}", err.message),
+            ));
         }
         let actual = written.map_err(|e| io_error(&e, target))?;
         if received != size {
-            return Err(ErrorBody::new(ErrorCode::Integrity, format!("{target}: received {received} of {size} bytes declared")));
+            return Err(ErrorBody::new(
+                ErrorCode::Integrity,
+                format!("{target}: received {received} of {size} bytes declared"),
+            ));
         }
         let Some(claimed) = trailer.hash else {
             return Err(ErrorBody::new(ErrorCode::BadRequest, "the end frame of an upload must carry its hash"));
         };
         let hex = actual.to_hex();
         if !claimed.eq_ignore_ascii_case(hex.as_str()) {
-            return Err(ErrorBody::new(ErrorCode::Integrity, format!("{target}: hash mismatch: the data received hashes to {hex}")));
+            return Err(ErrorBody::new(
+                ErrorCode::Integrity,
+                format!("{target}: hash mismatch: the data received hashes to {hex}"),
+            ));
         }
         Ok(hex.to_string())
     }

@@ -9,8 +9,8 @@
 //! `ftpd user add` takes effect without a restart; a file that fails to
 //! parse is reported and the previous contents stay in force.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -105,8 +105,8 @@ impl UserDb {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(UserDb::default()),
             Err(source) => return Err(UserError::Io { path: path.to_owned(), source }),
         };
-        let db: UserDb = toml::from_str(&text)
-            .map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let db: UserDb =
+            toml::from_str(&text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
         for (name, record) in &db.users {
             validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
             PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
