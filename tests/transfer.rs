@@ -128,3 +128,20 @@ fn large_listings_arrive_complete() {
     assert_eq!(names[0], "f0000");
     assert_eq!(names[999], "f0999");
 }
+
+#[test]
+fn json_logs_have_one_line_per_request() {
+    let d = Daemon::start(&["--log-format", "json"]);
+    d.add_user("alice", "pw");
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    assert_eq!(code(&raw.put("notes.txt", &[5u8; 5000], None)), "ok");
+    assert_eq!(code(&raw.request(&serde_json::json!({"op": "quit"}))), "ok");
+    wait_until(std::time::Duration::from_secs(10), "the put to be logged", || d.log().contains("\"op\":\"put\""));
+    let line = d.log().lines().find(|l| l.contains("\"op\":\"put\"")).unwrap().to_owned();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("each log line is JSON");
+    assert_eq!(event["path"], "/notes.txt");
+    assert_eq!(event["bytes"], 5000);
+    assert!(event["ms"].is_string() && event["mib_s"].is_string(), "{event}");
+    assert_eq!(event["span"]["user"], "alice", "{event}");
+    assert!(event["span"]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+}

@@ -81,7 +81,12 @@ impl Daemon {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(rest) = line.split("listening on ").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                        // Text and JSON logs alike: the address runs up to the first
+                        // character that can't be part of one.
+                        let addr: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+                            .collect();
                         let _ = tx.send(addr);
                     }
                     let mut log = log.lock().unwrap();
@@ -90,10 +95,11 @@ impl Daemon {
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().expect("listening address"),
-            Err(_) => {
+        let addr = match rx.recv_timeout(Duration::from_secs(30)).map(|a| a.parse()) {
+            Ok(Ok(addr)) => addr,
+            _ => {
                 let _ = child.kill();
+                let _ = child.wait();
                 panic!("ftpd did not start:\n{}", log.lock().unwrap());
             }
         };

@@ -214,15 +214,26 @@ where
                     let started = Instant::now();
                     let shared = self.shared.clone();
                     let name = user.clone();
-                    let ok = {
-                        let _permit = shared.auth_slots.acquire().await.map_err(|_| io::Error::other("closed"))?;
+                    // Waiting for a verification slot counts against the
+                    // login deadline too, so a login flood can't park
+                    // connections forever.
+                    let verify = async {
+                        let _permit = shared.auth_slots.acquire().await.ok()?;
                         let shared = shared.clone();
                         tokio::task::spawn_blocking(move || {
                             crate::users::validate_user_name(&name).is_ok()
                                 && shared.users.verify(&name, password.expose())
                         })
                         .await
-                        .unwrap_or(false)
+                        .ok()
+                    };
+                    let ok = match tokio::time::timeout_at(deadline, verify).await {
+                        Ok(verdict) => verdict.unwrap_or(false),
+                        Err(_) => {
+                            warn!("login deadline passed while verifying");
+                            self.send_err(ErrorBody::new(ErrorCode::Timeout, "login took too long")).await.ok();
+                            return Ok(false);
+                        }
                     };
                     if !ok {
                         attempts += 1;
