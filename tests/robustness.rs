@@ -6,8 +6,9 @@ use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
 
-fn staging_files(d: &Daemon, user: &str) -> usize {
-    std::fs::read_dir(d.root().join(".ftpd/staging").join(user)).map(|r| r.count()).unwrap_or(0)
+/// Files in the user's partial-upload directory (data and records).
+fn partial_files(d: &Daemon, user: &str) -> usize {
+    std::fs::read_dir(d.root().join(".ftpd/partial").join(user)).map(|r| r.count()).unwrap_or(0)
 }
 
 #[test]
@@ -33,19 +34,28 @@ fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the daemon is writing the upload's temporary file.
-    let staging = d.root().join(".ftpd/staging/alice");
-    wait_until(Duration::from_secs(60), "upload to start", || {
-        std::fs::read_dir(&staging)
-            .map(|r| r.flatten().any(|e| e.metadata().map(|m| m.len() > 0).unwrap_or(false)))
-            .unwrap_or(false)
-    });
+    // Wait until the daemon is writing the upload's partial file.
+    let partials = d.root().join(".ftpd/partial/alice");
+    let part_len = || -> u64 {
+        std::fs::read_dir(&partials)
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(60), "upload to start", || part_len() > 0);
     child.kill().unwrap();
     child.wait().unwrap();
 
-    wait_until(Duration::from_secs(30), "temporary file to be removed", || staging_files(&d, "alice") == 0);
+    // The old file is untouched and nothing else appeared in the home; the
+    // partial is kept outside it, for a resume.
+    wait_until(Duration::from_secs(30), "the daemon to notice", || d.log().contains("partial kept for resume"));
     assert_eq!(std::fs::read(d.home("alice").join("target.bin")).unwrap(), b"old complete version");
     assert_eq!(std::fs::read_dir(d.home("alice")).unwrap().count(), 1);
+    assert!(part_len() > 0);
 
     // The daemon still serves everyone.
     let small = work.path().join("small");
@@ -67,7 +77,7 @@ fn a_put_whose_hash_does_not_match_is_refused() {
     assert_eq!(code(&reply), "integrity");
     assert_eq!(std::fs::read(d.home("alice").join("f")).unwrap(), b"original", "the old file stays");
     assert!(!d.home("alice").join("new").exists(), "nothing under the target name");
-    assert_eq!(staging_files(&d, "alice"), 0);
+    assert_eq!(partial_files(&d, "alice"), 0);
     // The session goes on.
     assert_eq!(raw.get("f").unwrap().0, b"original");
 }
@@ -94,7 +104,7 @@ fn declared_sizes_that_lie_are_refused() {
     assert_eq!(code(&raw.reply()), "integrity");
     assert!(raw.closed());
     assert!(!d.home("alice").join("long").exists());
-    assert_eq!(staging_files(&d, "alice"), 0);
+    assert_eq!(partial_files(&d, "alice"), 0);
 }
 
 #[test]
@@ -198,7 +208,7 @@ fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     let data = vec![9u8; 1 << 20];
     busy.send(&json!({"op": "put", "path": "during-shutdown", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
-    wait_until(Duration::from_secs(10), "upload to start", || staging_files(&d, "alice") == 1);
+    wait_until(Duration::from_secs(10), "upload to start", || partial_files(&d, "alice") == 2);
     d.terminate();
     // The idle session is told and closed.
     assert_eq!(code(&idle.reply()), "shutting_down");

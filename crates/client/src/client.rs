@@ -2,13 +2,13 @@
 
 use bytes::{Bytes, BytesMut};
 use ftp_proto::{
-    Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk, Password, PutOk,
-    Request, StatOk, Trailer, WorkingDir, decode_reply,
+    DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk, Password, PutOk,
+    PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
 };
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -80,13 +80,43 @@ impl From<FrameError> for ClientError {
 
 type Result<T> = std::result::Result<T, ClientError>;
 
+/// Receives the progress of a transfer.
+pub trait Progress {
+    /// The transfer starts at `offset` (bytes already held on the receiving
+    /// side after an interruption) of `total`.
+    fn start(&mut self, offset: u64, total: u64);
+    /// `bytes` more were transferred.
+    fn advance(&mut self, bytes: u64);
+}
+
+/// No progress reporting.
+impl Progress for () {
+    fn start(&mut self, _: u64, _: u64) {}
+    fn advance(&mut self, _: u64) {}
+}
+
+/// Files at least this large are uploaded resumably (small ones gain
+/// nothing from it and would pay one more round trip).
+pub const RESUME_THRESHOLD: u64 = 1 << 20;
+
 /// Result of a verified download.
 #[derive(Debug, Clone)]
 pub struct GetSummary {
-    /// Bytes written.
+    /// Size of the file.
     pub size: u64,
     /// BLAKE3 (hex) of the file, as checked against the server's.
     pub hash: String,
+    /// Bytes that were already held from an interrupted download.
+    pub resumed_from: u64,
+}
+
+/// Result of a verified upload.
+#[derive(Debug, Clone)]
+pub struct PutSummary {
+    /// What the server stored.
+    pub stored: PutOk,
+    /// Bytes the server already held from an interrupted upload.
+    pub resumed_from: u64,
 }
 
 /// One logged-in (or about to be) connection to ftpd.
@@ -214,13 +244,15 @@ where
         Ok(())
     }
 
-    /// Uploads a local file. `progress` is called with each chunk's size and
-    /// the total.
+    /// Uploads a local file, reporting to `progress`.
     ///
-    /// The data streams right behind the request; if the server refuses
-    /// early, the upload is abandoned with an end frame and the refusal
-    /// returned.
-    pub async fn put_file(&mut self, local: &Path, remote: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<PutOk> {
+    /// Files of at least [`RESUME_THRESHOLD`] bytes are sent with `resume`:
+    /// the server says how much of an interrupted earlier upload it holds,
+    /// the client checks those bytes against its own file by hash and sends
+    /// only the rest (or starts afresh if they differ). Smaller files stream
+    /// right behind the request. Either way, if the server refuses midway,
+    /// the upload is abandoned with an end frame and the refusal returned.
+    pub async fn put_file(&mut self, local: &Path, remote: &str, progress: &mut dyn Progress) -> Result<PutSummary> {
         let local_err = |source| ClientError::Local { path: local.to_owned(), source };
         let file = std::fs::File::open(local).map_err(local_err)?;
         let meta = file.metadata().map_err(local_err)?;
@@ -228,10 +260,45 @@ where
             return Err(local_err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
         }
         let size = meta.len();
-        self.send(Frame::Message(Request::Put { path: remote.to_owned(), size }.encode())).await?;
+        let resume = size >= RESUME_THRESHOLD;
+        let mut tries = 0;
+        let (offset, hasher) = loop {
+            let request = Request::Put { path: remote.to_owned(), size, resume, hash: None };
+            self.send(Frame::Message(request.encode())).await?;
+            if !resume {
+                break (0, blake3::Hasher::new());
+            }
+            let ready: PutReady = self.reply().await?;
+            if ready.offset > size {
+                return Err(ClientError::Protocol(format!(
+                    "server claims {} bytes of a {size}-byte file",
+                    ready.offset
+                )));
+            }
+            let mut prefix = file.try_clone().map_err(local_err)?;
+            let held = ready.offset;
+            let hasher = tokio::task::spawn_blocking(move || hash_prefix(&mut prefix, held))
+                .await
+                .map_err(io::Error::other)?
+                .map_err(local_err)?;
+            if hasher.finalize().to_hex().as_str() == ready.prefix_hash || held == 0 {
+                break (held, hasher);
+            }
+            // The server's bytes are not ours: make it drop them, start afresh.
+            let abort = ErrorBody::new(ErrorCode::Integrity, "resumed bytes do not match the local file");
+            self.send(Frame::End(Trailer { error: Some(abort), ..Trailer::default() }.encode())).await?;
+            let _ = self.reply::<Empty>().await;
+            tries += 1;
+            if tries > 1 {
+                return Err(ClientError::Integrity(
+                    "the server's partial upload keeps differing from the local file".into(),
+                ));
+            }
+        };
+        progress.start(offset, size);
 
         let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let reader = tokio::task::spawn_blocking(move || read_chunks(file, size, tx));
+        let reader = tokio::task::spawn_blocking(move || read_chunks(file, offset, size, hasher, tx));
         loop {
             tokio::select! {
                 biased;
@@ -258,7 +325,7 @@ where
                     Some(chunk) => {
                         let n = chunk.len() as u64;
                         self.send(Frame::Data(chunk)).await?;
-                        progress(n, size);
+                        progress.advance(n);
                     }
                     None => break,
                 },
@@ -286,49 +353,66 @@ where
                 ok.size, ok.hash
             )));
         }
-        Ok(ok)
+        Ok(PutSummary { stored: ok, resumed_from: offset })
     }
 
-    /// Downloads `remote` to the local file `local`. The data goes to a
-    /// temporary file beside `local`, which is renamed into place only when
-    /// its size and BLAKE3 hash match the server's; otherwise it is removed
-    /// and nothing appears under `local`. `progress` gets each chunk's size
-    /// and the total.
-    pub async fn get_file(
-        &mut self,
-        remote: &str,
-        local: &Path,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<GetSummary> {
-        let head: GetOk = self.call(&Request::Get { path: remote.to_owned() }).await?;
-        let dir = match local.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
+    /// Downloads `remote` to the local file `local`.
+    ///
+    /// The data goes to a partial file beside `local` (`.NAME.ftpc-part`,
+    /// with a small `.json` record of which remote file it belongs to),
+    /// renamed into place only when the whole file's size and BLAKE3 hash
+    /// match the server's; on a mismatch both are removed and nothing
+    /// appears under `local`. If the download breaks, the partial stays, and
+    /// the next `get_file` of the same remote file to the same place
+    /// continues from it (the server starts afresh if the file changed).
+    /// `progress` is told where the transfer starts and each chunk after.
+    pub async fn get_file(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
         let local_err = |source| ClientError::Local { path: local.to_owned(), source };
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".ftpc-").suffix(".part");
-        // A download gets the mode a plain create would give (the umask
-        // applies), not the private mode of a temporary file.
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let temp = builder.tempfile_in(&dir).map_err(local_err);
-        let temp = match temp {
-            Ok(t) => t,
+        let partial = LocalPartial::for_target(local).map_err(local_err)?;
+        let (held, since) = partial.held(remote);
+        let head: GetOk = self.call(&Request::Get { path: remote.to_owned(), offset: held, since }).await?;
+        if head.offset > held || head.offset > head.size {
+            return Err(ClientError::Protocol(format!("server resumes at {} but we hold {held} bytes", head.offset)));
+        }
+        let file = match partial.open(remote, &head) {
+            Ok(file) => file,
             Err(e) => {
                 self.skip_data().await?;
-                return Err(e);
+                return Err(local_err(e));
             }
         };
+        progress.start(head.offset, head.size);
+        let result = self.receive(file, &head, local, progress).await;
+        match &result {
+            // A broken connection keeps what arrived, for the next attempt.
+            Err(ClientError::Io(_) | ClientError::Timeout) if partial.len() > 0 => {}
+            Err(_) => partial.remove(),
+            Ok(_) => partial.finish(local).map_err(local_err)?,
+        }
+        let hash = result?;
+        Ok(GetSummary { size: head.size, hash, resumed_from: head.offset })
+    }
+
+    /// Receives a download's data into `file` (which holds `head.offset`
+    /// bytes already) and verifies the whole file. Returns its hash.
+    async fn receive(
+        &mut self,
+        file: std::fs::File,
+        head: &GetOk,
+        local: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<String> {
         let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let writer = tokio::task::spawn_blocking(move || write_chunks(temp, rx));
+        let offset = head.offset;
+        let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, rx));
         let mut tx = Some(tx);
+        let expected = head.size - head.offset;
         let mut received = 0u64;
         let trailer = loop {
             match self.next_frame().await? {
                 Frame::Data(chunk) => {
                     received += chunk.len() as u64;
-                    if received > head.size {
+                    if received > expected {
                         return Err(ClientError::Integrity(format!(
                             "server sent more than the {} bytes it declared",
                             head.size
@@ -342,28 +426,32 @@ where
                     if !delivered {
                         tx = None;
                     }
-                    progress(n, head.size);
+                    progress.advance(n);
                 }
                 Frame::End(json) => break decode_trailer(&json)?,
                 Frame::Message(_) => return Err(ClientError::Protocol("unexpected reply inside a download".into())),
             }
         };
         drop(tx);
-        let (temp, hash) = writer.await.unwrap_or_else(|e| Err(io::Error::other(e))).map_err(local_err)?;
+        let hash = writer.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let hash = hash.map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
         if let Some(err) = trailer.error {
             return Err(ClientError::Remote(err));
         }
-        if received != head.size {
-            return Err(ClientError::Integrity(format!("received {received} of {} bytes", head.size)));
-        }
         let hex = hash.to_hex().to_string();
         match trailer.hash {
-            Some(h) if h.eq_ignore_ascii_case(&hex) => {}
-            Some(h) => return Err(ClientError::Integrity(format!("server says {h}, data hashes to {hex}"))),
-            None => return Err(ClientError::Protocol("download trailer lacks a hash".into())),
+            _ if received != expected => {
+                Err(ClientError::Integrity(format!("received {} of {} bytes", head.offset + received, head.size)))
+            }
+            Some(h) if h.eq_ignore_ascii_case(&hex) => Ok(hex),
+            Some(h) => Err(ClientError::Integrity(format!("server says {h}, data hashes to {hex}"))),
+            None => Err(ClientError::Protocol("download trailer lacks a hash".into())),
         }
-        temp.persist(local).map_err(|e| local_err(e.error))?;
-        Ok(GetSummary { size: received, hash: hex })
+    }
+
+    /// Space used and available in the user's quota.
+    pub async fn df(&mut self) -> Result<DfOk> {
+        self.call(&Request::Df).await
     }
 
     /// Reads and drops a download's data frames up to its trailer.
@@ -416,10 +504,27 @@ fn decode_trailer(json: &[u8]) -> Result<Trailer> {
     Trailer::decode(json).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Disk side of an upload: reads exactly `size` bytes and hashes them.
-fn read_chunks(mut file: std::fs::File, size: u64, tx: mpsc::Sender<Bytes>) -> io::Result<blake3::Hash> {
+/// Feeds the first `len` bytes of `file` to a new hasher.
+fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
-    let mut left = size;
+    file.seek(SeekFrom::Start(0))?;
+    if io::copy(&mut file.take(len), &mut hasher)? != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
+    }
+    Ok(hasher)
+}
+
+/// Disk side of an upload: reads bytes `offset..size` and hashes them after
+/// the prefix already in `hasher`.
+fn read_chunks(
+    mut file: std::fs::File,
+    offset: u64,
+    size: u64,
+    mut hasher: blake3::Hasher,
+    tx: mpsc::Sender<Bytes>,
+) -> io::Result<blake3::Hash> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut left = size - offset;
     while left > 0 {
         let want = left.min(ftp_proto::DEFAULT_CHUNK as u64) as usize;
         let mut buf = BytesMut::zeroed(want);
@@ -441,16 +546,98 @@ fn read_chunks(mut file: std::fs::File, size: u64, tx: mpsc::Sender<Bytes>) -> i
     Ok(hasher.finalize())
 }
 
-/// Disk side of a download: writes and hashes chunks into the temporary file.
-fn write_chunks(
-    mut temp: tempfile::NamedTempFile,
-    mut rx: mpsc::Receiver<Bytes>,
-) -> io::Result<(tempfile::NamedTempFile, blake3::Hash)> {
-    let mut hasher = blake3::Hasher::new();
+/// Disk side of a download: hashes the `offset` bytes already in the partial,
+/// then appends and hashes the chunks received, and syncs the file.
+fn write_chunks(mut file: std::fs::File, offset: u64, mut rx: mpsc::Receiver<Bytes>) -> io::Result<blake3::Hash> {
+    let mut hasher = hash_prefix(&mut file, offset)?;
+    file.seek(SeekFrom::Start(offset))?;
     while let Some(chunk) = rx.blocking_recv() {
-        temp.write_all(&chunk)?;
+        file.write_all(&chunk)?;
         hasher.update(&chunk);
     }
-    temp.as_file().sync_all()?;
-    Ok((temp, hasher.finalize()))
+    file.sync_all()?;
+    Ok(hasher.finalize())
+}
+
+/// The local partial of a download and its record.
+struct LocalPartial {
+    part: PathBuf,
+    record: PathBuf,
+}
+
+/// What a local partial belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartialRecord {
+    remote: String,
+    size: u64,
+    mtime: i64,
+}
+
+impl LocalPartial {
+    fn for_target(local: &Path) -> io::Result<LocalPartial> {
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no usable file name"))?;
+        // Keep the partial's name within the usual 255-byte limit.
+        let stem =
+            if name.len() <= 200 { name.to_owned() } else { blake3::hash(name.as_bytes()).to_hex()[..32].to_owned() };
+        let dir = match local.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Ok(LocalPartial {
+            part: dir.join(format!(".{stem}.ftpc-part")),
+            record: dir.join(format!(".{stem}.ftpc-part.json")),
+        })
+    }
+
+    /// Bytes held for `remote`, and the version of the file they came from.
+    fn held(&self, remote: &str) -> (u64, Option<Version>) {
+        let record: Option<PartialRecord> =
+            std::fs::read(&self.record).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let len = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
+        match record {
+            Some(r) if r.remote == remote && len > 0 && len <= r.size => {
+                (len, Some(Version { size: r.size, mtime: r.mtime }))
+            }
+            _ => (0, None),
+        }
+    }
+
+    /// Opens (creating) and locks the partial, keeps its first `offset`
+    /// bytes, and records which file it belongs to.
+    fn open(&self, remote: &str, head: &GetOk) -> io::Result<std::fs::File> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        // A download gets the mode a plain create would give (the umask
+        // applies).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o666);
+        let file = opts.open(&self.part)?;
+        file.try_lock()
+            .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "another download to this file is in progress"))?;
+        file.set_len(head.offset)?;
+        let record = PartialRecord { remote: remote.to_owned(), size: head.size, mtime: head.mtime };
+        std::fs::write(&self.record, serde_json::to_vec(&record).map_err(io::Error::other)?)?;
+        Ok(file)
+    }
+
+    /// Moves the verified file into place.
+    fn finish(&self, local: &Path) -> io::Result<()> {
+        std::fs::rename(&self.part, local)?;
+        let _ = std::fs::remove_file(&self.record);
+        Ok(())
+    }
+
+    /// Bytes currently in the partial.
+    fn len(&self) -> u64 {
+        std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Deletes a partial that can't be trusted.
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.part);
+        let _ = std::fs::remove_file(&self.record);
+    }
 }

@@ -10,4 +10,4 @@ mod client;
 pub mod display;
 pub mod profile;
 
-pub use client::{Client, ClientError, GetSummary};
+pub use client::{Client, ClientError, GetSummary, Progress, PutSummary, RESUME_THRESHOLD};

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use ftp_client::display::{escape, human_size, long_line, short_line};
 use ftp_client::profile::{self, Profile};
-use ftp_client::{Client, ClientError};
+use ftp_client::{Client, ClientError, Progress};
 use ftp_proto::{ErrorCode, validate_name};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -60,6 +60,8 @@ enum Command {
     Rmdir { path: String },
     /// Rename or move a file or directory.
     Mv { from: String, to: String },
+    /// Show used and available space in your quota.
+    Df,
 }
 
 /// Exit codes, documented in the README.
@@ -157,6 +159,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mkdir { path } => client.mkdir(&path).await?,
         Command::Rmdir { path } => client.rmdir(&path).await?,
         Command::Mv { from, to } => client.rename(&from, &to).await?,
+        Command::Df => {
+            let df = client.df().await?;
+            match (df.quota, df.available) {
+                (Some(quota), Some(available)) => println!(
+                    "used {} of {} ({} available)",
+                    human_size(df.used),
+                    human_size(quota),
+                    human_size(available)
+                ),
+                _ => println!("used {} (no quota)", human_size(df.used)),
+            }
+        }
     }
     let _ = client.quit().await;
     Ok(())
@@ -173,17 +187,38 @@ fn read_password(user: &str, server: &str) -> Result<String, Failure> {
         .map_err(|e| local(format!("cannot read password: {e}")))
 }
 
-fn progress_bar(len: u64, label: &str, visible: bool) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if !visible {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
+/// A progress bar (hidden when not wanted) that also announces a resume.
+struct Bar {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Bar {
+    fn new(label: &str, visible: bool, quiet: bool) -> Bar {
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(label.to_owned());
+        Bar { bar, quiet }
     }
-    let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-        .expect("valid template")
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(label.to_owned());
-    bar
+}
+
+impl Progress for Bar {
+    fn start(&mut self, offset: u64, total: u64) {
+        if offset > 0 && !self.quiet {
+            self.bar.suspend(|| eprintln!("resuming at {} of {}", human_size(offset), human_size(total)));
+        }
+        self.bar.set_length(total);
+        self.bar.set_position(offset);
+        self.bar.reset_eta();
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
 }
 
 async fn put(
@@ -213,16 +248,16 @@ async fn put(
             Err(e) => return Err(e.into()),
         },
     };
-    let pb = progress_bar(meta.len(), &escape(&remote), bar);
-    let result = client.put_file(path, &remote, &mut |n, _| pb.inc(n)).await;
-    pb.finish_and_clear();
-    let ok = result?;
+    let mut progress = Bar::new(&escape(&remote), bar, quiet);
+    let result = client.put_file(path, &remote, &mut progress).await;
+    progress.bar.finish_and_clear();
+    let ok = result?.stored;
     if !quiet {
         eprintln!(
             "uploaded {} ({}, blake3 {})",
             escape(&ok.path),
             human_size(ok.size),
-            &ok.hash[..16.min(ok.hash.len())]
+            escape(&ok.hash[..16.min(ok.hash.len())])
         );
     }
     Ok(())
@@ -244,14 +279,9 @@ async fn get(
         Some(t) => t,
         None => PathBuf::from(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
     };
-    let pb = progress_bar(0, &escape(remote), bar);
-    let result = client
-        .get_file(remote, &path, &mut |n, total| {
-            pb.set_length(total);
-            pb.inc(n)
-        })
-        .await;
-    pb.finish_and_clear();
+    let mut progress = Bar::new(&escape(remote), bar, quiet);
+    let result = client.get_file(remote, &path, &mut progress).await;
+    progress.bar.finish_and_clear();
     let summary = result?;
     if !quiet {
         eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);

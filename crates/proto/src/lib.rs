@@ -12,8 +12,8 @@ mod path;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
-    DecodeError, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, ListEnd, LoginOk, Password, PutOk,
-    Request, StatOk, Trailer, WorkingDir, decode_reply, encode_err, encode_ok,
+    DecodeError, DfOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, Password, PutOk,
+    PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err, encode_ok,
 };
 pub use path::{PathError, RemotePath, validate_name};
 

@@ -31,19 +31,39 @@ pub enum Request {
         /// Password in clear (the transport protects it).
         password: Password,
     },
-    /// Upload: `size` bytes of data frames follow, then an end frame with
-    /// the BLAKE3 hash of the whole file.
+    /// Upload: data frames follow, then an end frame with the BLAKE3 hash
+    /// of the whole file.
+    ///
+    /// Without `resume`, all `size` bytes follow at once. With `resume`,
+    /// the client first waits for a [`PutReady`] reply saying how many bytes
+    /// the server already holds, and sends only the rest.
     Put {
         /// Target path.
         path: String,
-        /// Exact number of bytes that will follow.
+        /// Size of the whole file.
         size: u64,
+        /// Ask to continue an interrupted upload of the same file.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resume: bool,
+        /// BLAKE3 (hex) of the whole file, if the sender knows it up front.
+        /// A partial recorded with another hash is never resumed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hash: Option<String>,
     },
-    /// Download a file.
+    /// Download a file, from `offset` on.
     Get {
         /// File to read.
         path: String,
+        /// Bytes the client already holds (from an interrupted download).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        offset: u64,
+        /// Size and mtime the file had when the held bytes were received;
+        /// if the file changed since, the server starts again from 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Version>,
     },
+    /// Space used and available in the user's quota.
+    Df,
     /// List a directory (the working directory when `path` is absent).
     Ls {
         /// Directory to list.
@@ -105,6 +125,7 @@ impl Request {
             Request::Rename { .. } => "rename",
             Request::Cd { .. } => "cd",
             Request::Pwd => "pwd",
+            Request::Df => "df",
             Request::Quit => "quit",
         }
     }
@@ -177,6 +198,10 @@ pub enum ErrorCode {
     TooLarge,
     /// The server is at its connection limit.
     Busy,
+    /// Too many sessions for this user or from this address.
+    TooManySessions,
+    /// The upload does not fit in the user's quota.
+    QuotaExceeded,
     /// The peer was too slow (login deadline or idle timeout).
     Timeout,
     /// The sender abandoned a transfer.
@@ -207,6 +232,8 @@ impl ErrorCode {
             ErrorCode::Integrity => "integrity",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Busy => "busy",
+            ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Aborted => "aborted",
             ErrorCode::ShuttingDown => "shutting_down",
@@ -270,6 +297,45 @@ pub struct LoginOk {
     pub cwd: String,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Identifies one version of a remote file, for resuming a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// Interim reply to a `put` with `resume`: the client sends the data from
+/// `offset` on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReady {
+    /// Bytes of the file the server already holds (0: start afresh).
+    pub offset: u64,
+    /// BLAKE3 (hex) of those `offset` bytes as they are on the server's
+    /// disk. The client compares it with its own file's first `offset`
+    /// bytes and abandons the upload (error code `integrity`) on a mismatch.
+    pub prefix_hash: String,
+}
+
+/// Reply to `df`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DfOk {
+    /// Bytes used: files in the home plus partial uploads kept for resume.
+    pub used: u64,
+    /// The quota in bytes; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// Bytes still available (quota minus used and reserved); absent when
+    /// unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<u64>,
+}
+
 /// Final reply to a successful `put`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutOk {
@@ -281,13 +347,18 @@ pub struct PutOk {
     pub hash: String,
 }
 
-/// Reply to `get`; `size` bytes of data frames and a [`Trailer`] follow.
+/// Reply to `get`; `size - offset` bytes of data frames and a [`Trailer`]
+/// with the hash of the whole file follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetOk {
-    /// Bytes that will follow.
+    /// Size of the whole file.
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
+    /// Where the data starts: the requested offset, or 0 when the server
+    /// starts afresh (the file changed, or the offset was beyond its end).
+    #[serde(default)]
+    pub offset: u64,
 }
 
 /// Reply to `stat`.
@@ -367,9 +438,6 @@ impl Trailer {
     }
 }
 
-/// Alias kept for readers of the listing code: the trailer of an `ls`.
-pub type ListEnd = Trailer;
-
 /// A JSON message that could not be parsed. The message names the field or
 /// op that was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -411,8 +479,11 @@ mod tests {
             Request::Hello { version: 1, client: Some("ftpc/0.1".into()) },
             Request::Hello { version: 1, client: None },
             Request::Login { user: "alice".into(), password: Password("s3cret".into()) },
-            Request::Put { path: "a/b.txt".into(), size: 1 << 40 },
-            Request::Get { path: "b.txt".into() },
+            Request::Put { path: "a/b.txt".into(), size: 1 << 40, resume: false, hash: None },
+            Request::Put { path: "a".into(), size: 9, resume: true, hash: Some("ab".repeat(32)) },
+            Request::Get { path: "b.txt".into(), offset: 0, since: None },
+            Request::Get { path: "b.txt".into(), offset: 7, since: Some(Version { size: 9, mtime: 3 }) },
+            Request::Df,
             Request::Ls { path: None },
             Request::Ls { path: Some("dir".into()) },
             Request::Stat { path: "x".into() },
@@ -437,8 +508,10 @@ mod tests {
 
     #[test]
     fn request_wire_form_is_stable() {
-        let req = Request::Put { path: "f".into(), size: 3 };
+        let req = Request::Put { path: "f".into(), size: 3, resume: false, hash: None };
         assert_eq!(&req.encode()[..], br#"{"op":"put","path":"f","size":3}"#);
+        let req = Request::Get { path: "f".into(), offset: 0, since: None };
+        assert_eq!(&req.encode()[..], br#"{"op":"get","path":"f"}"#, "v1 clients' requests are unchanged");
         assert_eq!(&Request::Pwd.encode()[..], br#"{"op":"pwd"}"#);
     }
 
@@ -453,7 +526,10 @@ mod tests {
         roundtrip_ok(HelloOk { version: 1, server: "ftpd".into(), max_chunk: 1 << 20 });
         roundtrip_ok(LoginOk { user: "alice".into(), cwd: "/".into() });
         roundtrip_ok(PutOk { path: "/a".into(), size: 5, hash: "ab".repeat(32) });
-        roundtrip_ok(GetOk { size: 5, mtime: 1_700_000_000 });
+        roundtrip_ok(GetOk { size: 5, mtime: 1_700_000_000, offset: 2 });
+        roundtrip_ok(PutReady { offset: 4, prefix_hash: "cd".repeat(32) });
+        roundtrip_ok(DfOk { used: 10, quota: Some(100), available: Some(90) });
+        roundtrip_ok(DfOk { used: 10, quota: None, available: None });
         let entry = Entry { name: "a".into(), kind: EntryKind::File, size: 5, mtime: -3 };
         roundtrip_ok(StatOk { entry: entry.clone(), hash: Some("00".repeat(32)) });
         roundtrip_ok(StatOk { entry: Entry { kind: EntryKind::Dir, ..entry }, hash: None });

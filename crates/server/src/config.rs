@@ -42,6 +42,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// fsync uploaded files and their directory before reporting success.
     pub fsync: bool,
+    /// Most sessions one user may have open at once.
+    pub max_sessions_per_user: usize,
+    /// Most sessions (logged in or not) from one IP address.
+    pub max_sessions_per_ip: usize,
+    /// Partial uploads not written to for this long are removed.
+    pub partial_max_age: Duration,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -64,6 +70,9 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             log_format: LogFormat::Text,
             fsync: true,
+            max_sessions_per_user: 32,
+            max_sessions_per_ip: 128,
+            partial_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -82,6 +91,9 @@ pub struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     log_format: Option<LogFormat>,
     fsync: Option<bool>,
+    max_sessions_per_user: Option<usize>,
+    max_sessions_per_ip: Option<usize>,
+    partial_max_age_secs: Option<u64>,
 }
 
 /// Values from flags or `FTPD_*` variables (clap merges the two). `None`
@@ -115,6 +127,15 @@ pub struct Overrides {
     /// fsync each upload before acknowledging it (true/false).
     #[arg(long, env = "FTPD_FSYNC", value_parser = clap::builder::BoolishValueParser::new())]
     pub fsync: Option<bool>,
+    /// Most sessions one user may have open at once.
+    #[arg(long, env = "FTPD_MAX_SESSIONS_PER_USER")]
+    pub max_sessions_per_user: Option<usize>,
+    /// Most sessions from one IP address.
+    #[arg(long, env = "FTPD_MAX_SESSIONS_PER_IP")]
+    pub max_sessions_per_ip: Option<usize>,
+    /// Seconds after which an abandoned partial upload is removed.
+    #[arg(long, env = "FTPD_PARTIAL_MAX_AGE_SECS")]
+    pub partial_max_age_secs: Option<u64>,
 }
 
 /// An invalid configuration, naming the key at fault.
@@ -174,10 +195,23 @@ impl Config {
             Some(n) => Ok(Duration::from_secs(n)),
             None => Ok(default),
         };
-        let max_connections = over.max_connections.or(file.max_connections).unwrap_or(d.max_connections);
-        if max_connections == 0 {
-            return Err(ConfigError::Invalid { key: "max_connections", message: "must be at least 1".into() });
-        }
+        let at_least_one = |key: &'static str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(ConfigError::Invalid { key, message: "must be at least 1".into() }),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        let max_connections =
+            at_least_one("max_connections", over.max_connections.or(file.max_connections), d.max_connections)?;
+        let max_sessions_per_user = at_least_one(
+            "max_sessions_per_user",
+            over.max_sessions_per_user.or(file.max_sessions_per_user),
+            d.max_sessions_per_user,
+        )?;
+        let max_sessions_per_ip = at_least_one(
+            "max_sessions_per_ip",
+            over.max_sessions_per_ip.or(file.max_sessions_per_ip),
+            d.max_sessions_per_ip,
+        )?;
         if root.as_os_str().is_empty() {
             return Err(ConfigError::Invalid { key: "root", message: "must not be empty".into() });
         }
@@ -199,6 +233,13 @@ impl Config {
             )?,
             log_format: over.log_format.or(file.log_format).unwrap_or(d.log_format),
             fsync: over.fsync.or(file.fsync).unwrap_or(d.fsync),
+            max_sessions_per_user,
+            max_sessions_per_ip,
+            partial_max_age: secs(
+                "partial_max_age_secs",
+                over.partial_max_age_secs.or(file.partial_max_age_secs),
+                d.partial_max_age,
+            )?,
         })
     }
 }

@@ -7,17 +7,19 @@
 //! with `PermissionDenied`, including a directory swapped for a symlink
 //! between two calls. Once opened, a `Home` can never reach outside.
 //!
-//! Uploads are written to a private staging directory outside the home
-//! (`<root>/.ftpd/staging/<user>/`, on the same filesystem) and renamed into
-//! place only after they are verified, so a partial upload never appears
-//! under its final name and an existing file is replaced atomically.
+//! Uploads are written outside the home, to `<root>/.ftpd/partial/<user>/`
+//! (resumable partials) or `<root>/.ftpd/staging/<user>/` (private
+//! temporary files), on the same filesystem, and renamed into place only
+//! after they are verified: a partial upload never appears under its final
+//! name, and an existing file is replaced atomically.
 //!
 //! Every method here blocks: call them from `spawn_blocking`.
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, Metadata, OpenOptions};
 use ftp_proto::{Entry, EntryKind, RemotePath};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
@@ -25,49 +27,73 @@ use std::time::UNIX_EPOCH;
 /// can't contain a dot, so it never collides with a home.
 pub const STATE_DIR: &str = ".ftpd";
 
-/// One user's home and staging directory.
+/// One user's home, partial and staging directories.
 #[derive(Debug)]
 pub struct Home {
     dir: Dir,
+    partials: Dir,
     staging: Dir,
     fsync: bool,
 }
 
-/// An upload in progress: a temporary file in the staging directory, removed
-/// on drop unless committed.
+/// An upload in progress: a partial (or temporary) file outside the home,
+/// renamed into place by [`Upload::commit`]. A private temporary file is
+/// removed on drop; a resumable partial stays for the next attempt unless
+/// [`Upload::discard`] is called.
 #[derive(Debug)]
 pub struct Upload {
-    staging: Dir,
+    store: Dir,
     temp_name: String,
+    /// Set for resumable partials: the record of what the partial is for.
+    meta_name: Option<String>,
     parent: Dir,
     name: String,
-    committed: bool,
+    done: bool,
+}
+
+/// What [`Home::begin_upload`] hands to the transfer.
+#[derive(Debug)]
+pub struct UploadStart {
+    /// The upload, to commit or discard.
+    pub upload: Upload,
+    /// The file to write, positioned at `offset`.
+    pub file: std::fs::File,
+    /// Bytes already held (resumed), 0 for a fresh upload.
+    pub offset: u64,
+    /// BLAKE3 (hex) of the bytes already held.
+    pub prefix_hash: String,
+    /// Hasher that has absorbed the bytes already held.
+    pub hasher: blake3::Hasher,
+    /// Bytes of an older partial that were thrown away (for the quota).
+    pub dropped: u64,
+}
+
+/// What a resumable partial was started for, kept beside it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PartialMeta {
+    path: String,
+    size: u64,
+    hash: Option<String>,
 }
 
 impl Home {
-    /// Opens (creating if needed) `<root>/<user>/` and its staging directory.
-    /// `user` must already be a validated user name.
+    /// Opens (creating if needed) `<root>/<user>/` and the user's partial
+    /// and staging directories. `user` must already be a validated user name.
     pub fn open(root: &Path, user: &str, fsync: bool) -> io::Result<Home> {
         let root = Dir::open_ambient_dir(root, ambient_authority())?;
         root.create_dir_all(user)?;
         let dir = root.open_dir(user)?;
-        let staging_path = Path::new(STATE_DIR).join("staging").join(user);
-        root.create_dir_all(&staging_path)?;
-        let staging = root.open_dir(&staging_path)?;
-        Ok(Home { dir, staging, fsync })
+        let open_state = |kind: &str| {
+            let path = Path::new(STATE_DIR).join(kind).join(user);
+            root.create_dir_all(&path)?;
+            root.open_dir(&path)
+        };
+        Ok(Home { dir, partials: open_state("partial")?, staging: open_state("staging")?, fsync })
     }
 
-    /// Removes leftover temporary files of this user (from a crash).
-    pub fn clean_staging(&self) -> io::Result<usize> {
-        let mut removed = 0;
-        for entry in self.staging.entries()? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                self.staging.remove_file(entry.file_name())?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    /// Where the partial uploads of `user` live, for accounting.
+    pub fn partials_path(root: &Path, user: &str) -> std::path::PathBuf {
+        root.join(STATE_DIR).join("partial").join(user)
     }
 
     /// Whether `path` is an existing directory (following symlinks inside the home).
@@ -128,13 +154,14 @@ impl Home {
         Ok((file, meta))
     }
 
-    /// Removes a file (or a symlink, never its target).
-    pub fn remove_file(&self, path: &RemotePath) -> io::Result<()> {
+    /// Removes a file (or a symlink, never its target). Returns the bytes freed.
+    pub fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
         let meta = self.dir.symlink_metadata(path.to_relative())?;
         if meta.is_dir() {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory; use rmdir"));
         }
-        self.dir.remove_file(path.to_relative())
+        self.dir.remove_file(path.to_relative())?;
+        Ok(if meta.is_file() { meta.len() } else { 0 })
     }
 
     /// Creates a directory; its parent must exist.
@@ -150,41 +177,153 @@ impl Home {
     }
 
     /// Renames within the home. An existing file at `to` is replaced
-    /// atomically; a directory can't be moved into itself.
-    pub fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<()> {
+    /// atomically (its size is returned, for the quota); a directory can't
+    /// be moved into itself.
+    pub fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
         refuse_root(from)?;
         refuse_root(to)?;
         self.dir.symlink_metadata(from.to_relative())?;
-        self.dir.rename(from.to_relative(), &self.dir, to.to_relative())
+        let replaced = match self.dir.symlink_metadata(to.to_relative()) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        };
+        self.dir.rename(from.to_relative(), &self.dir, to.to_relative())?;
+        Ok(replaced)
     }
 
-    /// Starts an upload to `path`: checks that the parent is a directory and
-    /// that the target is not one, then creates a temporary file.
-    pub fn begin_upload(&self, path: &RemotePath) -> io::Result<(Upload, std::fs::File)> {
+    /// Starts an upload of `size` bytes to `path`: checks that the parent
+    /// is a directory and that the target is not one, then opens the
+    /// partial file that will receive the data.
+    ///
+    /// The partial of a given target and size lives at a fixed place in the
+    /// user's partial directory, locked while an upload writes it. With
+    /// `resume`, a partial recorded for the same target, size and (when both
+    /// sides know it) hash is continued from its length on disk, and the
+    /// hash of the bytes it holds is returned for the client to check;
+    /// otherwise it is emptied. When another upload holds the partial (two
+    /// clients putting the same file at once), this one writes to a private
+    /// temporary file instead, which is not resumable.
+    pub fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        resume: bool,
+        hash: Option<&str>,
+    ) -> io::Result<UploadStart> {
         let name = path
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"))?
             .to_owned();
         let parent = self.open_dir(&path.parent())?;
-        match parent.symlink_metadata(&name) {
-            Ok(m) if m.is_dir() => return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory")),
-            _ => {}
+        if let Ok(m) = parent.symlink_metadata(&name) {
+            if m.is_dir() {
+                return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
+            }
         }
-        let staging = self.staging.try_clone()?;
+        let target = path.to_string();
+        let key = blake3::hash(format!("{target}\0{size}").as_bytes()).to_hex()[..32].to_owned();
+        let part_name = format!("{key}.part");
+        let Some(mut file) = self.lock_partial(&part_name)? else {
+            return self.begin_temp_upload(parent, name);
+        };
+        let meta_name = format!("{key}.meta");
+        let recorded: Option<PartialMeta> =
+            self.partials.read(&meta_name).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let held = file.metadata()?.len();
+        let same = recorded.is_some_and(|m| {
+            m.path == target && m.size == size && (m.hash.is_none() || hash.is_none() || m.hash.as_deref() == hash)
+        });
+        let mut hasher = blake3::Hasher::new();
+        let (offset, dropped) = if resume && same && held <= size {
+            file.seek(SeekFrom::Start(0))?;
+            let copied = io::copy(&mut (&mut file).take(held), &mut hasher)?;
+            if copied != held {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial upload shrank"));
+            }
+            (held, 0)
+        } else {
+            file.set_len(0)?;
+            let meta = PartialMeta { path: target, size, hash: hash.map(str::to_owned) };
+            self.partials.write(&meta_name, serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
+            (0, held)
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let prefix_hash = hasher.finalize().to_hex().to_string();
+        let store = self.partials.try_clone()?;
+        let upload = Upload { store, temp_name: part_name, meta_name: Some(meta_name), parent, name, done: false };
+        Ok(UploadStart { upload, file, offset, prefix_hash, hasher, dropped })
+    }
+
+    /// Opens and locks a partial file, making sure the locked file is still
+    /// the one at that name (a finishing upload may have just renamed it
+    /// into place). `None` when another upload holds it.
+    fn lock_partial(&self, part_name: &str) -> io::Result<Option<std::fs::File>> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true);
+        for _ in 0..8 {
+            let file = self.partials.open_with(part_name, &opts)?.into_std();
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let locked = file.metadata()?;
+            match self.partials.open(part_name).and_then(|f| f.into_std().metadata()) {
+                Ok(now) if (now.dev(), now.ino()) == (locked.dev(), locked.ino()) => return Ok(Some(file)),
+                _ => continue, // renamed away meanwhile: try the new one
+            }
+        }
+        Err(io::Error::other("partial upload keeps changing"))
+    }
+
+    /// A private, non-resumable temporary file for an upload.
+    fn begin_temp_upload(&self, parent: Dir, name: String) -> io::Result<UploadStart> {
+        let store = self.staging.try_clone()?;
         let mut opts = OpenOptions::new();
         opts.write(true).create_new(true);
         for _ in 0..16 {
-            let temp_name = format!("{:016x}.part", rand::random::<u64>());
-            match staging.open_with(&temp_name, &opts) {
+            let temp_name = format!("{:016x}.tmp", rand::random::<u64>());
+            match store.open_with(&temp_name, &opts) {
                 Ok(file) => {
-                    let upload = Upload { staging, temp_name, parent, name, committed: false };
-                    return Ok((upload, file.into_std()));
+                    let upload = Upload { store, temp_name, meta_name: None, parent, name, done: false };
+                    let hasher = blake3::Hasher::new();
+                    let prefix_hash = hasher.finalize().to_hex().to_string();
+                    return Ok(UploadStart {
+                        upload,
+                        file: file.into_std(),
+                        offset: 0,
+                        prefix_hash,
+                        hasher,
+                        dropped: 0,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(io::Error::other("could not create a unique temporary file"))
+    }
+
+    /// Removes partial uploads not written for `max_age`, skipping those in
+    /// use. Returns the bytes freed.
+    pub fn remove_stale_partials(&self, max_age: std::time::Duration) -> io::Result<u64> {
+        let mut freed = 0;
+        for entry in self.partials.entries()? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".part") else { continue };
+            let meta = entry.metadata()?;
+            let age = meta.modified().ok().and_then(|t| t.into_std().elapsed().ok()).unwrap_or_default();
+            if age < max_age {
+                continue;
+            }
+            if let Some(_locked) = self.lock_partial(&name)? {
+                self.partials.remove_file(&name)?;
+                let _ = self.partials.remove_file(format!("{key}.meta"));
+                freed += meta.len();
+            }
+        }
+        Ok(freed)
     }
 
     /// Whether uploads are fsynced before they are committed.
@@ -198,28 +337,52 @@ impl Home {
 }
 
 impl Upload {
-    /// Renames the verified temporary file into place, replacing any
-    /// existing file atomically, and (with fsync) makes the rename durable.
-    pub fn commit(mut self, fsync: bool) -> io::Result<()> {
+    /// Renames the verified file into place, replacing any existing file
+    /// atomically, and (with fsync) makes the rename durable. Returns the
+    /// size of the file it replaced.
+    pub fn commit(mut self, fsync: bool) -> io::Result<u64> {
         // Re-check at commit: the target may have become a directory meanwhile.
-        if let Ok(m) = self.parent.symlink_metadata(&self.name) {
-            if m.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
-            }
+        let replaced = match self.parent.symlink_metadata(&self.name) {
+            Ok(m) if m.is_dir() => return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory")),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        };
+        self.store.rename(&self.temp_name, &self.parent, &self.name)?;
+        self.done = true;
+        if let Some(meta) = &self.meta_name {
+            let _ = self.store.remove_file(meta);
         }
-        self.staging.rename(&self.temp_name, &self.parent, &self.name)?;
-        self.committed = true;
         if fsync {
             self.parent.open(".")?.sync_all()?;
         }
-        Ok(())
+        Ok(replaced)
+    }
+
+    /// Deletes the partial (it can't be trusted or is no longer wanted).
+    pub fn discard(mut self) {
+        self.remove();
+    }
+
+    /// Whether an interrupted upload leaves this file for a later resume.
+    pub fn is_resumable(&self) -> bool {
+        self.meta_name.is_some()
+    }
+
+    fn remove(&mut self) {
+        if !self.done {
+            let _ = self.store.remove_file(&self.temp_name);
+            if let Some(meta) = &self.meta_name {
+                let _ = self.store.remove_file(meta);
+            }
+            self.done = true;
+        }
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.committed {
-            let _ = self.staging.remove_file(&self.temp_name);
+        if !self.is_resumable() {
+            self.remove();
         }
     }
 }
@@ -298,7 +461,7 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{path}");
         }
         assert_eq!(home.list(&p("out")).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
-        assert_eq!(home.begin_upload(&p("out/x")).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(home.begin_upload(&p("out/x"), 1, false, None).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
         assert!(home.list(&p("inside")).unwrap().is_empty(), "a symlink inside the home works");
     }
 
@@ -306,16 +469,60 @@ mod tests {
     fn upload_is_invisible_until_committed() {
         let root = tempfile::tempdir().unwrap();
         let home = Home::open(root.path(), "bob", true).unwrap();
-        let (upload, mut file) = home.begin_upload(&p("f")).unwrap();
-        std::io::Write::write_all(&mut file, b"hello").unwrap();
+        let mut start = home.begin_upload(&p("f"), 5, false, None).unwrap();
+        std::io::Write::write_all(&mut start.file, b"hello").unwrap();
         assert!(home.list(&RemotePath::root()).unwrap().is_empty());
-        upload.commit(true).unwrap();
+        assert_eq!(start.upload.commit(true).unwrap(), 0);
         let entries = home.list(&RemotePath::root()).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].size, 5);
+        let partials = root.path().join(".ftpd/partial/bob");
+        assert_eq!(std::fs::read_dir(&partials).unwrap().count(), 0, "commit leaves nothing behind");
+    }
 
-        let (upload, _file) = home.begin_upload(&p("g")).unwrap();
-        drop(upload);
-        assert_eq!(home.clean_staging().unwrap(), 0, "a dropped upload removes its temporary file");
+    #[test]
+    fn partials_resume_only_for_the_same_upload() {
+        let root = tempfile::tempdir().unwrap();
+        let home = Home::open(root.path(), "bob", false).unwrap();
+        let mut start = home.begin_upload(&p("f"), 10, true, None).unwrap();
+        assert_eq!(start.offset, 0);
+        std::io::Write::write_all(&mut start.file, b"hello").unwrap();
+        drop(start); // interrupted
+
+        let again = home.begin_upload(&p("f"), 10, true, None).unwrap();
+        assert_eq!(again.offset, 5);
+        assert_eq!(again.prefix_hash, blake3::hash(b"hello").to_hex().to_string());
+        // While it is held, a second upload of the same file gets a private file.
+        let other = home.begin_upload(&p("f"), 10, true, None).unwrap();
+        assert_eq!(other.offset, 0);
+        assert!(!other.upload.is_resumable());
+        drop(other);
+        drop(again);
+
+        // Another size, or no resume asked: start afresh.
+        assert_eq!(home.begin_upload(&p("f"), 11, true, None).unwrap().offset, 0);
+        let fresh = home.begin_upload(&p("f"), 10, false, None).unwrap();
+        assert_eq!((fresh.offset, fresh.dropped), (0, 5));
+        drop(fresh);
+        // A different declared hash never resumes a partial recorded with another.
+        let mut start = home.begin_upload(&p("g"), 10, true, Some("aa")).unwrap();
+        std::io::Write::write_all(&mut start.file, b"abc").unwrap();
+        drop(start);
+        assert_eq!(home.begin_upload(&p("g"), 10, true, Some("bb")).unwrap().offset, 0);
+    }
+
+    #[test]
+    fn stale_partials_are_removed_unless_in_use() {
+        let root = tempfile::tempdir().unwrap();
+        let home = Home::open(root.path(), "bob", false).unwrap();
+        let mut a = home.begin_upload(&p("a"), 10, true, None).unwrap();
+        std::io::Write::write_all(&mut a.file, b"held").unwrap();
+        let mut b = home.begin_upload(&p("b"), 10, true, None).unwrap();
+        std::io::Write::write_all(&mut b.file, b"stale!").unwrap();
+        drop(b);
+        assert_eq!(home.remove_stale_partials(std::time::Duration::ZERO).unwrap(), 6);
+        let left = std::fs::read_dir(root.path().join(".ftpd/partial/bob")).unwrap().count();
+        assert_eq!(left, 2, "the partial in use and its record stay");
+        drop(a);
     }
 }

@@ -6,6 +6,7 @@
 //! uploads). The binary in `main.rs` only parses flags, loads configuration
 //! and calls [`server::run`].
 
+pub mod accounts;
 pub mod config;
 mod errors;
 pub mod home;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ftp_server::config::{Config, FileConfig, LogFormat, Overrides};
-use ftp_server::users::{UserDb, UserRecord, hash_password, validate_user_name};
+use ftp_server::users::{UserDb, UserRecord, format_size, hash_password, parse_size, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,16 @@ enum UserAction {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Disk quota, e.g. 10GiB or 500MB [default: unlimited].
+        #[arg(long, value_parser = parse_size)]
+        quota: Option<u64>,
+    },
+    /// Set or clear a user's disk quota.
+    SetQuota {
+        /// User name.
+        name: String,
+        /// Quota, e.g. 10GiB, 500MB, 1048576, or `none` for unlimited.
+        size: String,
     },
     /// Remove a user (their files stay on disk).
     Del {
@@ -64,7 +74,7 @@ enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List users.
+    /// List users and their quotas.
     List,
 }
 
@@ -140,15 +150,28 @@ fn init_logging(format: LogFormat) {
 fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
     let mut db = UserDb::load(path)?;
     match action {
-        UserAction::Add { name, password_stdin } => {
+        UserAction::Add { name, password_stdin, quota } => {
             validate_user_name(&name)?;
             if db.users.contains_key(&name) {
                 bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
             }
             let password = read_password(password_stdin)?;
-            db.users.insert(name.clone(), UserRecord { password: hash_password(&password)? });
+            db.users.insert(name.clone(), UserRecord { password: hash_password(&password)?, quota });
             db.save(path)?;
             println!("added user {name} to {}", path.display());
+        }
+        UserAction::SetQuota { name, size } => {
+            let quota = match size.as_str() {
+                "none" | "unlimited" => None,
+                text => Some(parse_size(text).map_err(anyhow::Error::msg)?),
+            };
+            let Some(record) = db.users.get_mut(&name) else { bail!("no such user {name:?}") };
+            record.quota = quota;
+            db.save(path)?;
+            match quota {
+                Some(q) => println!("quota of {name} set to {}", format_size(q)),
+                None => println!("quota of {name} removed (unlimited)"),
+            }
         }
         UserAction::Del { name } => {
             if db.users.remove(&name).is_none() {
@@ -165,8 +188,11 @@ fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
             println!("password changed for {name}");
         }
         UserAction::List => {
-            for name in db.users.keys() {
-                println!("{name}");
+            for (name, record) in &db.users {
+                match record.quota {
+                    Some(q) => println!("{name}\tquota {}", format_size(q)),
+                    None => println!("{name}\tunlimited"),
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! The accept loop: where a connection enters the daemon.
 
+use crate::accounts::Accounts;
 use crate::config::Config;
-use crate::home::STATE_DIR;
-use crate::users::UserStore;
+use crate::home::{Home, STATE_DIR};
+use crate::users::{UserStore, validate_user_name};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameCodec, encode_err};
 use futures::SinkExt;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Shared {
     /// Bounds concurrent argon2 verifications (each takes ~19 MiB and a core
     /// for tens of milliseconds), so a login flood can't exhaust memory.
     pub auth_slots: Semaphore,
+    /// Sessions per user and address; usage per user.
+    pub accounts: Arc<Accounts>,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -36,8 +39,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     use anyhow::Context;
     std::fs::create_dir_all(&config.root)
         .with_context(|| format!("cannot create data root {}", config.root.display()))?;
-    // No upload survives a restart (resume is not in protocol v1): clear
-    // leftover temporary files before anyone can log in.
+    // Private temporary files (of uploads that raced for the same partial)
+    // are never resumed: clear leftovers before anyone can log in. Resumable
+    // partials in .ftpd/partial stay until they are resumed or grow stale.
     let staging = config.root.join(STATE_DIR).join("staging");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
@@ -48,10 +52,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let grace = config.shutdown_grace;
-    let shared = Arc::new(Shared { config, users, auth_slots: Semaphore::new(4) });
+    let shared = Arc::new(Shared { config, users, auth_slots: Semaphore::new(4), accounts: Arc::default() });
     let tracker = TaskTracker::new();
     let addr = listener.local_addr()?;
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
+    tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
 
     loop {
         let accepted = tokio::select! {
@@ -68,19 +73,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             }
         };
         let _ = stream.set_nodelay(true);
-        match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let (shared, shutdown) = (shared.clone(), shutdown.clone());
-                tracker.spawn(async move {
-                    crate::session::serve(stream, peer, shared, shutdown).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                warn!(%peer, "connection limit reached; refusing");
-                tracker.spawn(refuse(stream, ErrorCode::Busy, "server is at its connection limit; try again later"));
-            }
-        }
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "connection limit reached; refusing");
+            tracker.spawn(refuse(stream, ErrorCode::Busy, "server is at its connection limit; try again later"));
+            continue;
+        };
+        let Some(slot) = shared.accounts.enter_address(peer.ip(), shared.config.max_sessions_per_ip) else {
+            warn!(%peer, "too many sessions from this address; refusing");
+            let msg = format!("too many sessions from {} (limit {})", peer.ip(), shared.config.max_sessions_per_ip);
+            tracker.spawn(async move { refuse(stream, ErrorCode::TooManySessions, &msg).await });
+            continue;
+        };
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            crate::session::serve(stream, peer, shared, shutdown).await;
+            drop((slot, permit));
+        });
     }
     drop(listener);
     tracker.close();
@@ -97,4 +105,39 @@ async fn refuse(stream: TcpStream, code: ErrorCode, message: &str) {
     let mut frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
     let frame = Frame::Message(encode_err(&ErrorBody::new(code, message)));
     let _ = tokio::time::timeout(Duration::from_secs(5), frames.send(frame)).await;
+}
+
+/// Removes partial uploads older than the configured age: once at start,
+/// then periodically, until shutdown.
+async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let max_age = shared.config.partial_max_age;
+    let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        let s = shared.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let dir = s.config.root.join(STATE_DIR).join("partial");
+            let Ok(entries) = std::fs::read_dir(&dir) else { return };
+            for entry in entries.flatten() {
+                let user = entry.file_name().to_string_lossy().into_owned();
+                if validate_user_name(&user).is_err() {
+                    continue;
+                }
+                let freed =
+                    Home::open(&s.config.root, &user, false).and_then(|home| home.remove_stale_partials(max_age));
+                match freed {
+                    Ok(0) => {}
+                    Ok(bytes) => {
+                        info!(user = %user, bytes, "removed stale partial uploads");
+                        s.accounts.adjust_if_loaded(&user, -(bytes as i64));
+                    }
+                    Err(e) => warn!(user = %user, error = %e, "cannot sweep partial uploads"),
+                }
+            }
+        });
+        let _ = swept.await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
 }

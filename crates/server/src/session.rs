@@ -6,13 +6,14 @@
 //! absolute deadline; after login every request is resolved inside the
 //! user's [`Home`].
 
+use crate::accounts::{Account, UserSlot};
 use crate::errors::{io_error, path_error};
 use crate::home::Home;
 use crate::server::Shared;
 use bytes::Bytes;
 use ftp_proto::{
-    Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk, Trailer,
-    WorkingDir, encode_err, encode_ok,
+    DfOk, Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk,
+    Trailer, WorkingDir, encode_err, encode_ok,
 };
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -71,8 +72,17 @@ impl Outcome {
 
 /// A logged-in user.
 pub(crate) struct UserSession {
+    pub name: String,
     pub home: Arc<Home>,
     pub cwd: RemotePath,
+    /// Holds one of the user's session slots; also their usage.
+    pub slot: UserSlot,
+}
+
+impl UserSession {
+    pub fn account(&self) -> &Arc<Account> {
+        &self.slot.account
+    }
 }
 
 /// One connection's state.
@@ -244,6 +254,13 @@ where
                         }
                         continue;
                     }
+                    let max = shared.config.max_sessions_per_user;
+                    let Some(slot) = shared.accounts.enter_user(&user, max) else {
+                        warn!(user = %user, "too many sessions for this user");
+                        let msg = format!("too many sessions for user {user} (limit {max})");
+                        self.send_err(ErrorBody::new(ErrorCode::TooManySessions, msg)).await?;
+                        return Ok(false);
+                    };
                     let (root, fsync) = (shared.config.root.clone(), shared.config.fsync);
                     let name = user.clone();
                     let home = tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync)).await;
@@ -256,10 +273,16 @@ where
                             return Ok(false);
                         }
                     };
+                    let root = &shared.config.root;
+                    if let Err(e) = slot.account.load(&root.join(&user), &Home::partials_path(root, &user)).await {
+                        tracing::error!(user = %user, error = %e, "cannot compute disk usage");
+                        self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot read your home directory")).await?;
+                        return Ok(false);
+                    }
                     tracing::Span::current().record("user", user.as_str());
                     info!(elapsed_ms = started.elapsed().as_millis() as u64, "login");
-                    self.send_ok(&LoginOk { user, cwd: "/".into() }).await?;
-                    self.user = Some(UserSession { home, cwd: RemotePath::root() });
+                    self.send_ok(&LoginOk { user: user.clone(), cwd: "/".into() }).await?;
+                    self.user = Some(UserSession { name: user, home, cwd: RemotePath::root(), slot });
                     self.frames.codec_mut().set_max_frame(ftp_proto::MAX_FRAME);
                     return Ok(true);
                 }
@@ -282,15 +305,23 @@ where
         let started = Instant::now();
         let op = request.op();
         let outcome = match request {
-            Request::Put { path, size } => self.put(&path, size).await?,
-            Request::Get { path } => self.get(&path).await?,
+            Request::Put { path, size, resume, hash } => self.put(&path, size, resume, hash).await?,
+            Request::Get { path, offset, since } => self.get(&path, offset, since).await?,
             Request::Ls { path } => self.ls(path.as_deref()).await?,
             Request::Stat { path } => self.stat(&path).await?,
             Request::Rm { path } => self.simple(&path, |h, p| h.remove_file(p)).await?,
-            Request::Mkdir { path } => self.simple(&path, |h, p| h.create_dir(p)).await?,
-            Request::Rmdir { path } => self.simple(&path, |h, p| h.remove_dir(p)).await?,
+            Request::Mkdir { path } => self.simple(&path, |h, p| h.create_dir(p).map(|()| 0)).await?,
+            Request::Rmdir { path } => self.simple(&path, |h, p| h.remove_dir(p).map(|()| 0)).await?,
             Request::Rename { from, to } => self.rename(&from, &to).await?,
             Request::Cd { path } => self.cd(path.as_deref()).await?,
+            Request::Df => {
+                let user = self.user();
+                let usage = user.account().usage();
+                let quota = self.shared.users.quota(&user.name);
+                let available = quota.map(|q| q.saturating_sub(usage.used + usage.reserved));
+                self.send_ok(&DfOk { used: usage.used, quota, available }).await?;
+                Outcome::new("", Ok(()))
+            }
             Request::Pwd => {
                 let cwd = self.user().cwd.to_string();
                 self.send_ok(&WorkingDir { cwd: cwd.clone() }).await?;
@@ -346,17 +377,22 @@ where
         Ok(Outcome::new(path, Err(code)))
     }
 
+    /// A request with a path and an empty reply. `f` returns the bytes it
+    /// freed, which leave the user's usage.
     async fn simple<F>(&mut self, path: &str, f: F) -> Result<Outcome, ConnError>
     where
-        F: FnOnce(&Home, &RemotePath) -> io::Result<()> + Send + 'static,
+        F: FnOnce(&Home, &RemotePath) -> io::Result<u64> + Send + 'static,
     {
         let path = match self.resolve(path) {
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
         let p = path.clone();
-        let result = self.fs(move |h| f(h, &p).map(|()| Empty {})).await;
-        self.reply(&path, result).await
+        let result = self.fs(move |h| f(h, &p)).await;
+        if let Ok(freed) = result {
+            self.user().account().adjust(-(freed as i64));
+        }
+        self.reply(&path, result.map(|_| Empty {})).await
     }
 
     async fn rename(&mut self, from: &str, to: &str) -> Result<Outcome, ConnError> {
@@ -365,8 +401,11 @@ where
             (Err(e), _) | (_, Err(e)) => return self.refuse(format!("{from} -> {to}"), e).await,
         };
         let (f, t) = (from.clone(), to.clone());
-        let result = self.fs(move |h| h.rename(&f, &t).map(|()| Empty {})).await;
-        let mut outcome = self.reply(&from, result).await?;
+        let result = self.fs(move |h| h.rename(&f, &t)).await;
+        if let Ok(replaced) = result {
+            self.user().account().adjust(-(replaced as i64));
+        }
+        let mut outcome = self.reply(&from, result.map(|_| Empty {})).await?;
         outcome.path = format!("{from} -> {to}");
         Ok(outcome)
     }

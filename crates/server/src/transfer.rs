@@ -4,13 +4,15 @@
 //! by a small bounded channel, so reading the socket and writing the disk
 //! overlap while memory per transfer stays constant (a few chunks).
 
+use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
-use crate::home::read_full;
+use crate::home::{Upload, read_full};
 use crate::session::{ConnError, Flow, Outcome, Session};
 use bytes::{Bytes, BytesMut};
-use ftp_proto::{ErrorBody, ErrorCode, Frame, GetOk, PutOk, RemotePath, Trailer};
+use ftp_proto::{ErrorBody, ErrorCode, Frame, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
 use futures::StreamExt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -23,24 +25,57 @@ impl<S> Session<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    /// `put`: the client streams `size` bytes of data frames and an end
-    /// frame with the hash, without waiting. The server replies once: early
-    /// with an error (then discards the data up to the end frame), or after
-    /// the end frame with the verdict.
-    pub(crate) async fn put(&mut self, path: &str, size: u64) -> Result<Outcome, ConnError> {
+    /// `put`. Without `resume` the client streams all `size` bytes and an
+    /// end frame without waiting; the server replies once: early with an
+    /// error (then discards the data up to the end frame), or after the end
+    /// frame with the verdict. With `resume` the server first answers
+    /// [`PutReady`] with the bytes it already holds, and the client sends
+    /// the rest.
+    pub(crate) async fn put(
+        &mut self,
+        path: &str,
+        size: u64,
+        resume: bool,
+        hash: Option<String>,
+    ) -> Result<Outcome, ConnError> {
         let target = match self.resolve(path) {
             Ok(p) => p,
-            Err(e) => return self.refuse_upload(path.to_owned(), e, size).await,
+            Err(e) => return self.refuse_upload(path.to_owned(), e, size, resume).await,
         };
         let t = target.clone();
-        let (upload, file) = match self.fs(move |h| h.begin_upload(&t)).await {
-            Ok(pair) => pair,
-            Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size).await,
+        let start = match self.fs(move |h| h.begin_upload(&t, size, resume, hash.as_deref())).await {
+            Ok(start) => start,
+            Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
         };
+        let account = self.user().account().clone();
+        account.adjust(-(start.dropped as i64));
+        let offset = start.offset;
+        let quota = self.shared.users.quota(&self.user().name);
+        let reservation = match account.reserve(size - offset, quota) {
+            Ok(r) => r,
+            Err(over) => {
+                if offset == 0 {
+                    start.upload.discard();
+                }
+                let msg = format!(
+                    "{target}: the upload needs {} more bytes but only {} are left in your quota",
+                    over.needed, over.available
+                );
+                return self
+                    .refuse_upload(target.to_string(), ErrorBody::new(ErrorCode::QuotaExceeded, msg), size, resume)
+                    .await;
+            }
+        };
+        let mut rx_state = Receiving { upload: Some(start.upload), reservation, account, offset };
+        if resume {
+            self.send_ok(&PutReady { offset, prefix_hash: start.prefix_hash }).await?;
+        }
         let fsync = self.user().home.fsync();
         let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let writer = tokio::task::spawn_blocking(move || write_chunks(file, rx, fsync));
+        let (file, hasher) = (start.file, start.hasher);
+        let writer = tokio::task::spawn_blocking(move || write_chunks(file, hasher, rx, fsync));
         let mut tx = Some(tx);
+        let expected = size - offset;
         let mut received: u64 = 0;
         let idle = self.shared.config.idle_timeout;
 
@@ -51,7 +86,8 @@ where
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
                 }
                 Ok(None) => {
-                    warn!(path = %target, received, size, "connection lost during upload; discarded");
+                    let kept = if rx_state.resumable() { "kept for resume" } else { "discarded" };
+                    warn!(path = %target, received, expected, "connection lost during upload; partial {kept}");
                     return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Ok(Some(Err(e))) => {
@@ -63,11 +99,13 @@ where
             match frame {
                 Frame::Data(chunk) => {
                     received += chunk.len() as u64;
-                    if received > size {
+                    if received > expected {
+                        rx_state.discard();
                         let msg = format!("{target}: more data than the {size} bytes declared");
                         self.send_err(ErrorBody::new(ErrorCode::Integrity, msg.clone())).await.ok();
                         return Err(ConnError::Protocol(msg));
                     }
+                    rx_state.reservation.written = received;
                     let sent = match &tx {
                         Some(tx) => tx.send(chunk).await.is_ok(),
                         None => false,
@@ -78,10 +116,10 @@ where
                             Ok(Err(e)) => io_error(&e, &target),
                             _ => ErrorBody::new(ErrorCode::Internal, "upload writer failed"),
                         };
-                        drop(upload);
+                        rx_state.discard();
                         let code = err.code;
                         self.send_err(err).await?;
-                        self.discard_data(size, received).await?;
+                        self.discard_data(expected, received).await?;
                         return Ok(Outcome { bytes: received, ..Outcome::new(&target, Err(code)) });
                     }
                 }
@@ -95,76 +133,98 @@ where
         };
         drop(tx);
         let written = writer.await.unwrap_or_else(|e| Err(io::Error::other(e)));
-        let verdict = self.verify_upload(&target, size, received, trailer, written);
+        let verdict = self.verify_upload(&target, expected, received, trailer, written);
         let result = match verdict {
             Ok(hash) => {
                 let fsync = self.user().home.fsync();
+                let upload = rx_state.upload.take().expect("upload present until committed");
                 match tokio::task::spawn_blocking(move || upload.commit(fsync)).await {
-                    Ok(Ok(())) => Ok(hash),
+                    Ok(Ok(replaced)) => {
+                        rx_state.account.adjust(-(replaced as i64));
+                        Ok(hash)
+                    }
                     Ok(Err(e)) => Err(io_error(&e, &target)),
                     Err(e) => Err(io_error(&io::Error::other(e), &target)),
                 }
             }
-            Err(e) => {
-                drop(upload); // remove the temporary file before answering
-                Err(e)
+            Err((err, keep)) => {
+                if !keep {
+                    rx_state.discard(); // before answering: nothing is left behind
+                }
+                Err(err)
             }
         };
+        drop(rx_state);
+        let bytes = received;
         match result {
             Ok(hash) => {
                 self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
-                Ok(Outcome { bytes: received, ..Outcome::new(&target, Ok(())) })
+                let mut outcome = Outcome { bytes, ..Outcome::new(&target, Ok(())) };
+                if offset > 0 {
+                    outcome.path = format!("{target} (resumed at {offset})");
+                }
+                Ok(outcome)
             }
             Err(err) => {
                 warn!(path = %target, error = %err, "upload rejected");
                 let mut outcome = self.refuse(target.to_string(), err).await?;
-                outcome.bytes = received;
+                outcome.bytes = bytes;
                 Ok(outcome)
             }
         }
     }
 
-    /// Checks an upload's end against its declaration. Returns the hash.
+    /// Checks an upload's end against its declaration. Returns the hash, or
+    /// the refusal and whether the partial is worth keeping for a resume.
     fn verify_upload(
         &self,
         target: &RemotePath,
-        size: u64,
+        expected: u64,
         received: u64,
         trailer: Result<Trailer, ftp_proto::DecodeError>,
         written: io::Result<blake3::Hash>,
-    ) -> Result<String, ErrorBody> {
-        let trailer = trailer.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+    ) -> Result<String, (ErrorBody, bool)> {
+        let trailer = trailer.map_err(|e| (ErrorBody::new(ErrorCode::BadRequest, e.to_string()), false))?;
         if let Some(err) = trailer.error {
-            return Err(ErrorBody::new(
-                ErrorCode::Aborted,
-                format!("{target}: upload abandoned by client: {}", err.message),
-            ));
+            // A client that found our partial's bytes wrong says so with
+            // `integrity`: then the partial goes. Otherwise it stays.
+            let keep = err.code != ErrorCode::Integrity;
+            let msg = format!("{target}: upload abandoned by client: {}", err.message);
+            return Err((ErrorBody::new(ErrorCode::Aborted, msg), keep));
         }
-        let actual = written.map_err(|e| io_error(&e, target))?;
-        if received != size {
-            return Err(ErrorBody::new(
-                ErrorCode::Integrity,
-                format!("{target}: received {received} of {size} bytes declared"),
-            ));
+        let actual = written.map_err(|e| (io_error(&e, target), false))?;
+        if received != expected {
+            let msg = format!("{target}: received {received} of {expected} bytes declared");
+            return Err((ErrorBody::new(ErrorCode::Integrity, msg), false));
         }
         let Some(claimed) = trailer.hash else {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "the end frame of an upload must carry its hash"));
+            return Err((
+                ErrorBody::new(ErrorCode::BadRequest, "the end frame of an upload must carry its hash"),
+                false,
+            ));
         };
         let hex = actual.to_hex();
         if !claimed.eq_ignore_ascii_case(hex.as_str()) {
-            return Err(ErrorBody::new(
-                ErrorCode::Integrity,
-                format!("{target}: hash mismatch: the data received hashes to {hex}"),
-            ));
+            let msg = format!("{target}: hash mismatch: the file received hashes to {hex}");
+            return Err((ErrorBody::new(ErrorCode::Integrity, msg), false));
         }
         Ok(hex.to_string())
     }
 
-    /// Refuses an upload before its data: reply first, then read and drop
-    /// the data frames the client may already have sent, up to its end frame.
-    async fn refuse_upload(&mut self, path: String, err: ErrorBody, size: u64) -> Result<Outcome, ConnError> {
+    /// Refuses an upload before its data. A client that did not ask to
+    /// resume has started streaming: read and drop its data frames up to its
+    /// end frame. A resuming client waits for our answer and sends nothing.
+    async fn refuse_upload(
+        &mut self,
+        path: String,
+        err: ErrorBody,
+        size: u64,
+        resume: bool,
+    ) -> Result<Outcome, ConnError> {
         let outcome = self.refuse(path, err).await?;
-        self.discard_data(size, 0).await?;
+        if !resume {
+            self.discard_data(size, 0).await?;
+        }
         Ok(outcome)
     }
 
@@ -191,9 +251,9 @@ where
         }
     }
 
-    /// `get`: reply with the size, stream the data frames, then an end frame
-    /// with the hash of exactly the bytes sent.
-    pub(crate) async fn get(&mut self, path: &str) -> Result<Outcome, ConnError> {
+    /// `get`: reply with the size and where the data starts, stream the data
+    /// frames from there, then an end frame with the hash of the whole file.
+    pub(crate) async fn get(&mut self, path: &str, offset: u64, since: Option<Version>) -> Result<Outcome, ConnError> {
         let target = match self.resolve(path) {
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
@@ -209,10 +269,14 @@ where
             .ok()
             .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
-        self.send_ok(&GetOk { size, mtime }).await?;
+        // Continue only where the client's bytes can still be part of this
+        // file; the whole-file hash at the end settles it either way.
+        let unchanged = since.is_none_or(|v| v == Version { size, mtime });
+        let offset = if offset <= size && unchanged { offset } else { 0 };
+        self.send_ok(&GetOk { size, mtime, offset }).await?;
 
         let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let reader = tokio::task::spawn_blocking(move || read_chunks(file.into_std(), size, tx));
+        let reader = tokio::task::spawn_blocking(move || read_chunks(file.into_std(), size, offset, tx));
         let mut sent = 0u64;
         while let Some(chunk) = rx.recv().await {
             sent += chunk.len() as u64;
@@ -228,13 +292,56 @@ where
         let ok = trailer.error.is_none();
         self.send(Frame::End(trailer.encode())).await?;
         let result = if ok { Ok(()) } else { Err(ErrorCode::Internal) };
-        Ok(Outcome { bytes: sent, ..Outcome::new(&target, result) })
+        let mut outcome = Outcome { bytes: sent, ..Outcome::new(&target, result) };
+        if offset > 0 {
+            outcome.path = format!("{target} (resumed at {offset})");
+        }
+        Ok(outcome)
     }
 }
 
-/// Disk side of an upload: writes and hashes chunks until the channel closes.
-fn write_chunks(mut file: std::fs::File, mut rx: mpsc::Receiver<Bytes>, fsync: bool) -> io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
+/// An upload being received: its file and its space reservation, settled
+/// together however the upload ends.
+struct Receiving {
+    upload: Option<Upload>,
+    reservation: Reservation,
+    account: Arc<Account>,
+    offset: u64,
+}
+
+impl Receiving {
+    fn resumable(&self) -> bool {
+        self.upload.as_ref().is_some_and(Upload::is_resumable)
+    }
+
+    /// Deletes the partial and takes all its bytes out of the usage.
+    fn discard(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.discard();
+            self.reservation.written = 0;
+            self.account.adjust(-(self.offset as i64));
+        }
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        // A private temporary file is removed with its upload: its bytes
+        // never count. A resumable partial keeps them.
+        if self.upload.as_ref().is_some_and(|u| !u.is_resumable()) {
+            self.reservation.written = 0;
+        }
+    }
+}
+
+/// Disk side of an upload: writes chunks and feeds the hasher (which holds
+/// any resumed prefix already) until the channel closes.
+fn write_chunks(
+    mut file: std::fs::File,
+    mut hasher: blake3::Hasher,
+    mut rx: mpsc::Receiver<Bytes>,
+    fsync: bool,
+) -> io::Result<blake3::Hash> {
     while let Some(chunk) = rx.blocking_recv() {
         file.write_all(&chunk)?;
         hasher.update(&chunk);
@@ -245,12 +352,16 @@ fn write_chunks(mut file: std::fs::File, mut rx: mpsc::Receiver<Bytes>, fsync: b
     Ok(hasher.finalize())
 }
 
-/// Disk side of a download: reads exactly `size` bytes in chunks and hashes
-/// them. A file that shrank meanwhile is an error (the client then sees a
-/// short transfer and refuses it).
-fn read_chunks(mut file: std::fs::File, size: u64, tx: mpsc::Sender<Bytes>) -> io::Result<blake3::Hash> {
+/// Disk side of a download: hashes the first `offset` bytes without sending
+/// them, then reads, hashes and sends the rest in chunks. A file that shrank
+/// meanwhile is an error (the client then sees a short transfer and refuses
+/// it).
+fn read_chunks(mut file: std::fs::File, size: u64, offset: u64, tx: mpsc::Sender<Bytes>) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
-    let mut left = size;
+    if offset > 0 && io::copy(&mut (&mut file).take(offset), &mut hasher)? != offset {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read"));
+    }
+    let mut left = size - offset;
     while left > 0 {
         let want = left.min(ftp_proto::DEFAULT_CHUNK as u64) as usize;
         let mut buf = BytesMut::zeroed(want);

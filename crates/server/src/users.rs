@@ -3,6 +3,7 @@
 //! ```toml
 //! [users.alice]
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
+//! quota = "10 GiB"     # optional; no quota means unlimited
 //! ```
 //!
 //! The daemon re-reads the file when it changes (checked at each login), so
@@ -24,6 +25,60 @@ use std::time::SystemTime;
 pub struct UserRecord {
     /// argon2id PHC string.
     pub password: String,
+    /// Most bytes the user may store (files and partial uploads), written
+    /// with units (`"500 MiB"`, `"10GiB"`, `"1TB"`) or as a plain number of
+    /// bytes. Absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
+    pub quota: Option<u64>,
+}
+
+/// Parses a size with optional units: `1048576`, `10GiB`, `1.5 TB`, `500 MiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{text:?} is not a size like 10GiB, 500 MB or 1048576 ({e})"))
+}
+
+/// Formats bytes in binary units for the users file (`10 GiB`), exactly
+/// when possible so that a parse gives back the same number.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 5] =
+        [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, scale) in UNITS {
+        if bytes >= scale && bytes % scale == 0 {
+            return format!("{} {unit}", bytes / scale);
+        }
+    }
+    bytes.to_string()
+}
+
+mod quota_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => s.serialize_str(&super::format_size(*bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Bytes(n) => Ok(Some(n)),
+            Raw::Text(t) => super::parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// The parsed users file.
@@ -218,6 +273,11 @@ impl UserStore {
         cur.db.clone()
     }
 
+    /// The user's quota in bytes, if any (from the current users file).
+    pub fn quota(&self, user: &str) -> Option<u64> {
+        self.snapshot().users.get(user).and_then(|r| r.quota)
+    }
+
     /// Checks a user name and password. Blocking and deliberately slow
     /// (argon2id): call it off the async threads. Unknown users are checked
     /// against a decoy hash so both failures take the same time.
@@ -252,22 +312,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap() });
+        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30) });
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("$argon2id$") && !text.contains("pw1"));
 
+        assert!(text.contains("quota = \"10 GiB\""), "{text}");
         let store = UserStore::open(&path).unwrap();
+        assert_eq!(store.quota("alice"), Some(10 << 30));
         assert!(store.verify("alice", "pw1"));
         assert!(!store.verify("alice", "pw2"));
         assert!(!store.verify("mallory", "pw1"));
 
-        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap() });
+        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None });
         db.save(&path).unwrap();
         assert!(store.verify("bob", "pw3"), "a changed file is picked up");
 
         std::fs::write(&path, "this is [not toml").unwrap();
         assert!(store.verify("bob", "pw3"), "a broken file keeps the previous users");
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("500 MiB").unwrap(), 500 << 20);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("2 KB").unwrap(), 2000);
+        assert!(parse_size("lots").is_err());
+        for n in [0, 1, 1023, 1 << 20, 3 << 30, (1 << 30) + 1] {
+            assert_eq!(parse_size(&format_size(n)).unwrap(), n);
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn user_add_list_passwd_del() {
     assert!(!out.status.success(), "empty passwords are refused");
 
     let out = ftpd().args(["user", "list", "--users", u]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "alice\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "alice\tunlimited\n");
 
     let before = std::fs::read_to_string(&users).unwrap();
     let out = with_stdin(ftpd().args(["user", "passwd", "alice", "--password-stdin", "--users", u]), "secret-two\n");
