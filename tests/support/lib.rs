@@ -123,7 +123,30 @@ impl Daemon {
 
     /// Adds a user with `ftpd user add --password-stdin`.
     pub fn add_user(&self, name: &str, password: &str) {
-        add_user(&self.dir.path().join("users.toml"), name, password);
+        add_user(&self.dir.path().join("users.toml"), name, password, &[]);
+    }
+
+    /// Adds a user with a quota (`--quota SIZE`).
+    pub fn add_user_with_quota(&self, name: &str, password: &str, quota: &str) {
+        add_user(&self.dir.path().join("users.toml"), name, password, &["--quota", quota]);
+    }
+
+    /// An `ftpd user ...` command on this daemon's users file.
+    pub fn ftpd_user(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("ftpd"));
+        cmd.arg("user").args(args).arg("--users").arg(self.dir.path().join("users.toml"));
+        cmd
+    }
+
+    /// The user's resumable partial upload files (`*.part`) and their sizes.
+    pub fn partials(&self, user: &str) -> Vec<(PathBuf, u64)> {
+        let dir = self.root().join(".ftpd/partial").join(user);
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+            .collect()
     }
 
     /// An `ftpc` command logged in as `user`, with no profile.
@@ -181,10 +204,11 @@ impl Drop for Daemon {
 }
 
 /// Adds a user to a users file through the real binary.
-pub fn add_user(users: &Path, name: &str, password: &str) {
+pub fn add_user(users: &Path, name: &str, password: &str, extra: &[&str]) {
     let mut child = Command::new(bin("ftpd"))
         .args(["user", "add", name, "--password-stdin", "--users"])
         .arg(users)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -457,4 +481,56 @@ pub fn ftpc_at(addr: SocketAddr) -> Command {
         .env("FTPC_CONFIG", "/nonexistent/ftpc.toml")
         .stdin(Stdio::null());
     cmd
+}
+
+/// Sum of the sizes of the regular files under `dir` (symlinks not followed).
+pub fn bytes_on_disk(dir: &Path) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    for entry in entries.flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            total += bytes_on_disk(&entry.path());
+        } else if meta.is_file() {
+            total += meta.len();
+        }
+    }
+    total
+}
+
+/// A small deterministic pseudo-random generator for test schedules (the
+/// seed is printed so a failure can be replayed with `TEST_SEED`).
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `TEST_SEED` or the clock.
+    pub fn new() -> Rng {
+        let seed = std::env::var("TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        });
+        eprintln!("TEST_SEED={seed}");
+        Rng(seed | 1)
+    }
+
+    /// A number in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo).max(1)
+    }
+}
+
+impl Default for Rng {
+    fn default() -> Rng {
+        Rng::new()
+    }
+}
+
+/// Requests `df` on a raw connection: `(used, quota, available)`.
+pub fn df(raw: &mut Raw) -> (u64, Option<u64>, Option<u64>) {
+    let reply = raw.request(&serde_json::json!({"op": "df"}));
+    assert_eq!(reply["ok"], true, "df: {reply}");
+    (reply["used"].as_u64().unwrap(), reply["quota"].as_u64(), reply["available"].as_u64())
 }

@@ -9,7 +9,7 @@ use crate::errors::io_error;
 use crate::home::{Upload, read_full};
 use crate::session::{ConnError, Flow, Outcome, Session};
 use bytes::{Bytes, BytesMut};
-use ftp_proto::{ErrorBody, ErrorCode, Frame, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
+use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
 use futures::StreamExt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -85,7 +85,7 @@ where
                     self.timed_out(idle).await?;
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
                 }
-                Ok(None) => {
+                Ok(None | Some(Err(FrameError::Io(_)))) => {
                     let kept = if rx_state.resumable() { "kept for resume" } else { "discarded" };
                     warn!(path = %target, received, expected, "connection lost during upload; partial {kept}");
                     return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));

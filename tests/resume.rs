@@ -1,0 +1,288 @@
+//! Interrupted transfers continue where they stopped and end byte-identical.
+
+use ftp_e2e::*;
+use serde_json::json;
+use std::process::Stdio;
+use std::time::Duration;
+
+const SIZE: u64 = 192 << 20;
+
+/// Bytes of `file` from `from` on, in frames, then the end frame.
+fn send_rest(raw: &mut Raw, data: &[u8], from: usize) {
+    for chunk in data[from..].chunks(256 * 1024) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    let hash = blake3::hash(data).to_hex().to_string();
+    raw.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+}
+
+/// The daemon's log lines for finished puts.
+fn put_lines(d: &Daemon) -> Vec<String> {
+    d.log().lines().filter(|l| l.contains("op=\"put\"") && l.contains(" ok ")).map(str::to_owned).collect()
+}
+
+fn logged_bytes(line: &str) -> u64 {
+    line.split("bytes=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn uploads_killed_at_random_points_resume_to_identical() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    random_file(&src, SIZE, "upload-resume");
+    let mut rng = Rng::new();
+    let mut held = 0;
+    let mut interruptions = 0;
+    for _ in 0..6 {
+        let threshold = rng.range(held + 1, held + (SIZE - held) / 2);
+        let mut child =
+            d.ftpc("alice", "pw").arg("put").arg(&src).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut finished = false;
+        wait_until(Duration::from_secs(120), "upload progress", || {
+            finished = child.try_wait().unwrap().is_some();
+            finished || d.partials("alice").iter().map(|p| p.1).sum::<u64>() >= threshold
+        });
+        if finished {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        interruptions += 1;
+        wait_until(Duration::from_secs(30), "the daemon to keep the partial", || {
+            d.log().matches("partial kept for resume").count() == interruptions
+        });
+        held = d.partials("alice").iter().map(|p| p.1).sum();
+        assert!(held > 0 && held < SIZE, "held {held}");
+        assert!(!d.home("alice").join("big.bin").exists(), "nothing under the target name before completion");
+    }
+    assert!(interruptions >= 1, "the upload was never interrupted");
+    let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if held > 0 {
+        assert!(stderr.contains("resuming at"), "{stderr}");
+    }
+    assert_eq!(hash_file(&d.home("alice").join("big.bin")), hash_file(&src));
+    assert!(d.partials("alice").is_empty(), "the partial became the file");
+}
+
+#[test]
+fn downloads_killed_at_random_points_resume_to_identical() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    random_file(&src, SIZE, "download-resume");
+    ok(d.ftpc("alice", "pw").arg("put").arg(&src));
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let partial = out_dir.join(".big.bin.ftpc-part");
+    let mut rng = Rng::new();
+    let mut held = 0;
+    let mut interruptions = 0;
+    for _ in 0..6 {
+        let threshold = rng.range(held + 1, held + (SIZE - held) / 2);
+        let mut child = d
+            .ftpc("alice", "pw")
+            .args(["get", "big.bin"])
+            .arg(&out_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut finished = false;
+        wait_until(Duration::from_secs(120), "download progress", || {
+            finished = child.try_wait().unwrap().is_some();
+            finished || std::fs::metadata(&partial).map(|m| m.len() >= threshold).unwrap_or(false)
+        });
+        if finished {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        interruptions += 1;
+        held = std::fs::metadata(&partial).unwrap().len();
+        assert!(!out_dir.join("big.bin").exists(), "nothing under the target name before verification");
+    }
+    assert!(interruptions >= 1, "the download was never interrupted");
+    let out = run(d.ftpc("alice", "pw").args(["get", "big.bin"]).arg(&out_dir));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at"));
+    assert_eq!(hash_file(&out_dir.join("big.bin")), hash_file(&src));
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "partial and record are gone: {left:?}");
+    // The daemon sent only what was missing on the final attempt.
+    let line = d.log().lines().filter(|l| l.contains("op=\"get\"")).last().unwrap().to_owned();
+    assert!(line.contains(&format!("resumed at {held}")), "{line}");
+    assert_eq!(logged_bytes(&line), SIZE - held, "{line}");
+}
+
+#[test]
+fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
+    assert_eq!((ready["ok"].as_bool(), ready["offset"].as_u64()), (Some(true), Some(0)));
+    let half = 3 << 20;
+    for chunk in data[..half].chunks(256 * 1024) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "the first half on disk", || {
+        d.partials("alice").iter().any(|p| p.1 == half as u64)
+    });
+    let dir = d.stop();
+    drop(raw);
+
+    let d = Daemon::start_in(dir, &[]);
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"].as_u64(), Some(half as u64), "{ready}");
+    assert_eq!(ready["prefix_hash"], blake3::hash(&data[..half]).to_hex().to_string());
+    send_rest(&mut raw, &data, half);
+    let done = raw.reply();
+    assert_eq!(code(&done), "ok", "{done}");
+    assert_eq!(std::fs::read(d.home("alice").join("f.bin")).unwrap(), data);
+    // Only the missing bytes crossed the wire, as the daemon's log shows.
+    let line = put_lines(&d).pop().unwrap();
+    assert_eq!(logged_bytes(&line), (data.len() - half) as u64, "{line}");
+    assert!(line.contains(&format!("resumed at {half}")), "{line}");
+
+    // ftpc resumes the same way after a restart: leave another partial, restart, resume.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("g.bin");
+    std::fs::write(&src, &data).unwrap();
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    raw.request(&json!({"op": "put", "path": "g.bin", "size": data.len(), "resume": true}));
+    for chunk in data[..half].chunks(256 * 1024) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "the first half on disk", || {
+        d.partials("alice").iter().any(|p| p.1 == half as u64)
+    });
+    let d = Daemon::start_in(d.stop(), &[]);
+    let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("resuming at 3.0 MiB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(logged_bytes(&put_lines(&d).pop().unwrap()), (data.len() - half) as u64);
+    assert_eq!(std::fs::read(d.home("alice").join("g.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_tampered_partial_is_not_trusted() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 253) as u8).collect();
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
+    for chunk in data[..2 << 20].chunks(256 * 1024) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "half on disk", || d.partials("alice").iter().any(|p| p.1 == 2 << 20));
+    drop(raw);
+    wait_until(Duration::from_secs(30), "the daemon to keep the partial", || {
+        d.log().contains("partial kept for resume")
+    });
+    // Someone flips a byte of the partial on the server's disk.
+    let (path, _) = d.partials("alice").pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[12345] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+
+    // The server offers the tampered bytes; their hash gives them away.
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
+    assert_ne!(ready["prefix_hash"], blake3::hash(&data[..2 << 20]).to_hex().to_string());
+    drop(raw);
+
+    // ftpc notices, makes the server drop them, and uploads the whole file.
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f.bin");
+    std::fs::write(&src, &data).unwrap();
+    let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(d.home("alice").join("f.bin")).unwrap(), data);
+    assert_eq!(logged_bytes(&put_lines(&d).pop().unwrap()), data.len() as u64, "sent from the start");
+
+    // A client that ignores the prefix hash and sends the rest anyway is
+    // caught by the whole-file hash: nothing corrupt is stored.
+    let kept = d.log().matches("partial kept for resume").count();
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    raw.request(&json!({"op": "put", "path": "h.bin", "size": data.len(), "resume": true}));
+    for chunk in data[..2 << 20].chunks(256 * 1024) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "half on disk", || d.partials("alice").iter().any(|p| p.1 == 2 << 20));
+    drop(raw);
+    wait_until(Duration::from_secs(30), "partial kept", || d.log().matches("partial kept for resume").count() > kept);
+    let (path, _) = d.partials("alice").pop().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "h.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"].as_u64(), Some(2 << 20));
+    send_rest(&mut raw, &data, 2 << 20);
+    assert_eq!(code(&raw.reply()), "integrity");
+    assert!(!d.home("alice").join("h.bin").exists());
+    assert!(d.partials("alice").is_empty(), "the bad partial is gone");
+}
+
+#[test]
+fn a_partial_is_resumed_only_for_the_same_target_and_size() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    d.add_user("bob", "pw");
+    let data = vec![7u8; 3 << 20];
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
+    raw.frame(TAG_DATA, &data[..1 << 20]).unwrap();
+    wait_until(Duration::from_secs(30), "partial", || d.partials("alice").iter().any(|p| p.1 == 1 << 20));
+    drop(raw);
+    wait_until(Duration::from_secs(30), "partial kept", || d.log().contains("partial kept for resume"));
+    let ask = |user: &str, path: &str, size: usize| {
+        let mut raw = Raw::login(d.addr, user, "pw");
+        raw.request(&json!({"op": "put", "path": path, "size": size, "resume": true}))["offset"].as_u64().unwrap()
+    };
+    assert_eq!(ask("bob", "f.bin", data.len()), 0, "another user");
+    assert_eq!(ask("alice", "g.bin", data.len()), 0, "another target");
+    assert_eq!(ask("alice", "f.bin", data.len() + 1), 0, "another size");
+    assert_eq!(ask("alice", "f.bin", data.len()), 1 << 20, "the same upload");
+    // A declared hash that differs from the one recorded starts afresh too.
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let other = "00".repeat(32);
+    let ready = raw.request(&json!({"op": "put", "path": "k.bin", "size": 10, "resume": true, "hash": other}));
+    assert_eq!(ready["offset"].as_u64(), Some(0));
+    raw.frame(TAG_DATA, b"01234").unwrap();
+    drop(raw);
+    wait_until(Duration::from_secs(30), "partial kept", || d.log().matches("partial kept for resume").count() >= 2);
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let ready =
+        raw.request(&json!({"op": "put", "path": "k.bin", "size": 10, "resume": true, "hash": "11".repeat(32)}));
+    assert_eq!(ready["offset"].as_u64(), Some(0), "{ready}");
+}
+
+#[test]
+fn stale_partials_are_removed_and_leave_the_quota() {
+    let d = Daemon::start(&["--partial-max-age-secs", "1"]);
+    d.add_user("alice", "pw");
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    raw.request(&json!({"op": "put", "path": "f.bin", "size": 1 << 20, "resume": true}));
+    raw.frame(TAG_DATA, &[1u8; 500_000]).unwrap();
+    wait_until(Duration::from_secs(30), "partial", || d.partials("alice").iter().any(|p| p.1 == 500_000));
+    drop(raw);
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    // The partial counts toward usage while it exists...
+    wait_until(Duration::from_secs(30), "the partial to count", || df(&mut raw).0 == 500_000);
+    // ...and is removed once stale.
+    wait_until(Duration::from_secs(60), "the stale partial to go", || d.partials("alice").is_empty());
+    wait_until(Duration::from_secs(10), "usage to drop", || df(&mut raw).0 == 0);
+    assert!(d.log().contains("removed stale partial uploads"));
+}
