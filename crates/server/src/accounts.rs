@@ -129,10 +129,11 @@ impl Account {
         let (home, partials) = (home.to_owned(), partials.to_owned());
         self.usage
             .get_or_try_init(|| async move {
-                let used =
-                    tokio::task::spawn_blocking(move || Ok::<_, io::Error>(tree_size(&home)? + tree_size(&partials)?))
-                        .await
-                        .map_err(io::Error::other)??;
+                let used = tokio::task::spawn_blocking(move || {
+                    Ok::<_, io::Error>(tree_size(&home)? + partials_size(&partials)?)
+                })
+                .await
+                .map_err(io::Error::other)??;
                 Ok::<_, io::Error>(Mutex::new(Usage { used, reserved: 0 }))
             })
             .await
@@ -180,6 +181,24 @@ impl Drop for Reservation {
             u.used += written;
         });
     }
+}
+
+/// Sum of the sizes of the partial uploads (`*.part`) in `dir`; their small
+/// records don't count.
+fn partials_size(dir: &Path) -> io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut total = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".part") {
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Ok(total)
 }
 
 /// Sum of the sizes of the regular files under `dir` (symlinks not followed).
