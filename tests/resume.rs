@@ -114,7 +114,7 @@ fn downloads_killed_at_random_points_resume_to_identical() {
     let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "partial and record are gone: {left:?}");
     // The daemon sent only what was missing on the final attempt.
-    let line = d.log().lines().filter(|l| l.contains("op=\"get\"")).last().unwrap().to_owned();
+    let line = d.log().lines().rfind(|l| l.contains("op=\"get\"")).unwrap().to_owned();
     assert!(line.contains(&format!("resumed at {held}")), "{line}");
     assert_eq!(logged_bytes(&line), SIZE - held, "{line}");
 }

@@ -215,10 +215,8 @@ impl Home {
             .ok_or_else(|| io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"))?
             .to_owned();
         let parent = self.open_dir(&path.parent())?;
-        if let Ok(m) = parent.symlink_metadata(&name) {
-            if m.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
-            }
+        if parent.symlink_metadata(&name).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
         }
         let target = path.to_string();
         let key = blake3::hash(format!("{target}\0{size}").as_bytes()).to_hex()[..32].to_owned();
