@@ -52,11 +52,16 @@ fn two_puts_of_the_same_name_leave_exactly_one_complete_file() {
             .map(|p| {
                 let mut cmd = d.ftpc("alice", "pw");
                 cmd.arg("put").arg(p).arg("race.bin");
-                std::thread::spawn(move || ok(&mut cmd))
+                std::thread::spawn(move || run(&mut cmd))
             })
             .collect();
         for t in threads {
-            t.join().unwrap();
+            let out = t.join().unwrap();
+            if !out.status.success() {
+                let log = d.log();
+                let lines: Vec<_> = log.lines().filter(|l| !l.contains(" ok ")).collect();
+                panic!("{}\n{}", String::from_utf8_lossy(&out.stderr), lines.join("\n"));
+            }
         }
         let result = hash_file(&d.home("alice").join("race.bin"));
         assert!(hashes.contains(&result), "the file is one of the versions, never a mix");

@@ -46,6 +46,11 @@ pub struct Upload {
     temp_name: String,
     /// Set for resumable partials: the record of what the partial is for.
     meta_name: Option<String>,
+    /// For resumable partials, a handle on the locked file: the lock lasts
+    /// until the upload is committed or discarded, not just while data is
+    /// written, so nobody resumes (or discards) a finished partial in the
+    /// moment before it is renamed into place.
+    _lock: Option<std::fs::File>,
     parent: Dir,
     name: String,
     done: bool,
@@ -248,7 +253,9 @@ impl Home {
         file.seek(SeekFrom::Start(offset))?;
         let prefix_hash = hasher.finalize().to_hex().to_string();
         let store = self.partials.try_clone()?;
-        let upload = Upload { store, temp_name: part_name, meta_name: Some(meta_name), parent, name, done: false };
+        let lock = Some(file.try_clone()?);
+        let upload =
+            Upload { store, temp_name: part_name, meta_name: Some(meta_name), _lock: lock, parent, name, done: false };
         Ok(UploadStart { upload, file, offset, prefix_hash, hasher, dropped })
     }
 
@@ -283,7 +290,7 @@ impl Home {
             let temp_name = format!("{:016x}.tmp", rand::random::<u64>());
             match store.open_with(&temp_name, &opts) {
                 Ok(file) => {
-                    let upload = Upload { store, temp_name, meta_name: None, parent, name, done: false };
+                    let upload = Upload { store, temp_name, meta_name: None, _lock: None, parent, name, done: false };
                     let hasher = blake3::Hasher::new();
                     let prefix_hash = hasher.finalize().to_hex().to_string();
                     return Ok(UploadStart {
