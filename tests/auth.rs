@@ -50,6 +50,11 @@ fn nothing_but_hello_and_login_before_login() {
     }
     raw.frame(TAG_DATA, b"data before login").unwrap();
     assert_eq!(code(&raw.reply()), "auth_required");
+    // Before hello, a data frame is a bad request, and the end.
+    let mut early = Raw::connect(d.addr);
+    early.frame(TAG_DATA, b"too early").unwrap();
+    assert_eq!(code(&early.reply()), "bad_request");
+    assert!(early.closed());
     let reply = raw.request(&json!({"op": "login", "user": "alice", "password": "pw"}));
     assert_eq!(code(&reply), "ok");
     assert_eq!(reply["cwd"], "/");

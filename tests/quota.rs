@@ -145,3 +145,17 @@ fn quota_commands_validate_sizes() {
     let err = String::from_utf8(run(&mut d.ftpd_user(&["set-quota", "nobody", "1GiB"])).stderr).unwrap();
     assert!(err.contains("no such user"), "{err}");
 }
+
+#[test]
+fn renaming_a_file_onto_itself_frees_nothing() {
+    let d = Daemon::start(&[]);
+    d.add_user_with_quota("alice", "pw", "3MiB");
+    let mut raw = Raw::login(d.addr, "alice", "pw");
+    assert_eq!(code(&raw.put("f", &vec![1u8; 2 << 20], None)), "ok");
+    for path in ["f", "./f", "dir/../f"] {
+        raw.request(&json!({"op": "mkdir", "path": "dir"}));
+        assert_eq!(code(&raw.request(&json!({"op": "rename", "from": "f", "to": path}))), "ok");
+        assert_eq!(df(&mut raw).0, 2 << 20, "rename f -> {path}");
+    }
+    assert_eq!(code(&raw.put("g", &vec![1u8; 2 << 20], None)), "quota_exceeded");
+}

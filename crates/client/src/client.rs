@@ -124,6 +124,9 @@ pub struct Client<S> {
     sink: SplitSink<Framed<S, FrameCodec>, Frame>,
     stream: SplitStream<Framed<S, FrameCodec>>,
     timeout: Duration,
+    /// Set when a transfer failed midway: unread frames may remain, so the
+    /// connection can't be used for another request.
+    broken: bool,
     /// What the server said in reply to hello.
     pub server: HelloOk,
 }
@@ -154,7 +157,7 @@ where
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
         let (sink, stream) = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME)).split();
         let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
-        let mut client = Client { sink, stream, timeout, server: placeholder };
+        let mut client = Client { sink, stream, timeout, broken: false, server: placeholder };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
@@ -174,6 +177,11 @@ where
 
     /// Lists a directory (the working directory when `path` is `None`).
     pub async fn list(&mut self, path: Option<&str>) -> Result<Vec<Entry>> {
+        let result = self.list_inner(path).await;
+        self.settle(result)
+    }
+
+    async fn list_inner(&mut self, path: Option<&str>) -> Result<Vec<Entry>> {
         let _: Empty = self.call(&Request::Ls { path: path.map(str::to_owned) }).await?;
         let mut entries = Vec::new();
         loop {
@@ -253,6 +261,11 @@ where
     /// right behind the request. Either way, if the server refuses midway,
     /// the upload is abandoned with an end frame and the refusal returned.
     pub async fn put_file(&mut self, local: &Path, remote: &str, progress: &mut dyn Progress) -> Result<PutSummary> {
+        let result = self.put_inner(local, remote, progress).await;
+        self.settle(result)
+    }
+
+    async fn put_inner(&mut self, local: &Path, remote: &str, progress: &mut dyn Progress) -> Result<PutSummary> {
         let local_err = |source| ClientError::Local { path: local.to_owned(), source };
         let file = std::fs::File::open(local).map_err(local_err)?;
         let meta = file.metadata().map_err(local_err)?;
@@ -367,6 +380,11 @@ where
     /// continues from it (the server starts afresh if the file changed).
     /// `progress` is told where the transfer starts and each chunk after.
     pub async fn get_file(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
+        let result = self.get_inner(remote, local, progress).await;
+        self.settle(result)
+    }
+
+    async fn get_inner(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
         let local_err = |source| ClientError::Local { path: local.to_owned(), source };
         let partial = LocalPartial::for_target(local).map_err(local_err)?;
         let (held, since) = partial.held(remote);
@@ -465,6 +483,17 @@ where
         }
     }
 
+    /// Marks the connection unusable after an error that may leave frames
+    /// unread (or unsent) mid-transfer.
+    fn settle<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) | ClientError::Integrity(_)) =
+            &result
+        {
+            self.broken = true;
+        }
+        result
+    }
+
     /// Sends a request and waits for its reply.
     async fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T> {
         self.send(Frame::Message(request.encode())).await?;
@@ -483,20 +512,25 @@ where
     }
 
     async fn next_frame(&mut self) -> Result<Frame> {
-        match tokio::time::timeout(self.timeout, self.stream.next()).await {
+        let result = match tokio::time::timeout(self.timeout, self.stream.next()).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(None) => {
                 Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")))
             }
-            Ok(Some(frame)) => Ok(frame?),
-        }
+            Ok(Some(frame)) => frame.map_err(ClientError::from),
+        };
+        self.settle(result)
     }
 
     async fn send(&mut self, frame: Frame) -> Result<()> {
-        match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(result) => Ok(result?),
+        if self.broken {
+            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
         }
+        let result = match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(result) => result.map_err(ClientError::from),
+        };
+        self.settle(result)
     }
 }
 

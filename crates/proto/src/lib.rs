@@ -49,7 +49,7 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_DEPTH: usize = 64;
 
 /// Longest user name in bytes.
-pub const MAX_USER: usize = 64;
+pub const MAX_USER: usize = 32;
 
 /// Longest password in bytes.
 pub const MAX_PASSWORD: usize = 1024;

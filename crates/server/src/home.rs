@@ -187,8 +187,11 @@ impl Home {
     pub fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
         refuse_root(from)?;
         refuse_root(to)?;
-        self.dir.symlink_metadata(from.to_relative())?;
+        let source = self.dir.symlink_metadata(from.to_relative())?;
         let replaced = match self.dir.symlink_metadata(to.to_relative()) {
+            // The same file under two names (or one): rename(2) does
+            // nothing, and nothing is freed.
+            Ok(m) if same_file(&m, &source) => return Ok(0),
             Ok(m) if m.is_file() => m.len(),
             _ => 0,
         };
@@ -197,17 +200,19 @@ impl Home {
     }
 
     /// Starts an upload of `size` bytes to `path`: checks that the parent
-    /// is a directory and that the target is not one, then opens the
-    /// partial file that will receive the data.
+    /// is a directory and that the target is not one, then opens the file
+    /// that will receive the data.
     ///
-    /// The partial of a given target and size lives at a fixed place in the
-    /// user's partial directory, locked while an upload writes it. With
-    /// `resume`, a partial recorded for the same target, size and (when both
-    /// sides know it) hash is continued from its length on disk, and the
-    /// hash of the bytes it holds is returned for the client to check;
-    /// otherwise it is emptied. When another upload holds the partial (two
-    /// clients putting the same file at once), this one writes to a private
-    /// temporary file instead, which is not resumable.
+    /// Without `resume`, that is a private temporary file, removed if the
+    /// upload does not complete. With `resume`, it is the upload's partial:
+    /// it lives at a fixed place in the user's partial directory (one per
+    /// target and size), locked while an upload holds it. A partial
+    /// recorded for the same target, size and (when both sides know it)
+    /// hash is continued from its length on disk, and the hash of the bytes
+    /// it holds is returned for the client to check; otherwise it is
+    /// emptied. If another upload holds the partial, this fails with
+    /// `WouldBlock`: the caller may ask the holder to stop and try again, or
+    /// fall back to [`Home::begin_private_upload`].
     pub fn begin_upload(
         &self,
         path: &RemotePath,
@@ -215,19 +220,15 @@ impl Home {
         resume: bool,
         hash: Option<&str>,
     ) -> io::Result<UploadStart> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"))?
-            .to_owned();
-        let parent = self.open_dir(&path.parent())?;
-        if parent.symlink_metadata(&name).is_ok_and(|m| m.is_dir()) {
-            return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
+        let (parent, name) = self.upload_target(path)?;
+        if !resume {
+            return self.begin_temp_upload(parent, name);
         }
         let target = path.to_string();
         let key = blake3::hash(format!("{target}\0{size}").as_bytes()).to_hex()[..32].to_owned();
         let part_name = format!("{key}.part");
         let Some(mut file) = self.lock_partial(&part_name)? else {
-            return self.begin_temp_upload(parent, name);
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "another upload of this file is in progress"));
         };
         let meta_name = format!("{key}.meta");
         let recorded: Option<PartialMeta> =
@@ -279,6 +280,26 @@ impl Home {
             }
         }
         Err(io::Error::other("partial upload keeps changing"))
+    }
+
+    /// Starts an upload into a private temporary file, which is not
+    /// resumable: for a second upload of a file whose partial is in use.
+    pub fn begin_private_upload(&self, path: &RemotePath) -> io::Result<UploadStart> {
+        let (parent, name) = self.upload_target(path)?;
+        self.begin_temp_upload(parent, name)
+    }
+
+    /// The directory an upload lands in and its name there, checked.
+    fn upload_target(&self, path: &RemotePath) -> io::Result<(Dir, String)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"))?
+            .to_owned();
+        let parent = self.open_dir(&path.parent())?;
+        if parent.symlink_metadata(&name).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
+        }
+        Ok((parent, name))
     }
 
     /// A private, non-resumable temporary file for an upload.
@@ -352,11 +373,14 @@ impl Upload {
             Ok(m) if m.is_file() => m.len(),
             _ => 0,
         };
-        self.store.rename(&self.temp_name, &self.parent, &self.name)?;
-        self.done = true;
+        // The record goes first, while the lock is held: once the partial is
+        // renamed away, a new upload may start a partial (and record) of
+        // the same name.
         if let Some(meta) = &self.meta_name {
             let _ = self.store.remove_file(meta);
         }
+        self.store.rename(&self.temp_name, &self.parent, &self.name)?;
+        self.done = true;
         if fsync {
             self.parent.open(".")?.sync_all()?;
         }
@@ -390,6 +414,11 @@ impl Drop for Upload {
             self.remove();
         }
     }
+}
+
+fn same_file(a: &Metadata, b: &Metadata) -> bool {
+    use cap_std::fs::MetadataExt as _;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
 }
 
 fn refuse_root(path: &RemotePath) -> io::Result<()> {
@@ -474,13 +503,16 @@ mod tests {
     fn upload_is_invisible_until_committed() {
         let root = tempfile::tempdir().unwrap();
         let home = Home::open(root.path(), "bob", true).unwrap();
-        let mut start = home.begin_upload(&p("f"), 5, false, None).unwrap();
-        std::io::Write::write_all(&mut start.file, b"hello").unwrap();
-        assert!(home.list(&RemotePath::root()).unwrap().is_empty());
-        assert_eq!(start.upload.commit(true).unwrap(), 0);
+        for resume in [false, true] {
+            let mut start = home.begin_upload(&p("f"), 5, resume, None).unwrap();
+            std::io::Write::write_all(&mut start.file, if resume { b"world" } else { b"hello" }).unwrap();
+            let before = if resume { 1 } else { 0 };
+            assert_eq!(home.list(&RemotePath::root()).unwrap().len(), before, "invisible until committed");
+            assert_eq!(start.upload.commit(true).unwrap(), before as u64 * 5, "replaced bytes");
+        }
         let entries = home.list(&RemotePath::root()).unwrap();
         assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].size, 5);
+        assert_eq!(std::fs::read(root.path().join("bob/f")).unwrap(), b"world");
         let partials = root.path().join(".ftpd/partial/bob");
         assert_eq!(std::fs::read_dir(&partials).unwrap().count(), 0, "commit leaves nothing behind");
     }
@@ -497,9 +529,11 @@ mod tests {
         let again = home.begin_upload(&p("f"), 10, true, None).unwrap();
         assert_eq!(again.offset, 5);
         assert_eq!(again.prefix_hash, blake3::hash(b"hello").to_hex().to_string());
-        // While it is held, a second upload of the same file gets a private file.
-        let other = home.begin_upload(&p("f"), 10, true, None).unwrap();
-        assert_eq!(other.offset, 0);
+        // While it is held, a second upload of the same file is told so, and
+        // may write a private file instead.
+        let busy = home.begin_upload(&p("f"), 10, true, None).unwrap_err();
+        assert_eq!(busy.kind(), io::ErrorKind::WouldBlock);
+        let other = home.begin_private_upload(&p("f")).unwrap();
         assert!(!other.upload.is_resumable());
         drop(other);
         drop(again);
@@ -507,7 +541,8 @@ mod tests {
         // Another size, or no resume asked: start afresh.
         assert_eq!(home.begin_upload(&p("f"), 11, true, None).unwrap().offset, 0);
         let fresh = home.begin_upload(&p("f"), 10, false, None).unwrap();
-        assert_eq!((fresh.offset, fresh.dropped), (0, 5));
+        assert_eq!(fresh.offset, 0);
+        assert!(!fresh.upload.is_resumable(), "no resume asked: a private file");
         drop(fresh);
         // A different declared hash never resumes a partial recorded with another.
         let mut start = home.begin_upload(&p("g"), 10, true, Some("aa")).unwrap();

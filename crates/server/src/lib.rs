@@ -12,7 +12,7 @@ mod errors;
 pub mod home;
 pub mod server;
 mod session;
-mod transfer;
+pub mod transfer;
 pub mod users;
 
 pub use config::Config;

@@ -27,6 +27,8 @@ pub struct Shared {
     pub auth_slots: Semaphore,
     /// Sessions per user and address; usage per user.
     pub accounts: Arc<Accounts>,
+    /// Sessions holding resumable partials.
+    pub uploads: crate::transfer::Holders,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -52,7 +54,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let grace = config.shutdown_grace;
-    let shared = Arc::new(Shared { config, users, auth_slots: Semaphore::new(4), accounts: Arc::default() });
+    let shared = Arc::new(Shared {
+        config,
+        users,
+        auth_slots: Semaphore::new(4),
+        accounts: Arc::default(),
+        uploads: Default::default(),
+    });
     let tracker = TaskTracker::new();
     let addr = listener.local_addr()?;
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");

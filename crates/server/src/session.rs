@@ -91,6 +91,8 @@ pub(crate) struct Session<S> {
     pub shared: Arc<Shared>,
     pub shutdown: CancellationToken,
     pub user: Option<UserSession>,
+    /// When the login must be complete.
+    pub login_deadline: Option<tokio::time::Instant>,
 }
 
 /// Serves one connection to its end. Never panics on input; every problem
@@ -102,7 +104,7 @@ where
     let span = tracing::info_span!("session", %peer, user = tracing::field::Empty);
     async move {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
-        let mut session = Session { frames, shared, shutdown, user: None };
+        let mut session = Session { frames, shared, shutdown, user: None, login_deadline: None };
         match session.run().await {
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
@@ -148,7 +150,7 @@ where
             let request = match Request::decode(&json) {
                 Ok(request) => request,
                 Err(e) => {
-                    warn!(error = %e, "bad request");
+                    warn!(error = %escape(&e.to_string()), "bad request");
                     self.send_err(ErrorBody::new(ErrorCode::BadRequest, e.to_string())).await?;
                     continue;
                 }
@@ -163,6 +165,7 @@ where
     /// session is logged in.
     async fn login(&mut self) -> Result<bool, ConnError> {
         let deadline = tokio::time::Instant::now() + self.shared.config.login_timeout;
+        self.login_deadline = Some(deadline);
         let mut greeted = false;
         let mut attempts = 0;
         loop {
@@ -185,13 +188,17 @@ where
                 Ok(Some(Ok(frame))) => frame,
             };
             let Frame::Message(json) = frame else {
+                if !greeted {
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, "the first frame must be hello")).await?;
+                    return Ok(false);
+                }
                 self.send_err(ErrorBody::new(ErrorCode::AuthRequired, "log in first")).await?;
                 continue;
             };
             let request = match Request::decode(&json) {
                 Ok(r) => r,
                 Err(e) => {
-                    warn!(error = %e, "bad request before login");
+                    warn!(error = %escape(&e.to_string()), "bad request before login");
                     self.send_err(ErrorBody::new(ErrorCode::BadRequest, e.to_string())).await?;
                     if greeted { continue } else { return Ok(false) }
                 }
@@ -480,8 +487,12 @@ where
     /// Sends one frame, bounded by the idle timeout (a peer that stops
     /// reading can't hold the session forever).
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), ConnError> {
-        let idle = self.shared.config.idle_timeout;
-        match tokio::time::timeout(idle, self.frames.send(frame)).await {
+        // Before login the login deadline bounds sends too.
+        let mut deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
+        if let Some(login) = self.login_deadline.filter(|_| self.user.is_none()) {
+            deadline = deadline.min(login);
+        }
+        match tokio::time::timeout_at(deadline, self.frames.send(frame)).await {
             Ok(result) => result.map_err(ConnError::from),
             Err(_) => Err(ConnError::Io(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))),
         }

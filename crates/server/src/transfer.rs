@@ -6,16 +6,19 @@
 
 use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
-use crate::home::{Upload, read_full};
+use crate::home::{Upload, UploadStart, read_full};
 use crate::session::{ConnError, Flow, Outcome, Session};
 use bytes::{Bytes, BytesMut};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 /// Chunks buffered between the socket and the disk thread.
@@ -42,10 +45,18 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse_upload(path.to_owned(), e, size, resume).await,
         };
-        let t = target.clone();
-        let start = match self.fs(move |h| h.begin_upload(&t, size, resume, hash.as_deref())).await {
+        let holder_key = (self.user().name.clone(), target.to_string(), size);
+        let start = match self.begin_upload(&target, size, resume, hash, &holder_key).await {
             Ok(start) => start,
             Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
+        };
+        let shared = self.shared.clone();
+        let (taken_over, _holding) = match start.upload.is_resumable() {
+            true => {
+                let (token, guard) = shared.uploads.hold(holder_key);
+                (token, Some(guard))
+            }
+            false => (CancellationToken::new(), None),
         };
         let account = self.user().account().clone();
         account.adjust(-(start.dropped as i64));
@@ -80,7 +91,17 @@ where
         let idle = self.shared.config.idle_timeout;
 
         let trailer = loop {
-            let frame = match tokio::time::timeout(idle, self.frames.next()).await {
+            let next = tokio::select! {
+                biased;
+                _ = taken_over.cancelled() => {
+                    warn!(path = %target, received, expected, "a newer attempt took over this upload; partial kept for resume");
+                    let msg = format!("{target}: a newer attempt at this upload took over");
+                    self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+                next = tokio::time::timeout(idle, self.frames.next()) => next,
+            };
+            let frame = match next {
                 Err(_) => {
                     self.timed_out(idle).await?;
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
@@ -174,6 +195,39 @@ where
         }
     }
 
+    /// Opens the file an upload writes. If the upload's partial is held by
+    /// another session (most often one whose client is gone but whose
+    /// connection the server has not yet seen drop), that session is asked
+    /// to stop, and the partial awaited for a few seconds; failing that, the
+    /// upload goes to a private file.
+    async fn begin_upload(
+        &self,
+        target: &RemotePath,
+        size: u64,
+        resume: bool,
+        hash: Option<String>,
+        holder: &HolderKey,
+    ) -> io::Result<UploadStart> {
+        let attempt = |hash: Option<String>| {
+            let t = target.clone();
+            self.fs(move |h| h.begin_upload(&t, size, resume, hash.as_deref()))
+        };
+        match attempt(hash.clone()).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        self.shared.uploads.take_over(holder);
+        for _ in 0..TAKEOVER_POLLS {
+            tokio::time::sleep(TAKEOVER_POLL).await;
+            match attempt(hash.clone()).await {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+        let t = target.clone();
+        self.fs(move |h| h.begin_private_upload(&t)).await
+    }
+
     /// Checks an upload's end against its declaration. Returns the hash, or
     /// the refusal and whether the partial is worth keeping for a resume.
     fn verify_upload(
@@ -240,12 +294,16 @@ where
                 Ok(Some(Ok(Frame::Data(chunk)))) => {
                     received += chunk.len() as u64;
                     if received > size {
-                        return Err(ConnError::Protocol("more data than declared".into()));
+                        let msg = format!("more data than the {size} bytes declared");
+                        self.send_err(ErrorBody::new(ErrorCode::Integrity, msg.clone())).await.ok();
+                        return Err(ConnError::Protocol(msg));
                     }
                 }
                 Ok(Some(Ok(Frame::End(_)))) => return Ok(()),
                 Ok(Some(Ok(Frame::Message(_)))) => {
-                    return Err(ConnError::Protocol("a request arrived in the middle of an upload".into()));
+                    let msg = "a request arrived in the middle of an upload".to_owned();
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
                 }
             }
         }
@@ -297,6 +355,56 @@ where
             outcome.path = format!("{target} (resumed at {offset})");
         }
         Ok(outcome)
+    }
+}
+
+/// Identifies a resumable upload: user, target path, size.
+type HolderKey = (String, String, u64);
+
+/// How often, and how many times, a new attempt at an upload checks whether
+/// the session it took over from has let go of the partial.
+const TAKEOVER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+const TAKEOVER_POLLS: usize = 100;
+
+/// The sessions holding resumable partials, so that a new attempt at the
+/// same upload can take over from one whose client has gone.
+#[derive(Debug, Default)]
+pub struct Holders {
+    map: Mutex<HashMap<HolderKey, (u64, CancellationToken)>>,
+    next_id: AtomicU64,
+}
+
+/// Registration of a session as a partial's holder, removed on drop.
+pub(crate) struct Holding<'a> {
+    holders: &'a Holders,
+    key: HolderKey,
+    id: u64,
+}
+
+impl Holders {
+    /// Registers the caller as the holder of `key`. The token is cancelled
+    /// when a newer attempt wants the partial.
+    fn hold(&self, key: HolderKey) -> (CancellationToken, Holding<'_>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (id, token.clone()));
+        (token, Holding { holders: self, key, id })
+    }
+
+    /// Asks the current holder of `key`, if any, to let go.
+    fn take_over(&self, key: &HolderKey) {
+        if let Some((_, token)) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            token.cancel();
+        }
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        let mut map = self.holders.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            map.remove(&self.key);
+        }
     }
 }
 

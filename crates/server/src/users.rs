@@ -130,7 +130,7 @@ pub enum UserError {
 /// they are restricted to a portable, unambiguous alphabet.
 pub fn validate_user_name(name: &str) -> Result<(), UserError> {
     let ok = !name.is_empty()
-        && name.len() <= 32
+        && name.len() <= ftp_proto::MAX_USER
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && !name.starts_with('-');
     if ok { Ok(()) } else { Err(UserError::BadName(name.to_owned())) }
