@@ -208,7 +208,10 @@ fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     let data = vec![9u8; 1 << 20];
     busy.send(&json!({"op": "put", "path": "during-shutdown", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
-    wait_until(Duration::from_secs(10), "upload to start", || partial_files(&d, "alice") == 2);
+    let staging = d.root().join(".ftpd/staging/alice");
+    wait_until(Duration::from_secs(10), "upload to start", || {
+        std::fs::read_dir(&staging).map(|r| r.count() == 1).unwrap_or(false)
+    });
     d.terminate();
     // The idle session is told and closed.
     assert_eq!(code(&idle.reply()), "shutting_down");

@@ -518,7 +518,7 @@ impl Rng {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % (hi - lo).max(1)
+        lo + self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % hi.saturating_sub(lo).max(1)
     }
 }
 

@@ -16,6 +16,7 @@ use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -51,13 +52,8 @@ where
             Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
         };
         let shared = self.shared.clone();
-        let (taken_over, _holding) = match start.upload.is_resumable() {
-            true => {
-                let (token, guard) = shared.uploads.hold(holder_key);
-                (token, Some(guard))
-            }
-            false => (CancellationToken::new(), None),
-        };
+        let holding = start.upload.is_resumable().then(|| shared.uploads.hold(holder_key));
+        let taken_over = holding.as_ref().map(|h| h.token.clone()).unwrap_or_default();
         let account = self.user().account().clone();
         account.adjust(-(start.dropped as i64));
         let offset = start.offset;
@@ -127,6 +123,9 @@ where
                         return Err(ConnError::Protocol(msg));
                     }
                     rx_state.reservation.written = received;
+                    if let Some(h) = &holding {
+                        h.touch();
+                    }
                     let sent = match &tx {
                         Some(tx) => tx.send(chunk).await.is_ok(),
                         None => false,
@@ -196,10 +195,12 @@ where
     }
 
     /// Opens the file an upload writes. If the upload's partial is held by
-    /// another session (most often one whose client is gone but whose
-    /// connection the server has not yet seen drop), that session is asked
-    /// to stop, and the partial awaited for a few seconds; failing that, the
-    /// upload goes to a private file.
+    /// another session that has received nothing for [`STALLED_AFTER`] (its
+    /// client is most likely gone, though the server has not yet seen the
+    /// connection drop), that session is told to stop and the partial is
+    /// awaited for a few seconds. If the holder is alive (two clients
+    /// uploading the same file at once), or does not let go, this upload
+    /// goes to a private file instead: both complete, the last one wins.
     async fn begin_upload(
         &self,
         target: &RemotePath,
@@ -212,11 +213,17 @@ where
             let t = target.clone();
             self.fs(move |h| h.begin_upload(&t, size, resume, hash.as_deref()))
         };
-        match attempt(hash.clone()).await {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            other => return other,
+        // A holder whose connection just dropped lets go within moments.
+        for _ in 0..GRACE_POLLS {
+            match attempt(hash.clone()).await {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => tokio::time::sleep(TAKEOVER_POLL).await,
+                other => return other,
+            }
         }
-        self.shared.uploads.take_over(holder);
+        if !self.shared.uploads.take_over_if_stalled(holder) {
+            let t = target.clone();
+            return self.fs(move |h| h.begin_private_upload(&t)).await;
+        }
         for _ in 0..TAKEOVER_POLLS {
             tokio::time::sleep(TAKEOVER_POLL).await;
             match attempt(hash.clone()).await {
@@ -361,17 +368,30 @@ where
 /// Identifies a resumable upload: user, target path, size.
 type HolderKey = (String, String, u64);
 
+/// How long a session holding a partial may go without receiving data
+/// before a new attempt at the same upload may take the partial over.
+pub const STALLED_AFTER: Duration = Duration::from_secs(2);
+
 /// How often, and how many times, a new attempt at an upload checks whether
 /// the session it took over from has let go of the partial.
-const TAKEOVER_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+const TAKEOVER_POLL: Duration = Duration::from_millis(50);
 const TAKEOVER_POLLS: usize = 100;
+/// Polls before deciding whether the holder is stalled or alive.
+const GRACE_POLLS: usize = 10;
 
 /// The sessions holding resumable partials, so that a new attempt at the
 /// same upload can take over from one whose client has gone.
 #[derive(Debug, Default)]
 pub struct Holders {
-    map: Mutex<HashMap<HolderKey, (u64, CancellationToken)>>,
+    map: Mutex<HashMap<HolderKey, Holder>>,
     next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Holder {
+    id: u64,
+    token: CancellationToken,
+    last_data: Arc<Mutex<Instant>>,
 }
 
 /// Registration of a session as a partial's holder, removed on drop.
@@ -379,30 +399,47 @@ pub(crate) struct Holding<'a> {
     holders: &'a Holders,
     key: HolderKey,
     id: u64,
+    last_data: Arc<Mutex<Instant>>,
+    /// Cancelled when a newer attempt takes the partial over.
+    pub token: CancellationToken,
 }
 
 impl Holders {
-    /// Registers the caller as the holder of `key`. The token is cancelled
-    /// when a newer attempt wants the partial.
-    fn hold(&self, key: HolderKey) -> (CancellationToken, Holding<'_>) {
+    /// Registers the caller as the holder of `key`.
+    fn hold(&self, key: HolderKey) -> Holding<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), (id, token.clone()));
-        (token, Holding { holders: self, key, id })
+        let last_data = Arc::new(Mutex::new(Instant::now()));
+        let holder = Holder { id, token: token.clone(), last_data: last_data.clone() };
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), holder);
+        Holding { holders: self, key, id, last_data, token }
     }
 
-    /// Asks the current holder of `key`, if any, to let go.
-    fn take_over(&self, key: &HolderKey) {
-        if let Some((_, token)) = self.map.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
-            token.cancel();
+    /// Tells the holder of `key` to let go if it has received nothing for
+    /// [`STALLED_AFTER`]. Returns whether it was told.
+    fn take_over_if_stalled(&self, key: &HolderKey) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(holder) = map.get(key) else { return true }; // about to let go
+        let idle = holder.last_data.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if idle < STALLED_AFTER {
+            return false;
         }
+        holder.token.cancel();
+        true
+    }
+}
+
+impl Holding<'_> {
+    /// Records that data arrived.
+    fn touch(&self) {
+        *self.last_data.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
         let mut map = self.holders.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+        if map.get(&self.key).is_some_and(|h| h.id == self.id) {
             map.remove(&self.key);
         }
     }
