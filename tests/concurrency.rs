@@ -27,8 +27,8 @@ fn two_puts_of_the_same_name_leave_exactly_one_complete_file() {
     let a = vec![b'a'; 3 << 20];
     let b = vec![b'b'; 3 << 20];
     // Interleaved by hand: both are half-way at the same time.
-    let mut first = Raw::login(d.addr, "alice", "pw");
-    let mut second = Raw::login(d.addr, "alice", "pw");
+    let mut first = Raw::login(d.target(), "alice", "pw");
+    let mut second = Raw::login(d.target(), "alice", "pw");
     begin_put(&mut first, "same.bin", &a, a.len() / 2);
     begin_put(&mut second, "same.bin", &b, b.len() / 2);
     assert_eq!(finish_put(&mut first, &a, a.len() / 2), "ok");
@@ -75,10 +75,10 @@ fn a_get_during_a_put_returns_the_old_or_the_new_file_whole() {
     d.add_user("alice", "pw");
     let old = vec![b'o'; 2 << 20];
     let new = vec![b'n'; 3 << 20];
-    let mut writer = Raw::login(d.addr, "alice", "pw");
+    let mut writer = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&writer.put("doc", &old, None)), "ok");
     begin_put(&mut writer, "doc", &new, new.len() / 2);
-    let mut reader = Raw::login(d.addr, "alice", "pw");
+    let mut reader = Raw::login(d.target(), "alice", "pw");
     let (data, end) = reader.get("doc").unwrap();
     assert_eq!(data, old, "mid-upload, readers see the old file");
     assert_eq!(end["hash"], blake3::hash(&old).to_hex().to_string());
@@ -104,9 +104,9 @@ fn sessions_are_limited_per_user_and_per_address() {
     let d = Daemon::start(&["--max-sessions-per-user", "2", "--max-sessions-per-ip", "4"]);
     d.add_user("alice", "pw");
     d.add_user("bob", "pw");
-    let _a1 = Raw::login(d.addr, "alice", "pw");
-    let _a2 = Raw::login(d.addr, "alice", "pw");
-    let mut a3 = Raw::connect(d.addr);
+    let _a1 = Raw::login(d.target(), "alice", "pw");
+    let _a2 = Raw::login(d.target(), "alice", "pw");
+    let mut a3 = Raw::connect(d.target());
     a3.hello();
     let reply = a3.request(&json!({"op": "login", "user": "alice", "password": "pw"}));
     assert_eq!(code(&reply), "too_many_sessions", "{reply}");
@@ -115,10 +115,10 @@ fn sessions_are_limited_per_user_and_per_address() {
     let err = fails(d.ftpc("alice", "pw").arg("ls"), 5);
     assert!(err.contains("too_many_sessions"), "{err}");
 
-    let _b1 = Raw::login(d.addr, "bob", "pw");
-    let _b2 = Raw::login(d.addr, "bob", "pw");
+    let _b1 = Raw::login(d.target(), "bob", "pw");
+    let _b2 = Raw::login(d.target(), "bob", "pw");
     // Four sessions from 127.0.0.1: the fifth connection is refused at once.
-    let mut fifth = Raw::connect(d.addr);
+    let mut fifth = Raw::connect(d.target());
     let reply = fifth.reply();
     assert_eq!(code(&reply), "too_many_sessions", "{reply}");
     assert!(fifth.closed());
@@ -159,7 +159,7 @@ fn fifty_clients_of_several_users_at_once_all_verified() {
     for (i, user) in users.iter().enumerate() {
         let listing = ok(d.ftpc(user, "pw").arg("ls"));
         assert_eq!(listing.lines().count(), 10, "{user}: {listing}");
-        let mut raw = Raw::login(d.addr, user, "pw");
+        let mut raw = Raw::login(d.target(), user, "pw");
         let (used, _, _) = df(&mut raw);
         assert_eq!(used, bytes_on_disk(&d.home(user)), "usage of {user} matches the bytes on disk");
         let expected: u64 = (0..50).filter(|c| c % 5 == i).map(|c| 64u64 << 10 << (c % 6)).sum();

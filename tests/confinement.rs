@@ -48,7 +48,7 @@ fn two_users_at_once_cannot_touch_each_other() {
     assert_eq!(hash_file(&d.home("bob").join("secret.bin")), hash_file(&work.path().join("bob.bin")));
 
     // Alice tries every way to reach Bob's file.
-    let mut alice = Raw::login(d.addr, "alice", "pw-a");
+    let mut alice = Raw::login(d.target(), "alice", "pw-a");
     assert_eq!(alice.ls(None).unwrap(), vec!["secret.bin"], "alice sees only her own file");
     for path in ["../bob/secret.bin", "../bob", "/bob/secret.bin", "../../data/bob/secret.bin"] {
         for req in every_path_request(path) {
@@ -72,7 +72,7 @@ fn two_users_at_once_cannot_touch_each_other() {
 fn traversal_attempts_are_refused_on_every_operation() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.put("mine.txt", b"mine", None)), "ok");
     for path in ["..", "../x", "a/../../x", "/etc/passwd", "/", "x\0y", "../../../../../../etc/shadow"] {
         for req in every_path_request(path) {
@@ -90,7 +90,7 @@ fn traversal_attempts_are_refused_on_every_operation() {
 fn malformed_names_are_bad_requests() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let long = "n".repeat(300);
     let deep = vec!["d"; 100].join("/");
     for path in ["", "a\\b", "bell\u{7}", "esc\u{1b}[2J", long.as_str(), deep.as_str()] {
@@ -110,8 +110,8 @@ fn symlinks_planted_in_a_home_cannot_lead_outside() {
     d.add_user("bob", "pw");
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), b"top secret").unwrap();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
-    let _bob = Raw::login(d.addr, "bob", "pw"); // creates bob's home
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    let _bob = Raw::login(d.target(), "bob", "pw"); // creates bob's home
     std::fs::write(d.home("bob").join("bobs"), b"bob's").unwrap();
 
     let home = d.home("alice");

@@ -22,7 +22,7 @@ fn uploads_over_the_quota_are_refused_up_front() {
 
     // A raw client streaming right behind its request is refused before a
     // byte is stored, and its data is skipped.
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let reply = raw.put("c.bin", &vec![0u8; 500 << 10], None);
     assert_eq!(code(&reply), "quota_exceeded", "{reply}");
     assert_eq!(df(&mut raw), (600 << 10, Some(1 << 20), Some(424 << 10)));
@@ -45,8 +45,8 @@ fn concurrent_uploads_of_one_user_cannot_together_exceed_the_quota() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("alice", "pw", "1MiB");
     let data = vec![3u8; 700 << 10];
-    let mut first = Raw::login(d.addr, "alice", "pw");
-    let mut second = Raw::login(d.addr, "alice", "pw");
+    let mut first = Raw::login(d.target(), "alice", "pw");
+    let mut second = Raw::login(d.target(), "alice", "pw");
     // The first upload reserves its size as soon as it is accepted.
     let ready = first.request(&json!({"op": "put", "path": "one", "size": data.len(), "resume": true}));
     assert_eq!(code(&ready), "ok");
@@ -66,7 +66,7 @@ fn concurrent_uploads_of_one_user_cannot_together_exceed_the_quota() {
     // Many small uploads racing: the total stored never passes the quota.
     let threads: Vec<_> = (0..8)
         .map(|i| {
-            let addr = d.addr;
+            let addr = d.target();
             std::thread::spawn(move || {
                 let mut raw = Raw::login(addr, "alice", "pw");
                 code(&raw.put(&format!("small-{i}"), &vec![i as u8; 100 << 10], None))
@@ -84,7 +84,7 @@ fn concurrent_uploads_of_one_user_cannot_together_exceed_the_quota() {
 fn usage_is_exact_after_rm_rename_overwrite_failures_and_restart() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("alice", "pw", "10MiB");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let on_disk = |d: &Daemon| bytes_on_disk(&d.home("alice")) + d.partials("alice").iter().map(|p| p.1).sum::<u64>();
 
     assert_eq!(code(&raw.put("a", &[1u8; 1000], None)), "ok");
@@ -109,14 +109,14 @@ fn usage_is_exact_after_rm_rename_overwrite_failures_and_restart() {
     raw.frame(TAG_DATA, &[5u8; 300_000]).unwrap();
     drop(raw);
     wait_until(std::time::Duration::from_secs(30), "the partial", || d.log().contains("partial kept for resume"));
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(df(&mut raw), (301_000, Some(10 << 20), Some((10 << 20) - 301_000)));
     assert_eq!(on_disk(&d), 301_000);
     drop(raw);
 
     // After a restart the usage is recomputed from the disk: the same.
     let d = Daemon::start_in(d.stop(), &[]);
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(df(&mut raw).0, 301_000);
     // Resuming it adds only the rest.
     let ready = raw.request(&json!({"op": "put", "path": "big", "size": 2 << 20, "resume": true}));
@@ -150,7 +150,7 @@ fn quota_commands_validate_sizes() {
 fn renaming_a_file_onto_itself_frees_nothing() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("alice", "pw", "3MiB");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.put("f", &vec![1u8; 2 << 20], None)), "ok");
     for path in ["f", "./f", "dir/../f"] {
         raw.request(&json!({"op": "mkdir", "path": "dir"}));

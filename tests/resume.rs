@@ -141,7 +141,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
     let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     assert_eq!((ready["ok"].as_bool(), ready["offset"].as_u64()), (Some(true), Some(0)));
     let half = 3 << 20;
@@ -155,7 +155,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
     drop(raw);
 
     let d = Daemon::start_in(dir, &[]);
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     assert_eq!(ready["offset"].as_u64(), Some(half as u64), "{ready}");
     assert_eq!(ready["prefix_hash"], blake3::hash(&data[..half]).to_hex().to_string());
@@ -172,7 +172,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("g.bin");
     std::fs::write(&src, &data).unwrap();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.request(&json!({"op": "put", "path": "g.bin", "size": data.len(), "resume": true}));
     for chunk in data[..half].chunks(256 * 1024) {
         raw.frame(TAG_DATA, chunk).unwrap();
@@ -197,7 +197,7 @@ fn a_tampered_partial_is_not_trusted() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
     let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 253) as u8).collect();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     for chunk in data[..2 << 20].chunks(256 * 1024) {
         raw.frame(TAG_DATA, chunk).unwrap();
@@ -214,7 +214,7 @@ fn a_tampered_partial_is_not_trusted() {
     std::fs::write(&path, &bytes).unwrap();
 
     // The server offers the tampered bytes; their hash gives them away.
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let ready = raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     assert_ne!(ready["prefix_hash"], blake3::hash(&data[..2 << 20]).to_hex().to_string());
     drop(raw);
@@ -231,7 +231,7 @@ fn a_tampered_partial_is_not_trusted() {
     // A client that ignores the prefix hash and sends the rest anyway is
     // caught by the whole-file hash: nothing corrupt is stored.
     let kept = d.log().matches("partial kept for resume").count();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.request(&json!({"op": "put", "path": "h.bin", "size": data.len(), "resume": true}));
     for chunk in data[..2 << 20].chunks(256 * 1024) {
         raw.frame(TAG_DATA, chunk).unwrap();
@@ -243,7 +243,7 @@ fn a_tampered_partial_is_not_trusted() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let ready = raw.request(&json!({"op": "put", "path": "h.bin", "size": data.len(), "resume": true}));
     assert_eq!(ready["offset"].as_u64(), Some(2 << 20));
     send_rest(&mut raw, &data, 2 << 20);
@@ -258,14 +258,14 @@ fn a_partial_is_resumed_only_for_the_same_target_and_size() {
     d.add_user("alice", "pw");
     d.add_user("bob", "pw");
     let data = vec![7u8; 3 << 20];
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     raw.frame(TAG_DATA, &data[..1 << 20]).unwrap();
     wait_until(Duration::from_secs(30), "partial", || d.partials("alice").iter().any(|p| p.1 == 1 << 20));
     drop(raw);
     wait_until(Duration::from_secs(30), "partial kept", || d.log().contains("partial kept for resume"));
     let ask = |user: &str, path: &str, size: usize| {
-        let mut raw = Raw::login(d.addr, user, "pw");
+        let mut raw = Raw::login(d.target(), user, "pw");
         raw.request(&json!({"op": "put", "path": path, "size": size, "resume": true}))["offset"].as_u64().unwrap()
     };
     assert_eq!(ask("bob", "f.bin", data.len()), 0, "another user");
@@ -273,14 +273,14 @@ fn a_partial_is_resumed_only_for_the_same_target_and_size() {
     assert_eq!(ask("alice", "f.bin", data.len() + 1), 0, "another size");
     assert_eq!(ask("alice", "f.bin", data.len()), 1 << 20, "the same upload");
     // A declared hash that differs from the one recorded starts afresh too.
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let other = "00".repeat(32);
     let ready = raw.request(&json!({"op": "put", "path": "k.bin", "size": 10, "resume": true, "hash": other}));
     assert_eq!(ready["offset"].as_u64(), Some(0));
     raw.frame(TAG_DATA, b"01234").unwrap();
     drop(raw);
     wait_until(Duration::from_secs(30), "partial kept", || d.log().matches("partial kept for resume").count() >= 2);
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     let ready =
         raw.request(&json!({"op": "put", "path": "k.bin", "size": 10, "resume": true, "hash": "11".repeat(32)}));
     assert_eq!(ready["offset"].as_u64(), Some(0), "{ready}");
@@ -290,12 +290,12 @@ fn a_partial_is_resumed_only_for_the_same_target_and_size() {
 fn stale_partials_are_removed_and_leave_the_quota() {
     let d = Daemon::start(&["--partial-max-age-secs", "1"]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.request(&json!({"op": "put", "path": "f.bin", "size": 1 << 20, "resume": true}));
     raw.frame(TAG_DATA, &[1u8; 500_000]).unwrap();
     wait_until(Duration::from_secs(30), "partial", || d.partials("alice").iter().any(|p| p.1 == 500_000));
     drop(raw);
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     // The partial counts toward usage while it exists...
     wait_until(Duration::from_secs(30), "the partial to count", || df(&mut raw).0 == 500_000);
     // ...and is removed once stale.
@@ -311,7 +311,7 @@ fn a_new_attempt_takes_over_from_a_session_whose_client_is_gone() {
     let data = vec![4u8; 4 << 20];
     // A client sends half, then goes silent without closing (a cut network
     // looks like this to the server until its idle timeout).
-    let mut stalled = Raw::login(d.addr, "alice", "pw");
+    let mut stalled = Raw::login(d.target(), "alice", "pw");
     stalled.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
     for chunk in data[..2 << 20].chunks(256 << 10) {
         stalled.frame(TAG_DATA, chunk).unwrap();
@@ -319,7 +319,7 @@ fn a_new_attempt_takes_over_from_a_session_whose_client_is_gone() {
     wait_until(Duration::from_secs(30), "half on disk", || d.partials("alice").iter().any(|p| p.1 == 2 << 20));
     // Retries take the partial over once its holder has been silent for a
     // moment (until then, a retry gets a fresh private upload, abandoned here).
-    let mut retry = Raw::login(d.addr, "alice", "pw");
+    let mut retry = Raw::login(d.target(), "alice", "pw");
     wait_until(Duration::from_secs(60), "a retry to take over", || {
         let ready = retry.request(&json!({"op": "put", "path": "f.bin", "size": data.len(), "resume": true}));
         assert_eq!(code(&ready), "ok", "{ready}");
@@ -344,12 +344,12 @@ fn a_new_attempt_takes_over_from_a_session_whose_client_is_gone() {
 fn uploads_without_resume_leave_nothing_when_they_break() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("alice", "pw", "10MiB");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.send(&json!({"op": "put", "path": "f.bin", "size": 1 << 20}));
     raw.frame(TAG_DATA, &[1u8; 300_000]).unwrap();
     drop(raw);
     wait_until(Duration::from_secs(30), "the daemon to notice", || d.log().contains("partial discarded"));
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.send(&json!({"op": "put", "path": "g.bin", "size": 1 << 20}));
     raw.frame(TAG_DATA, &[1u8; 300_000]).unwrap();
     raw.frame(TAG_END, br#"{"error":{"code":"aborted","message":"bye"}}"#).unwrap();

@@ -68,7 +68,7 @@ fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
 fn a_put_whose_hash_does_not_match_is_refused() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.put("f", b"original", None)), "ok");
     let wrong = blake3::hash(b"something else").to_hex().to_string();
     let reply = raw.put("f", b"tampered", Some(&wrong));
@@ -88,7 +88,7 @@ fn declared_sizes_that_lie_are_refused() {
     d.add_user("alice", "pw");
 
     // Fewer bytes than declared, then the end frame.
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.send(&json!({"op": "put", "path": "short", "size": 100}));
     raw.frame(TAG_DATA, &[1u8; 60]).unwrap();
     let hash = blake3::hash(&[1u8; 60]).to_hex().to_string();
@@ -111,7 +111,7 @@ fn declared_sizes_that_lie_are_refused() {
 fn an_abandoned_upload_is_discarded() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.send(&json!({"op": "put", "path": "gone", "size": 100}));
     raw.frame(TAG_DATA, &[1u8; 50]).unwrap();
     raw.frame(TAG_END, br#"{"error":{"code":"aborted","message":"changed my mind"}}"#).unwrap();
@@ -124,7 +124,7 @@ fn an_abandoned_upload_is_discarded() {
 fn an_early_refusal_skips_the_data_already_sent() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     // The parent does not exist: refused at once; the data still arrives and
     // must be skipped, leaving the session usable.
     let reply = raw.put("no/such/dir/file", &[7u8; 300_000], None);
@@ -145,14 +145,14 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
         (false, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), "too_large"),
     ];
     for (logged_in, bytes, expected) in cases {
-        let mut raw = if logged_in { Raw::login(d.addr, "alice", "pw") } else { Raw::connect(d.addr) };
+        let mut raw = if logged_in { Raw::login(d.target(), "alice", "pw") } else { Raw::connect(d.target()) };
         raw.write(&bytes).unwrap();
         let reply = raw.reply();
         assert_eq!(code(&reply), expected, "{bytes:?} -> {reply}");
         assert!(raw.closed(), "{bytes:?}");
     }
     // Invalid JSON, wrong types, unknown ops: an error, and the session goes on.
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     for payload in
         [&b"not json"[..], b"\xff\xfe\xfd", br#"{"op":"explode"}"#, br#"{"op":"get","path":42}"#, b"[1,2]", b"{}"]
     {
@@ -165,11 +165,11 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
     assert_eq!(code(&raw.reply()), "bad_request");
     assert_eq!(code(&raw.request(&json!({"op": "pwd"}))), "ok");
     // A truncated frame followed by a hang-up harms nobody.
-    let mut cut = Raw::login(d.addr, "alice", "pw");
+    let mut cut = Raw::login(d.target(), "alice", "pw");
     cut.write(&[0, 0, 0, 100, b'M', b'{']).unwrap();
     drop(cut);
     assert!(!d.log().contains("panicked"));
-    let mut again = Raw::login(d.addr, "alice", "pw");
+    let mut again = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&again.request(&json!({"op": "pwd"}))), "ok");
 }
 
@@ -177,8 +177,8 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
 fn connection_limit_refuses_with_busy() {
     let d = Daemon::start(&["--max-connections", "1"]);
     d.add_user("alice", "pw");
-    let mut first = Raw::login(d.addr, "alice", "pw");
-    let mut second = Raw::connect(d.addr);
+    let mut first = Raw::login(d.target(), "alice", "pw");
+    let mut second = Raw::connect(d.target());
     assert_eq!(code(&second.reply()), "busy");
     assert!(second.closed());
     let err = fails(d.ftpc("alice", "pw").arg("ls"), 5);
@@ -194,7 +194,7 @@ fn connection_limit_refuses_with_busy() {
 fn idle_sessions_time_out() {
     let d = Daemon::start(&["--idle-timeout-secs", "1"]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.reply()), "timeout");
     assert!(raw.closed());
 }
@@ -203,8 +203,8 @@ fn idle_sessions_time_out() {
 fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     let mut d = Daemon::start(&["--shutdown-grace-secs", "30"]);
     d.add_user("alice", "pw");
-    let mut idle = Raw::login(d.addr, "alice", "pw");
-    let mut busy = Raw::login(d.addr, "alice", "pw");
+    let mut idle = Raw::login(d.target(), "alice", "pw");
+    let mut busy = Raw::login(d.target(), "alice", "pw");
     let data = vec![9u8; 1 << 20];
     busy.send(&json!({"op": "put", "path": "during-shutdown", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();

@@ -97,7 +97,7 @@ fn ls_stat_mv_rm_mkdir_rmdir() {
 fn one_session_serves_many_requests_with_cd_and_pwd() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.request(&serde_json::json!({"op": "mkdir", "path": "a"}))), "ok");
     assert_eq!(code(&raw.request(&serde_json::json!({"op": "mkdir", "path": "a/b"}))), "ok");
     let cd = raw.request(&serde_json::json!({"op": "cd", "path": "a/b"}));
@@ -118,7 +118,7 @@ fn one_session_serves_many_requests_with_cd_and_pwd() {
 fn large_listings_arrive_complete() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     // Create the files directly in the home: the listing is what is tested.
     for i in 0..1000 {
         std::fs::write(d.home("alice").join(format!("f{i:04}")), b"").unwrap();
@@ -133,7 +133,7 @@ fn large_listings_arrive_complete() {
 fn json_logs_have_one_line_per_request() {
     let d = Daemon::start(&["--log-format", "json"]);
     d.add_user("alice", "pw");
-    let mut raw = Raw::login(d.addr, "alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.put("notes.txt", &[5u8; 5000], None)), "ok");
     assert_eq!(code(&raw.request(&serde_json::json!({"op": "quit"}))), "ok");
     wait_until(std::time::Duration::from_secs(10), "the put to be logged", || d.log().contains("\"op\":\"put\""));

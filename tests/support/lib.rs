@@ -31,6 +31,16 @@ pub fn bin(name: &str) -> PathBuf {
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
+        // The test process's environment (set by cargo for this crate) must
+        // not leak into the build, or the binaries' fingerprints change and
+        // every test process rebuilds them.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_") && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_BUILD_JOBS") {
+                cmd.env_remove(&*key);
+            }
+        }
+        cmd.env_remove("OUT_DIR").env_remove("RUST_TEST_THREADS");
         let status = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().expect("run cargo build");
         assert!(status.success(), "building ftpd and ftpc failed");
     });
@@ -39,11 +49,22 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Where a daemon listens and whether it speaks TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Whether connections are TLS.
+    pub tls: bool,
+}
+
 /// A running daemon with its own data root; killed on drop.
 pub struct Daemon {
     child: Option<Child>,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Whether it serves TLS (the default) or plaintext (`--no-tls`).
+    pub tls: bool,
     /// Temporary directory holding the data root and users file.
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
@@ -103,7 +124,13 @@ impl Daemon {
                 panic!("ftpd did not start:\n{}", log.lock().unwrap());
             }
         };
-        Daemon { child: Some(child), addr, dir, log }
+        let tls = !extra.contains(&"--no-tls");
+        Daemon { child: Some(child), addr, tls, dir, log }
+    }
+
+    /// Where to connect, for raw connections.
+    pub fn target(&self) -> Target {
+        Target { addr: self.addr, tls: self.tls }
     }
 
     /// The data root.
@@ -149,13 +176,22 @@ impl Daemon {
             .collect()
     }
 
-    /// An `ftpc` command logged in as `user`, with no profile.
+    /// An `ftpc` command logged in as `user`, with no profile, and its
+    /// own known-hosts file in which it pins this daemon on first use.
     pub fn ftpc(&self, user: &str, password: &str) -> Command {
+        let mut cmd = self.ftpc_bare(user, password);
+        cmd.arg(if self.tls { "--accept-new-host" } else { "--no-tls" });
+        cmd
+    }
+
+    /// `ftpc` without any TLS flag (for tests of its TLS behaviour).
+    pub fn ftpc_bare(&self, user: &str, password: &str) -> Command {
         let mut cmd = Command::new(bin("ftpc"));
         cmd.env("FTPC_SERVER", self.addr.to_string())
             .env("FTPC_USER", user)
             .env("FTPC_PASSWORD", password)
             .env("FTPC_CONFIG", self.dir.path().join("no-profile.toml"))
+            .env("FTPC_KNOWN_HOSTS", self.dir.path().join("known_hosts"))
             .stdin(Stdio::null());
         cmd
     }
@@ -279,24 +315,83 @@ pub const TAG_DATA: u8 = b'D';
 /// End frame tag.
 pub const TAG_END: u8 = b'E';
 
+/// A byte stream: TCP, or TLS over TCP.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 /// A connection that speaks raw frames: `u32` big-endian length, tag byte,
-/// payload.
+/// payload (inside TLS when the daemon serves TLS).
 pub struct Raw {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection.
+    pub stream: Box<dyn Stream>,
+}
+
+/// Accepts any server certificate: raw connections test the protocol, not
+/// the trust model (which the ftpc tests cover).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Wraps a TCP connection in a TLS client session.
+pub fn tls_client(tcp: TcpStream) -> Box<dyn Stream> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    Box::new(rustls::StreamOwned::new(conn, tcp))
 }
 
 impl Raw {
-    /// Connects with a 30-second read timeout.
-    pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    /// Connects (TLS when the target serves it) with a 30-second read timeout.
+    pub fn connect(target: Target) -> Raw {
+        let tcp = TcpStream::connect(target.addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let stream: Box<dyn Stream> = if target.tls { tls_client(tcp) } else { Box::new(tcp) };
         Raw { stream }
     }
 
     /// Connects, says hello and logs in; panics unless both succeed.
-    pub fn login(addr: SocketAddr, user: &str, password: &str) -> Raw {
-        let mut raw = Raw::connect(addr);
+    pub fn login(target: Target, user: &str, password: &str) -> Raw {
+        let mut raw = Raw::connect(target);
         raw.hello();
         let reply = raw.request(&serde_json::json!({"op": "login", "user": user, "password": password}));
         assert_eq!(reply["ok"], true, "login: {reply}");
@@ -312,7 +407,8 @@ impl Raw {
 
     /// Writes raw bytes.
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.stream.write_all(bytes)
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
     }
 
     /// Writes one frame.
@@ -321,7 +417,8 @@ impl Raw {
         buf.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
         buf.push(tag);
         buf.extend_from_slice(payload);
-        self.stream.write_all(&buf)
+        self.stream.write_all(&buf)?;
+        self.stream.flush()
     }
 
     /// Sends a JSON message frame.
@@ -363,7 +460,12 @@ impl Raw {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                // A TLS peer that closes without close_notify, or a reset.
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof) =>
+                {
+                    return true;
+                }
                 Err(_) => return false,
             }
         }
@@ -448,7 +550,7 @@ where
             let script = script.clone();
             std::thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-                let mut raw = Raw { stream };
+                let mut raw = Raw { stream: Box::new(stream) };
                 while let Some((tag, payload)) = raw.recv() {
                     if tag != TAG_MESSAGE {
                         continue;
@@ -479,6 +581,7 @@ pub fn ftpc_at(addr: SocketAddr) -> Command {
         .env("FTPC_USER", "u")
         .env("FTPC_PASSWORD", "p")
         .env("FTPC_CONFIG", "/nonexistent/ftpc.toml")
+        .arg("--no-tls")
         .stdin(Stdio::null());
     cmd
 }

@@ -1,5 +1,6 @@
 //! The connection and its requests.
 
+use crate::tls::Trust;
 use bytes::{Bytes, BytesMut};
 use ftp_proto::{
     DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk, Password, PutOk,
@@ -57,6 +58,35 @@ pub enum ClientError {
     /// The server did not answer in time.
     #[error("timed out waiting for the server")]
     Timeout,
+    /// The TLS handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The server is not known, and the user did not accept it.
+    #[error(
+        "the server {host} is not known; its certificate fingerprint is {fingerprint}. \
+         If the operator confirms it (`ftpd fingerprint`), connect once with --accept-new-host, \
+         or pass --ca with the certificate that signed it"
+    )]
+    UnknownHost {
+        /// `HOST:PORT`.
+        host: String,
+        /// What it presented.
+        fingerprint: String,
+    },
+    /// The server presents another certificate than the one pinned.
+    #[error(
+        "THE CERTIFICATE OF {host} HAS CHANGED: pinned {expected}, presented {got}. \
+         Someone may be intercepting the connection, or the server's certificate was replaced. \
+         If the operator confirms the new one, remove the old line from the known-hosts file"
+    )]
+    HostChanged {
+        /// `HOST:PORT`.
+        host: String,
+        /// The pinned fingerprint.
+        expected: String,
+        /// The presented fingerprint.
+        got: String,
+    },
 }
 
 impl ClientError {
@@ -131,19 +161,48 @@ pub struct Client<S> {
     pub server: HelloOk,
 }
 
-impl Client<TcpStream> {
-    /// Connects over TCP and exchanges hello.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Client<TcpStream>> {
-        let connect = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
-        let stream = match connect {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(ClientError::Connect { addr: addr.to_owned(), source }),
-            Err(_) => {
-                let source = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                return Err(ClientError::Connect { addr: addr.to_owned(), source });
+/// A byte stream a client can run over: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// TLS, checking the server as the [`Trust`] says (the default).
+    Tls(Trust),
+    /// Plaintext, only when asked for explicitly.
+    Plain,
+}
+
+async fn tcp_connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ClientError::Connect { addr: addr.to_owned(), source }),
+        Err(_) => {
+            let source = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+            return Err(ClientError::Connect { addr: addr.to_owned(), source });
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+impl Client<Box<dyn Io>> {
+    /// Connects (TCP, then TLS unless `transport` is plain) and exchanges
+    /// hello. `timeout` bounds the connection, the handshakes and every
+    /// later wait for the server.
+    pub async fn connect(addr: &str, timeout: Duration, transport: &Transport) -> Result<Client<Box<dyn Io>>> {
+        let tcp = tcp_connect(addr, timeout).await?;
+        let stream: Box<dyn Io> = match transport {
+            Transport::Plain => Box::new(tcp),
+            Transport::Tls(trust) => {
+                let tls = crate::tls::connect(tcp, addr, trust, || tcp_connect(addr, timeout));
+                match tokio::time::timeout(timeout, tls).await {
+                    Ok(stream) => Box::new(stream?),
+                    Err(_) => return Err(ClientError::Tls("handshake timed out".into())),
+                }
             }
         };
-        let _ = stream.set_nodelay(true);
         Client::handshake(stream, timeout).await
     }
 }

@@ -9,5 +9,6 @@
 mod client;
 pub mod display;
 pub mod profile;
+pub mod tls;
 
-pub use client::{Client, ClientError, GetSummary, Progress, PutSummary, RESUME_THRESHOLD};
+pub use client::{Client, ClientError, GetSummary, Io, Progress, PutSummary, RESUME_THRESHOLD, Transport};

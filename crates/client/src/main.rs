@@ -3,14 +3,14 @@
 use clap::{Parser, Subcommand};
 use ftp_client::display::{escape, human_size, long_line, short_line};
 use ftp_client::profile::{self, Profile};
-use ftp_client::{Client, ClientError, Progress};
+use ftp_client::tls::{Trust, default_known_hosts};
+use ftp_client::{Client, ClientError, Io, Progress, Transport};
 use ftp_proto::{ErrorCode, validate_name};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// Default server when neither flag, variable nor profile names one: the
 /// daemon's own default address.
@@ -31,6 +31,15 @@ struct Cli {
     /// Seconds to wait for the server before giving up.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
+    /// Connect without TLS (the server must run with --no-tls too).
+    #[arg(long, global = true)]
+    no_tls: bool,
+    /// Trust only servers whose certificate this CA (PEM file) signed.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "no_tls")]
+    ca: Option<PathBuf>,
+    /// Pin an unknown server's certificate without asking (for scripts).
+    #[arg(long, global = true)]
+    accept_new_host: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,6 +80,7 @@ mod exit {
     pub const AUTH: u8 = 4;
     pub const REMOTE: u8 = 5;
     pub const INTEGRITY: u8 = 6;
+    pub const IDENTITY: u8 = 7;
 }
 
 fn main() -> ExitCode {
@@ -104,6 +114,7 @@ impl From<ClientError> for Failure {
             ClientError::Remote(_) => exit::REMOTE,
             ClientError::Integrity(_) => exit::INTEGRITY,
             ClientError::Local { .. } => exit::LOCAL,
+            ClientError::Tls(_) | ClientError::UnknownHost { .. } | ClientError::HostChanged { .. } => exit::IDENTITY,
         };
         let message = match &e {
             ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => {
@@ -131,7 +142,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     })?;
     let password = read_password(&user, &server)?;
     let timeout = Duration::from_secs(cli.timeout.max(1));
-    let mut client = Client::connect(&server, timeout).await?;
+    let transport = match (cli.no_tls, cli.ca) {
+        (true, _) => Transport::Plain,
+        (false, Some(ca)) => Transport::Tls(Trust::Ca(ca)),
+        (false, None) => {
+            let file = default_known_hosts()
+                .ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))?;
+            Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
+        }
+    };
+    let mut client = Client::connect(&server, timeout, &transport).await?;
     client.login(&user, &password).await?;
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
 
@@ -222,7 +242,7 @@ impl Progress for Bar {
 }
 
 async fn put(
-    client: &mut Client<TcpStream>,
+    client: &mut Client<Box<dyn Io>>,
     path: &Path,
     remote: Option<String>,
     bar: bool,
@@ -264,7 +284,7 @@ async fn put(
 }
 
 async fn get(
-    client: &mut Client<TcpStream>,
+    client: &mut Client<Box<dyn Io>>,
     remote: &str,
     target: Option<PathBuf>,
     bar: bool,

@@ -17,6 +17,20 @@ pub use message::{
 };
 pub use path::{PathError, RemotePath, validate_name};
 
+/// The SHA-256 fingerprint of a certificate (its DER bytes), as `ftpd`
+/// logs and prints it and `ftpc` pins it: `sha256:` and 64 lowercase hex
+/// digits.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(der);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
 /// Protocol version spoken by this crate. A peer announcing another version
 /// is refused with [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u32 = 1;

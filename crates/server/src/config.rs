@@ -48,6 +48,15 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     /// Partial uploads not written to for this long are removed.
     pub partial_max_age: Duration,
+    /// Serve TLS (the default); plaintext only when turned off explicitly.
+    pub tls: bool,
+    /// The operator's certificate chain (PEM); a self-signed one is
+    /// generated under the data root when absent.
+    pub tls_cert: Option<PathBuf>,
+    /// The operator's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Time a new connection has to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -73,6 +82,10 @@ impl Default for Config {
             max_sessions_per_user: 32,
             max_sessions_per_ip: 128,
             partial_max_age: Duration::from_secs(24 * 3600),
+            tls: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -94,6 +107,10 @@ pub struct FileConfig {
     max_sessions_per_user: Option<usize>,
     max_sessions_per_ip: Option<usize>,
     partial_max_age_secs: Option<u64>,
+    tls: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_handshake_timeout_secs: Option<u64>,
 }
 
 /// Values from flags or `FTPD_*` variables (clap merges the two). `None`
@@ -136,6 +153,21 @@ pub struct Overrides {
     /// Seconds after which an abandoned partial upload is removed.
     #[arg(long, env = "FTPD_PARTIAL_MAX_AGE_SECS")]
     pub partial_max_age_secs: Option<u64>,
+    /// Serve TLS (true/false; default true).
+    #[arg(long, env = "FTPD_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls: Option<bool>,
+    /// Serve plaintext: the same as --tls false.
+    #[arg(long, conflicts_with = "tls")]
+    pub no_tls: bool,
+    /// Certificate chain (PEM) to present instead of the self-signed one.
+    #[arg(long, env = "FTPD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "FTPD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a new connection has to complete the TLS handshake.
+    #[arg(long, env = "FTPD_TLS_HANDSHAKE_TIMEOUT_SECS")]
+    pub tls_handshake_timeout_secs: Option<u64>,
 }
 
 /// An invalid configuration, naming the key at fault.
@@ -212,6 +244,13 @@ impl Config {
             over.max_sessions_per_ip.or(file.max_sessions_per_ip),
             d.max_sessions_per_ip,
         )?;
+        let tls = if over.no_tls { Some(false) } else { over.tls }.or(file.tls).unwrap_or(d.tls);
+        let tls_cert = over.tls_cert.or(file.tls_cert);
+        let tls_key = over.tls_key.or(file.tls_key);
+        if tls_cert.is_some() != tls_key.is_some() {
+            let key = if tls_cert.is_some() { "tls_key" } else { "tls_cert" };
+            return Err(ConfigError::Invalid { key, message: "tls_cert and tls_key go together".into() });
+        }
         if root.as_os_str().is_empty() {
             return Err(ConfigError::Invalid { key: "root", message: "must not be empty".into() });
         }
@@ -235,6 +274,14 @@ impl Config {
             fsync: over.fsync.or(file.fsync).unwrap_or(d.fsync),
             max_sessions_per_user,
             max_sessions_per_ip,
+            tls,
+            tls_cert,
+            tls_key,
+            tls_handshake_timeout: secs(
+                "tls_handshake_timeout_secs",
+                over.tls_handshake_timeout_secs.or(file.tls_handshake_timeout_secs),
+                d.tls_handshake_timeout,
+            )?,
             partial_max_age: secs(
                 "partial_max_age_secs",
                 over.partial_max_age_secs.or(file.partial_max_age_secs),

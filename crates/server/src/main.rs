@@ -6,6 +6,9 @@ use ftp_server::config::{Config, FileConfig, LogFormat, Overrides};
 use ftp_server::users::{UserDb, UserRecord, format_size, hash_password, parse_size, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -20,6 +23,15 @@ enum Command {
     /// Run the daemon (defaults: 127.0.0.1:2121, data in ./ftpd-data).
     Serve {
         /// TOML configuration file (see config/ftpd.toml).
+        #[arg(long, env = "FTPD_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        over: Overrides,
+    },
+    /// Print the SHA-256 fingerprint of the daemon's TLS certificate (made
+    /// now if the daemon has none yet), for clients to pin.
+    Fingerprint {
+        /// TOML configuration file.
         #[arg(long, env = "FTPD_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
@@ -101,6 +113,16 @@ fn real_main() -> Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config))
         }
+        Command::Fingerprint { config, over } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let config = Config::build(file, over)?;
+            let id = ftp_server::tls::TlsIdentity::load(ftp_server::tls::CertPaths::from_config(&config))?;
+            println!("{}", id.fingerprint());
+            Ok(())
+        }
         Command::User { config, root, users, action } => {
             let file = match &config {
                 Some(path) => FileConfig::load(path)?,
@@ -118,22 +140,22 @@ async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
+    let reload = Arc::new(Notify::new());
+    let (trigger, notify) = (shutdown.clone(), reload.clone());
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => notify.notify_one(),
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
         tracing::info!("signal received: draining");
         trigger.cancel();
     });
-    ftp_server::run(listener, config, shutdown).await
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    ftp_server::run(listener, config, shutdown, reload).await
 }
 
 fn init_logging(format: LogFormat) {

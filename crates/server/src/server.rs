@@ -3,13 +3,15 @@
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::home::{Home, STATE_DIR};
+use crate::tls::{CertPaths, TlsIdentity};
 use crate::users::{UserStore, validate_user_name};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameCodec, encode_err};
 use futures::SinkExt;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,8 +38,15 @@ pub struct Shared {
 /// period, and returns.
 ///
 /// Idle sessions are told the server is shutting down and closed at once; a
-/// session in the middle of a transfer finishes it first.
-pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// session in the middle of a transfer finishes it first. Each notification
+/// of `reload` re-reads the TLS certificate and the users file (a broken one
+/// is reported and the current one kept); sessions are not disturbed.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+    reload: Arc<Notify>,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.root)
         .with_context(|| format!("cannot create data root {}", config.root.display()))?;
@@ -52,6 +61,19 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     if users.is_empty() {
         warn!(users = %config.users.display(), "no users yet: add one with `ftpd user add NAME`");
     }
+    let tls = match config.tls {
+        true => {
+            let id = TlsIdentity::load(CertPaths::from_config(&config)).context("cannot set up TLS")?;
+            info!(cert = %id.cert_path().display(), fingerprint = %id.fingerprint(), "TLS certificate");
+            Some(Arc::new(id))
+        }
+        false => {
+            if !config.listen.ip().is_loopback() {
+                warn!(addr = %config.listen, "serving PLAINTEXT on a non-loopback address: passwords and files cross the network in clear");
+            }
+            None
+        }
+    };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let grace = config.shutdown_grace;
     let shared = Arc::new(Shared {
@@ -65,6 +87,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let addr = listener.local_addr()?;
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
     tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
+    tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
 
     loop {
         let accepted = tokio::select! {
@@ -83,18 +106,30 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         let _ = stream.set_nodelay(true);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             warn!(%peer, "connection limit reached; refusing");
-            tracker.spawn(refuse(stream, ErrorCode::Busy, "server is at its connection limit; try again later"));
+            let msg = "server is at its connection limit; try again later";
+            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::Busy, msg.to_owned()));
             continue;
         };
         let Some(slot) = shared.accounts.enter_address(peer.ip(), shared.config.max_sessions_per_ip) else {
             warn!(%peer, "too many sessions from this address; refusing");
             let msg = format!("too many sessions from {} (limit {})", peer.ip(), shared.config.max_sessions_per_ip);
-            tracker.spawn(async move { refuse(stream, ErrorCode::TooManySessions, &msg).await });
+            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::TooManySessions, msg));
             continue;
         };
-        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
-            crate::session::serve(stream, peer, shared, shutdown).await;
+            match tls {
+                None => crate::session::serve(stream, peer, shared, shutdown).await,
+                Some(id) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(id.config.clone());
+                    let deadline = shared.config.tls_handshake_timeout;
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => crate::session::serve(stream, peer, shared, shutdown).await,
+                        Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => warn!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop((slot, permit));
         });
     }
@@ -109,10 +144,28 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 }
 
 /// Answers a connection that won't be served with one error frame.
-async fn refuse(stream: TcpStream, code: ErrorCode, message: &str) {
-    let mut frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
+/// Answers a connection that won't be served with one error frame (inside
+/// TLS when the daemon serves TLS, so the client can read it), all within a
+/// few seconds.
+async fn refuse(stream: TcpStream, tls: Option<Arc<TlsIdentity>>, code: ErrorCode, message: String) {
     let frame = Frame::Message(encode_err(&ErrorBody::new(code, message)));
-    let _ = tokio::time::timeout(Duration::from_secs(5), frames.send(frame)).await;
+    let answer = async {
+        match tls {
+            None => {
+                let mut frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
+                let _ = frames.send(frame).await;
+            }
+            Some(id) => {
+                let Ok(stream) = tokio_rustls::TlsAcceptor::from(id.config.clone()).accept(stream).await else {
+                    return;
+                };
+                let mut frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
+                let _ = frames.send(frame).await;
+                let _ = frames.get_mut().shutdown().await;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
 }
 
 /// Removes partial uploads older than the configured age: once at start,
@@ -147,5 +200,21 @@ async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken)
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
+    }
+}
+
+/// Re-reads the TLS certificate and the users file on each notice (SIGHUP).
+async fn reload_on_notice(shared: Arc<Shared>, tls: Option<Arc<TlsIdentity>>, reload: Arc<Notify>) {
+    loop {
+        reload.notified().await;
+        info!("reloading");
+        if let Some(id) = &tls {
+            match id.reload() {
+                Ok(fingerprint) => info!(%fingerprint, "TLS certificate reloaded"),
+                Err(e) => error!(error = %e, "cannot reload the TLS certificate; keeping the current one"),
+            }
+        }
+        let users = shared.users.snapshot();
+        info!(users = users.users.len(), "users in force");
     }
 }

@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -110,6 +110,8 @@ where
             Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
             Err(e) => warn!(error = %e, "closing connection"),
         }
+        // Flush what is buffered and close cleanly (TLS sends close_notify).
+        let _ = tokio::time::timeout(Duration::from_secs(2), session.frames.get_mut().shutdown()).await;
     }
     .instrument(span)
     .await

@@ -1,0 +1,268 @@
+//! Who the server is: TLS with the server's certificate checked against the
+//! system's roots, a CA file, or a fingerprint pinned on first contact (as
+//! ssh does with host keys).
+//!
+//! The known-hosts file (`~/.config/ftpc/known_hosts`, or `FTPC_KNOWN_HOSTS`)
+//! has one line per server: `HOST:PORT sha256:<64 hex digits>`. A server
+//! whose certificate is signed by a trusted root needs no line. An unknown
+//! server is accepted only when the user says so (on a terminal, or with
+//! `--accept-new-host`); a server whose fingerprint changed is refused,
+//! naming both fingerprints.
+
+use crate::ClientError;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// How the server's certificate is checked.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Only certificates signed by this CA (PEM file), for the host name used.
+    Ca(PathBuf),
+    /// System roots, else the fingerprint pinned in `known_hosts`.
+    KnownHosts {
+        /// The known-hosts file.
+        file: PathBuf,
+        /// Accept and pin an unknown server without asking.
+        accept_new: bool,
+    },
+}
+
+/// The default known-hosts file.
+pub fn default_known_hosts() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("FTPC_KNOWN_HOSTS") {
+        return Some(PathBuf::from(p));
+    }
+    dirs::config_dir().map(|d| d.join("ftpc").join("known_hosts"))
+}
+
+/// Opens TLS over `tcp` to `addr` (`HOST:PORT`), checking the server as
+/// `trust` says. May ask on the terminal about an unknown server; `reconnect`
+/// opens a fresh TCP connection when the first one was spent asking.
+pub async fn connect<F, Fut>(
+    tcp: TcpStream,
+    addr: &str,
+    trust: &Trust,
+    reconnect: F,
+) -> Result<TlsStream<TcpStream>, ClientError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<TcpStream, ClientError>>,
+{
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| ClientError::Tls(format!("{host:?} is not a valid host name or address")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match trust {
+        Trust::Ca(file) => {
+            let mut roots = RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(file)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ClientError::Tls(format!("{}: {e}", file.display())))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| ClientError::Tls(format!("{}: {e}", file.display())))?;
+            }
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| ClientError::Tls(e.to_string()))?;
+            handshake(tcp, name, verifier, provider).await
+        }
+        Trust::KnownHosts { file, accept_new } => {
+            let pinned = KnownHosts::load(file)?.get(addr);
+            let verifier = Arc::new(HostVerifier::new(pinned.clone(), *accept_new, provider.clone()));
+            match handshake(tcp, name.clone(), verifier.clone(), provider.clone()).await {
+                Ok(stream) => {
+                    if let (None, Some(seen)) = (&pinned, verifier.accepted_unknown()) {
+                        KnownHosts::add(file, addr, &seen)?;
+                        eprintln!("ftpc: pinned {addr} as {seen} in {}", file.display());
+                    }
+                    Ok(stream)
+                }
+                Err(e) => {
+                    let Some(seen) = verifier.seen() else { return Err(e) };
+                    match pinned {
+                        Some(expected) if expected != seen => {
+                            Err(ClientError::HostChanged { host: addr.to_owned(), expected, got: seen })
+                        }
+                        Some(_) => Err(e),
+                        None if ask(addr, &seen) => {
+                            KnownHosts::add(file, addr, &seen)?;
+                            let verifier = Arc::new(HostVerifier::new(Some(seen), false, provider.clone()));
+                            handshake(reconnect().await?, name, verifier, provider).await
+                        }
+                        None => Err(ClientError::UnknownHost { host: addr.to_owned(), fingerprint: seen }),
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    name: ServerName<'static>,
+    verifier: Arc<dyn ServerCertVerifier>,
+    provider: Arc<CryptoProvider>,
+) -> Result<TlsStream<TcpStream>, ClientError> {
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ClientError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector.connect(name, tcp).await.map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => ClientError::Tls(tls.to_string()),
+        None => ClientError::Tls(e.to_string()),
+    })
+}
+
+/// Asks on the terminal whether to trust an unknown server.
+fn ask(addr: &str, fingerprint: &str) -> bool {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return false;
+    }
+    eprint!(
+        "The server {addr} is not known. Its certificate fingerprint is\n  {fingerprint}\n\
+         Compare it with what the operator gives you (`ftpd fingerprint`).\n\
+         Trust this server and remember it? [y/N] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Trusts a certificate signed by a system root, or the pinned one, or
+/// (when told to) any certificate, remembering what it saw.
+#[derive(Debug)]
+struct HostVerifier {
+    pinned: Option<String>,
+    accept_new: bool,
+    roots: Option<Arc<WebPkiServerVerifier>>,
+    seen: Mutex<Option<(String, bool)>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl HostVerifier {
+    fn new(pinned: Option<String>, accept_new: bool, provider: Arc<CryptoProvider>) -> HostVerifier {
+        let mut store = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        store.add_parsable_certificates(native.certs);
+        let roots = (!store.is_empty())
+            .then(|| WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone()).build().ok())
+            .flatten();
+        HostVerifier { pinned, accept_new, roots, seen: Mutex::new(None), provider }
+    }
+
+    /// The fingerprint presented, if a certificate was seen.
+    fn seen(&self) -> Option<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.0.clone())
+    }
+
+    /// The fingerprint of an unknown server accepted with `accept_new`.
+    fn accepted_unknown(&self) -> Option<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|s| s.1).map(|s| s.0.clone())
+    }
+}
+
+impl ServerCertVerifier for HostVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let fingerprint = ftp_proto::cert_fingerprint(end_entity);
+        let record = |accepted_unknown: bool| {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((fingerprint.clone(), accepted_unknown));
+        };
+        if let Some(pinned) = &self.pinned {
+            record(false);
+            return if *pinned == fingerprint {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General("the server's certificate fingerprint changed".into()))
+            };
+        }
+        if let Some(roots) = &self.roots {
+            if roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok() {
+                record(false);
+                return Ok(ServerCertVerified::assertion());
+            }
+        }
+        record(self.accept_new);
+        if self.accept_new {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("unknown server".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The known-hosts file.
+struct KnownHosts {
+    entries: Vec<(String, String)>,
+}
+
+impl KnownHosts {
+    fn load(file: &Path) -> Result<KnownHosts, ClientError> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(ClientError::Local { path: file.to_owned(), source }),
+        };
+        let entries = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once(char::is_whitespace))
+            .map(|(h, f)| (h.to_owned(), f.trim().to_owned()))
+            .collect();
+        Ok(KnownHosts { entries })
+    }
+
+    fn get(&self, addr: &str) -> Option<String> {
+        self.entries.iter().find(|(h, _)| h == addr).map(|(_, f)| f.clone())
+    }
+
+    fn add(file: &Path, addr: &str, fingerprint: &str) -> Result<(), ClientError> {
+        let local = |source| ClientError::Local { path: file.to_owned(), source };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(local)?;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(local)?;
+        writeln!(f, "{addr} {fingerprint}").map_err(local)
+    }
+}
