@@ -80,9 +80,11 @@ impl Daemon {
     /// Starts a daemon on an existing directory (to restart on the same data).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(bin("ftpd"));
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--fsync", "false"])
-            .arg("--root")
+        cmd.arg("serve").args(["--fsync", "false"]);
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--root")
             .arg(dir.path().join("data"))
             .arg("--users")
             .arg(dir.path().join("users.toml"))
@@ -194,6 +196,13 @@ impl Daemon {
             .env("FTPC_KNOWN_HOSTS", self.dir.path().join("known_hosts"))
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn hup(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill").args(["-HUP", &pid.to_string()]).status().expect("kill");
+        assert!(status.success());
     }
 
     /// Sends SIGTERM.

@@ -103,6 +103,11 @@ impl From<FrameError> for ClientError {
     fn from(e: FrameError) -> ClientError {
         match e {
             FrameError::Io(e) => ClientError::Io(e),
+            // A TLS record header (alert 0x15 or handshake 0x16, then major
+            // version 3) read as a frame length: the server speaks TLS.
+            FrameError::TooLarge { len, .. } if matches!(len >> 24, 0x15 | 0x16) && (len >> 16) & 0xff == 3 => {
+                ClientError::Tls("the server speaks TLS: connect without --no-tls".into())
+            }
             other => ClientError::Protocol(other.to_string()),
         }
     }

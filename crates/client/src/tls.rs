@@ -120,6 +120,9 @@ async fn handshake(
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     connector.connect(name, tcp).await.map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidMessage(_)) => {
+            ClientError::Tls("the server does not speak TLS (if it runs with --no-tls, pass --no-tls too)".into())
+        }
         Some(tls) => ClientError::Tls(tls.to_string()),
         None => ClientError::Tls(e.to_string()),
     })
@@ -194,11 +197,13 @@ impl ServerCertVerifier for HostVerifier {
                 Err(rustls::Error::General("the server's certificate fingerprint changed".into()))
             };
         }
-        if let Some(roots) = &self.roots {
-            if roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok() {
-                record(false);
-                return Ok(ServerCertVerified::assertion());
-            }
+        let rooted = self
+            .roots
+            .as_ref()
+            .is_some_and(|roots| roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok());
+        if rooted {
+            record(false);
+            return Ok(ServerCertVerified::assertion());
         }
         record(self.accept_new);
         if self.accept_new {
