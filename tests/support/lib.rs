@@ -646,3 +646,43 @@ pub fn df(raw: &mut Raw) -> (u64, Option<u64>, Option<u64>) {
     assert_eq!(reply["ok"], true, "df: {reply}");
     (reply["used"].as_u64().unwrap(), reply["quota"].as_u64(), reply["available"].as_u64())
 }
+
+/// Raises this process's soft limit on open files to the hard limit (for
+/// tests that open thousands of connections).
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        lim.rlim_cur
+    }
+}
+
+/// Connects to `target` from a given loopback source address (127.0.0.x),
+/// so one machine can play several clients.
+pub fn connect_from(target: Target, source: std::net::Ipv4Addr) -> Raw {
+    // SAFETY: plain socket calls on a descriptor we own; the TcpStream takes it over.
+    let tcp = unsafe {
+        use std::os::fd::FromRawFd;
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let mut local: libc::sockaddr_in = std::mem::zeroed();
+        local.sin_family = libc::AF_INET as libc::sa_family_t;
+        local.sin_addr.s_addr = u32::from(source).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, &local as *const _ as *const libc::sockaddr, len), 0, "bind {source}");
+        let std::net::SocketAddr::V4(v4) = target.addr else { panic!("IPv4 only") };
+        let mut remote: libc::sockaddr_in = std::mem::zeroed();
+        remote.sin_family = libc::AF_INET as libc::sa_family_t;
+        remote.sin_port = v4.port().to_be();
+        remote.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+        assert_eq!(libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len), 0, "connect");
+        TcpStream::from_raw_fd(fd)
+    };
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let stream: Box<dyn Stream> = if target.tls { tls_client(tcp) } else { Box::new(tcp) };
+    Raw { stream }
+}

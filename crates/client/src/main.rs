@@ -109,7 +109,9 @@ impl From<ClientError> for Failure {
             ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => {
                 exit::CONNECT
             }
-            ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => exit::AUTH,
+            ClientError::Remote(body) if matches!(body.code, ErrorCode::AuthFailed | ErrorCode::TooManyAttempts) => {
+                exit::AUTH
+            }
             ClientError::Remote(body) if body.code == ErrorCode::Integrity => exit::INTEGRITY,
             ClientError::Remote(_) => exit::REMOTE,
             ClientError::Integrity(_) => exit::INTEGRITY,

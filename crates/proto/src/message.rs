@@ -200,6 +200,8 @@ pub enum ErrorCode {
     Busy,
     /// Too many sessions for this user or from this address.
     TooManySessions,
+    /// Too many failed logins: this address or user name is blocked for a while.
+    TooManyAttempts,
     /// The upload does not fit in the user's quota.
     QuotaExceeded,
     /// The peer was too slow (login deadline or idle timeout).
@@ -233,6 +235,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Busy => "busy",
             ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Aborted => "aborted",

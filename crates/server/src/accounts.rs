@@ -31,18 +31,30 @@ pub struct Account {
     usage: tokio::sync::OnceCell<Mutex<Usage>>,
 }
 
-/// All accounts and per-address session counts.
+/// All accounts, and per-address counts of sessions and of connections
+/// not logged in yet.
 #[derive(Debug, Default)]
 pub struct Accounts {
     users: Mutex<HashMap<String, Arc<Account>>>,
     addresses: Mutex<HashMap<IpAddr, usize>>,
+    waiting: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// Holds one session slot of an address; released on drop.
+/// What an [`AddressSlot`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum SlotKind {
+    /// Any session.
+    Session,
+    /// A connection that has not logged in yet.
+    Waiting,
+}
+
+/// Holds one slot of an address; released on drop.
 #[derive(Debug)]
 pub struct AddressSlot {
     accounts: Arc<Accounts>,
     ip: IpAddr,
+    kind: SlotKind,
 }
 
 /// Holds one session slot of a user; released on drop.
@@ -72,15 +84,28 @@ pub struct OverQuota {
 }
 
 impl Accounts {
+    fn counts(&self, kind: SlotKind) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        let map = match kind {
+            SlotKind::Session => &self.addresses,
+            SlotKind::Waiting => &self.waiting,
+        };
+        map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Takes a session slot for `ip`, unless it already has `max`.
     pub fn enter_address(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<AddressSlot> {
-        let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        self.enter(ip, max, SlotKind::Session)
+    }
+
+    /// Takes a slot of `kind` for `ip`, unless it already has `max`.
+    pub fn enter(self: &Arc<Self>, ip: IpAddr, max: usize, kind: SlotKind) -> Option<AddressSlot> {
+        let mut map = self.counts(kind);
         let count = map.entry(ip).or_insert(0);
         if *count >= max {
             return None;
         }
         *count += 1;
-        Some(AddressSlot { accounts: self.clone(), ip })
+        Some(AddressSlot { accounts: self.clone(), ip, kind })
     }
 
     /// The account of `user`, created on first use.
@@ -107,7 +132,7 @@ impl Accounts {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut map = self.accounts.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.accounts.counts(self.kind);
         if let Some(count) = map.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {

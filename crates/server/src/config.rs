@@ -57,6 +57,14 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Time a new connection has to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Most connections waiting to log in at once.
+    pub max_unauthenticated: usize,
+    /// Most connections waiting to log in from one address.
+    pub max_unauthenticated_per_ip: usize,
+    /// Failed logins from one address before it is blocked.
+    pub login_block_after: u32,
+    /// How long a block lasts (and how long failures are remembered).
+    pub login_block: Duration,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -86,6 +94,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout: Duration::from_secs(10),
+            max_unauthenticated: 256,
+            max_unauthenticated_per_ip: 8,
+            login_block_after: 10,
+            login_block: Duration::from_secs(300),
         }
     }
 }
@@ -111,6 +123,10 @@ pub struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_handshake_timeout_secs: Option<u64>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_ip: Option<usize>,
+    login_block_after: Option<u32>,
+    login_block_secs: Option<u64>,
 }
 
 /// Values from flags or `FTPD_*` variables (clap merges the two). `None`
@@ -168,6 +184,18 @@ pub struct Overrides {
     /// Seconds a new connection has to complete the TLS handshake.
     #[arg(long, env = "FTPD_TLS_HANDSHAKE_TIMEOUT_SECS")]
     pub tls_handshake_timeout_secs: Option<u64>,
+    /// Most connections waiting to log in at once.
+    #[arg(long, env = "FTPD_MAX_UNAUTHENTICATED")]
+    pub max_unauthenticated: Option<usize>,
+    /// Most connections waiting to log in from one address.
+    #[arg(long, env = "FTPD_MAX_UNAUTHENTICATED_PER_IP")]
+    pub max_unauthenticated_per_ip: Option<usize>,
+    /// Failed logins from one address before it is blocked for a while.
+    #[arg(long, env = "FTPD_LOGIN_BLOCK_AFTER")]
+    pub login_block_after: Option<u32>,
+    /// Seconds a blocked address (or user name) stays blocked.
+    #[arg(long, env = "FTPD_LOGIN_BLOCK_SECS")]
+    pub login_block_secs: Option<u64>,
 }
 
 /// An invalid configuration, naming the key at fault.
@@ -277,6 +305,22 @@ impl Config {
             tls,
             tls_cert,
             tls_key,
+            max_unauthenticated: at_least_one(
+                "max_unauthenticated",
+                over.max_unauthenticated.or(file.max_unauthenticated),
+                d.max_unauthenticated,
+            )?,
+            max_unauthenticated_per_ip: at_least_one(
+                "max_unauthenticated_per_ip",
+                over.max_unauthenticated_per_ip.or(file.max_unauthenticated_per_ip),
+                d.max_unauthenticated_per_ip,
+            )?,
+            login_block_after: at_least_one(
+                "login_block_after",
+                over.login_block_after.or(file.login_block_after).map(|n| n as usize),
+                d.login_block_after as usize,
+            )? as u32,
+            login_block: secs("login_block_secs", over.login_block_secs.or(file.login_block_secs), d.login_block)?,
             tls_handshake_timeout: secs(
                 "tls_handshake_timeout_secs",
                 over.tls_handshake_timeout_secs.or(file.tls_handshake_timeout_secs),

@@ -156,6 +156,11 @@ impl Home {
         if !meta.is_file() {
             return Err(io::Error::new(io::ErrorKind::PermissionDenied, "not a regular file"));
         }
+        // ftpd never makes hard links and users can't: one with several
+        // names was planted from outside and may alias a file elsewhere.
+        if cap_std::fs::MetadataExt::nlink(&meta) > 1 {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "file has several hard links"));
+        }
         Ok((file, meta))
     }
 

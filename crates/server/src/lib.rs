@@ -12,6 +12,7 @@ mod errors;
 pub mod home;
 pub mod server;
 mod session;
+pub mod throttle;
 pub mod tls;
 pub mod transfer;
 pub mod users;

@@ -135,7 +135,22 @@ fn real_main() -> Result<()> {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: each session is a
+/// descriptor, and the default soft limit (often 1024) is far below what a
+/// busy daemon needs.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 async fn serve(config: Config) -> Result<()> {
+    raise_fd_limit();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,8 +1,9 @@
 //! The accept loop: where a connection enters the daemon.
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, SlotKind};
 use crate::config::Config;
 use crate::home::{Home, STATE_DIR};
+use crate::throttle::Throttle;
 use crate::tls::{CertPaths, TlsIdentity};
 use crate::users::{UserStore, validate_user_name};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameCodec, encode_err};
@@ -31,6 +32,10 @@ pub struct Shared {
     pub accounts: Arc<Accounts>,
     /// Sessions holding resumable partials.
     pub uploads: crate::transfer::Holders,
+    /// Failed-login throttling.
+    pub throttle: Throttle,
+    /// Slots for connections that have not logged in yet.
+    pub unauthenticated: Arc<Semaphore>,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -76,12 +81,16 @@ pub async fn run(
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let grace = config.shutdown_grace;
+    let config_block = (config.login_block_after, config.login_block);
+    let max_unauth = config.max_unauthenticated;
     let shared = Arc::new(Shared {
         config,
         users,
         auth_slots: Semaphore::new(4),
         accounts: Arc::default(),
         uploads: Default::default(),
+        throttle: Throttle::new(config_block.0, config_block.1),
+        unauthenticated: Arc::new(Semaphore::new(max_unauth)),
     });
     let tracker = TaskTracker::new();
     let addr = listener.local_addr()?;
@@ -116,15 +125,32 @@ pub async fn run(
             tracker.spawn(refuse(stream, tls.clone(), ErrorCode::TooManySessions, msg));
             continue;
         };
+        if let Some(left) = shared.throttle.address_blocked(peer.ip(), std::time::Instant::now()) {
+            warn!(%peer, "address blocked after failed logins; refusing");
+            let msg = format!("too many failed logins from {}; try again in {} s", peer.ip(), left.as_secs() + 1);
+            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::TooManyAttempts, msg));
+            continue;
+        }
+        let per_ip = shared.config.max_unauthenticated_per_ip;
+        let waiting = shared.accounts.enter(peer.ip(), per_ip, SlotKind::Waiting).and_then(|slot| {
+            let permit = shared.unauthenticated.clone().try_acquire_owned().ok()?;
+            Some((slot, permit))
+        });
+        let Some(waiting) = waiting else {
+            warn!(%peer, "too many connections waiting to log in; refusing");
+            let msg = "too many connections waiting to log in; try again later".to_owned();
+            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::Busy, msg));
+            continue;
+        };
         let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => crate::session::serve(stream, peer, shared, shutdown).await,
+                None => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
                 Some(id) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(id.config.clone());
                     let deadline = shared.config.tls_handshake_timeout;
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => crate::session::serve(stream, peer, shared, shutdown).await,
+                        Ok(Ok(stream)) => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
                         Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => warn!(%peer, "TLS handshake timed out"),
                     }

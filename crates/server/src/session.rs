@@ -6,10 +6,11 @@
 //! absolute deadline; after login every request is resolved inside the
 //! user's [`Home`].
 
-use crate::accounts::{Account, UserSlot};
+use crate::accounts::{Account, AddressSlot, UserSlot};
 use crate::errors::{io_error, path_error};
 use crate::home::Home;
 use crate::server::Shared;
+use crate::throttle::Blocked;
 use bytes::Bytes;
 use ftp_proto::{
     DfOk, Empty, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, HelloOk, LoginOk, RemotePath, Request, StatOk,
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -93,18 +95,29 @@ pub(crate) struct Session<S> {
     pub user: Option<UserSession>,
     /// When the login must be complete.
     pub login_deadline: Option<tokio::time::Instant>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// This connection's slots among those not logged in yet (its
+    /// address's and the daemon's), held until login.
+    pub waiting: Option<(AddressSlot, OwnedSemaphorePermit)>,
 }
 
 /// Serves one connection to its end. Never panics on input; every problem
 /// is logged as a warning with the peer address.
-pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken)
-where
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    waiting: (AddressSlot, OwnedSemaphorePermit),
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let span = tracing::info_span!("session", %peer, user = tracing::field::Empty);
     async move {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
-        let mut session = Session { frames, shared, shutdown, user: None, login_deadline: None };
+        let mut session =
+            Session { frames, shared, shutdown, user: None, login_deadline: None, peer, waiting: Some(waiting) };
         match session.run().await {
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
@@ -231,6 +244,16 @@ where
                 }
                 Request::Login { user, password } => {
                     let started = Instant::now();
+                    if let Err(blocked) = self.shared.throttle.check(self.peer.ip(), &user, started) {
+                        let (who, left) = match blocked {
+                            Blocked::Address(left) => (format!("from {}", self.peer.ip()), left),
+                            Blocked::User(left) => (format!("for user {}", escape(&user)), left),
+                        };
+                        warn!(user = %escape(&user), "login refused: blocked after failed logins {who}");
+                        let msg = format!("too many failed logins {who}; try again in {} s", left.as_secs() + 1);
+                        self.send_err(ErrorBody::new(ErrorCode::TooManyAttempts, msg)).await?;
+                        return Ok(false);
+                    }
                     let shared = self.shared.clone();
                     let name = user.clone();
                     // Waiting for a verification slot counts against the
@@ -256,7 +279,11 @@ where
                     };
                     if !ok {
                         attempts += 1;
-                        warn!(user = %escape(&user), attempts, "login failed");
+                        let delay = self.shared.throttle.failed(self.peer.ip(), &user, Instant::now());
+                        warn!(user = %escape(&user), attempts, delay_ms = delay.as_millis() as u64, "login failed");
+                        // Answer only after the delay (but within the deadline).
+                        let until = (tokio::time::Instant::now() + delay).min(deadline);
+                        tokio::time::sleep_until(until).await;
                         self.send_err(ErrorBody::new(ErrorCode::AuthFailed, "unknown user or wrong password")).await?;
                         if attempts >= MAX_LOGIN_ATTEMPTS {
                             return Ok(false);
@@ -288,6 +315,8 @@ where
                         self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot read your home directory")).await?;
                         return Ok(false);
                     }
+                    self.shared.throttle.succeeded(self.peer.ip(), &user);
+                    self.waiting = None;
                     tracing::Span::current().record("user", user.as_str());
                     info!(elapsed_ms = started.elapsed().as_millis() as u64, "login");
                     self.send_ok(&LoginOk { user: user.clone(), cwd: "/".into() }).await?;
