@@ -95,7 +95,7 @@ impl Default for Config {
             tls_key: None,
             tls_handshake_timeout: Duration::from_secs(10),
             max_unauthenticated: 256,
-            max_unauthenticated_per_ip: 8,
+            max_unauthenticated_per_ip: 16,
             login_block_after: 10,
             login_block: Duration::from_secs(300),
         }
