@@ -159,6 +159,9 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
         raw.frame(TAG_MESSAGE, payload).unwrap();
         assert_eq!(code(&raw.reply()), "bad_request", "{}", String::from_utf8_lossy(payload));
     }
+    // Unknown fields are ignored (later versions may add optional ones).
+    let reply = raw.request(&json!({"op": "pwd", "from_the_future": [1, 2, 3]}));
+    assert_eq!(code(&reply), "ok");
     raw.frame(TAG_DATA, b"stray data").unwrap();
     assert_eq!(code(&raw.reply()), "bad_request");
     raw.frame(TAG_END, b"{}").unwrap();

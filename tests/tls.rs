@@ -109,3 +109,41 @@ fn a_silent_tls_handshake_is_cut_off() {
     assert_eq!(std::io::Read::read(&mut tcp, &mut buf).unwrap_or(0), 0);
     wait_until(Duration::from_secs(10), "the log line", || d.log().contains("TLS handshake timed out"));
 }
+
+/// Runs `ftpc ARGS` on a pseudo-terminal (through util-linux `script`),
+/// typing `input`; returns the exit code and what the terminal showed.
+fn ftpc_on_a_terminal(d: &Daemon, args: &str, input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let base = d.ftpc_bare("alice", "pw");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &format!("{} {args}", bin("ftpc").display()), "/dev/null"]);
+    for (k, v) in base.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let mut child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn on_a_terminal_ftpc_asks_before_trusting_a_new_server() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let fingerprint = fingerprint_of(&d);
+    let (code, screen) = ftpc_on_a_terminal(&d, "ls", "n\n");
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(screen.contains("Trust this server") && screen.contains(&fingerprint), "{screen}");
+    assert!(!d.dir.path().join("known_hosts").exists());
+
+    let (code, screen) = ftpc_on_a_terminal(&d, "ls", "y\n");
+    assert_eq!(code, Some(0), "{screen}");
+    let known = std::fs::read_to_string(d.dir.path().join("known_hosts")).unwrap();
+    assert!(known.contains(&fingerprint));
+    // Pinned: no question the next time.
+    let (code, screen) = ftpc_on_a_terminal(&d, "ls", "");
+    assert_eq!(code, Some(0));
+    assert!(!screen.contains("Trust this server"), "{screen}");
+}
