@@ -159,3 +159,23 @@ fn renaming_a_file_onto_itself_frees_nothing() {
     }
     assert_eq!(code(&raw.put("g", &vec![1u8; 2 << 20], None)), "quota_exceeded");
 }
+
+#[test]
+fn an_upload_whose_commit_fails_leaves_no_usage_behind() {
+    let d = Daemon::start(&[]);
+    d.add_user_with_quota("alice", "pw", "10MiB");
+    let mut writer = Raw::login(d.target(), "alice", "pw");
+    let mut other = Raw::login(d.target(), "alice", "pw");
+    let data = vec![7u8; 300_000];
+    for round in 0..3 {
+        writer.send(&json!({"op": "put", "path": "f", "size": data.len()}));
+        writer.frame(TAG_DATA, &data).unwrap();
+        // Before the end frame, another session makes the target a directory.
+        assert_eq!(code(&other.request(&json!({"op": "mkdir", "path": "f"}))), "ok");
+        let hash = blake3::hash(&data).to_hex().to_string();
+        writer.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+        assert_eq!(code(&writer.reply()), "is_a_directory", "round {round}");
+        assert_eq!(df(&mut other).0, 0, "round {round}");
+        assert_eq!(code(&other.request(&json!({"op": "rmdir", "path": "f"}))), "ok");
+    }
+}

@@ -147,3 +147,29 @@ fn on_a_terminal_ftpc_asks_before_trusting_a_new_server() {
     assert_eq!(code, Some(0));
     assert!(!screen.contains("Trust this server"), "{screen}");
 }
+
+#[test]
+fn a_server_first_trusted_through_a_root_must_keep_its_ca_signature() {
+    let mut d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    // The daemon's own certificate stands in for a trusted root.
+    let root = d.dir.path().join("root.pem");
+    std::fs::copy(d.root().join(".ftpd/tls/cert.pem"), &root).unwrap();
+    ok(d.ftpc_bare("alice", "pw").env("SSL_CERT_FILE", &root).arg("ls"));
+    let known = std::fs::read_to_string(d.dir.path().join("known_hosts")).unwrap();
+    assert_eq!(known, format!("{} ca\n", d.addr), "recorded as verified by a root");
+
+    // The host now presents a certificate no root signed: a change, even
+    // with --accept-new-host.
+    let other = tempfile::tempdir().unwrap();
+    ok(std::process::Command::new(bin("ftpd")).args(["fingerprint", "--root"]).arg(other.path()));
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(other.path().join(".ftpd/tls").join(f), d.root().join(".ftpd/tls").join(f)).unwrap();
+    }
+    d.hup();
+    wait_until(Duration::from_secs(10), "the reload", || d.log().contains("TLS certificate reloaded"));
+    let err = fails(d.ftpc_bare("alice", "pw").env("SSL_CERT_FILE", &root).args(["--accept-new-host", "ls"]), 7);
+    assert!(err.contains("HAS CHANGED") && err.contains("trusted CA"), "{err}");
+    d.terminate();
+    assert_eq!(d.wait(), Some(0));
+}

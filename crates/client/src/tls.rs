@@ -3,11 +3,13 @@
 //! ssh does with host keys).
 //!
 //! The known-hosts file (`~/.config/ftpc/known_hosts`, or `FTPC_KNOWN_HOSTS`)
-//! has one line per server: `HOST:PORT sha256:<64 hex digits>`. A server
-//! whose certificate is signed by a trusted root needs no line. An unknown
-//! server is accepted only when the user says so (on a terminal, or with
-//! `--accept-new-host`); a server whose fingerprint changed is refused,
-//! naming both fingerprints.
+//! has one line per server: `HOST:PORT sha256:<64 hex digits>`, or
+//! `HOST:PORT ca` for a server whose certificate chained to a trusted root
+//! the first time (it must keep doing so: a self-signed certificate from
+//! that host later is a change, not a new server). An unknown server is
+//! accepted only when the user says so (on a terminal, or with
+//! `--accept-new-host`); a server whose certificate changed is refused,
+//! naming both.
 
 use crate::ClientError;
 use rustls::client::WebPkiServerVerifier;
@@ -80,15 +82,20 @@ where
             let verifier = Arc::new(HostVerifier::new(pinned.clone(), *accept_new, provider.clone()));
             match handshake(tcp, name.clone(), verifier.clone(), provider.clone()).await {
                 Ok(stream) => {
-                    if let (None, Some(seen)) = (&pinned, verifier.accepted_unknown()) {
-                        KnownHosts::add(file, addr, &seen)?;
-                        eprintln!("ftpc: pinned {addr} as {seen} in {}", file.display());
+                    if let (None, Some(record)) = (&pinned, verifier.to_record()) {
+                        KnownHosts::add(file, addr, &record)?;
+                        eprintln!("ftpc: pinned {addr} as {record} in {}", file.display());
                     }
                     Ok(stream)
                 }
                 Err(e) => {
                     let Some(seen) = verifier.seen() else { return Err(e) };
                     match pinned {
+                        Some(expected) if expected == CA => Err(ClientError::HostChanged {
+                            host: addr.to_owned(),
+                            expected: "a certificate from a trusted CA".into(),
+                            got: seen,
+                        }),
                         Some(expected) if expected != seen => {
                             Err(ClientError::HostChanged { host: addr.to_owned(), expected, got: seen })
                         }
@@ -143,14 +150,20 @@ fn ask(addr: &str, fingerprint: &str) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
-/// Trusts a certificate signed by a system root, or the pinned one, or
-/// (when told to) any certificate, remembering what it saw.
+/// The known-hosts record of a server verified by a trusted root.
+const CA: &str = "ca";
+
+/// Trusts the pinned certificate (or, for a `ca` record, one signed by a
+/// system root), or for an unknown server one signed by a system root or
+/// (when told to) any certificate, remembering what it saw and what to
+/// record.
 #[derive(Debug)]
 struct HostVerifier {
     pinned: Option<String>,
     accept_new: bool,
     roots: Option<Arc<WebPkiServerVerifier>>,
-    seen: Mutex<Option<(String, bool)>>,
+    /// The fingerprint seen, and the record to write for an unknown server.
+    seen: Mutex<Option<(String, Option<String>)>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -170,9 +183,9 @@ impl HostVerifier {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|s| s.0.clone())
     }
 
-    /// The fingerprint of an unknown server accepted with `accept_new`.
-    fn accepted_unknown(&self) -> Option<String> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref().filter(|s| s.1).map(|s| s.0.clone())
+    /// What to write to known_hosts for an unknown server that was accepted.
+    fn to_record(&self) -> Option<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|s| s.1.clone())
     }
 }
 
@@ -186,26 +199,28 @@ impl ServerCertVerifier for HostVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fingerprint = ftp_proto::cert_fingerprint(end_entity);
-        let record = |accepted_unknown: bool| {
-            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((fingerprint.clone(), accepted_unknown));
+        let record = |to_record: Option<String>| {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((fingerprint.clone(), to_record));
+        };
+        let rooted = || {
+            self.roots.as_ref().is_some_and(|roots| {
+                roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok()
+            })
         };
         if let Some(pinned) = &self.pinned {
-            record(false);
-            return if *pinned == fingerprint {
+            record(None);
+            let trusted = if pinned == CA { rooted() } else { *pinned == fingerprint };
+            return if trusted {
                 Ok(ServerCertVerified::assertion())
             } else {
-                Err(rustls::Error::General("the server's certificate fingerprint changed".into()))
+                Err(rustls::Error::General("the server's certificate changed".into()))
             };
         }
-        let rooted = self
-            .roots
-            .as_ref()
-            .is_some_and(|roots| roots.verify_server_cert(end_entity, intermediates, server_name, ocsp, now).is_ok());
-        if rooted {
-            record(false);
+        if rooted() {
+            record(Some(CA.to_owned()));
             return Ok(ServerCertVerified::assertion());
         }
-        record(self.accept_new);
+        record(self.accept_new.then(|| fingerprint.clone()));
         if self.accept_new {
             Ok(ServerCertVerified::assertion())
         } else {

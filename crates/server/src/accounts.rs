@@ -29,6 +29,10 @@ pub struct Usage {
 pub struct Account {
     sessions: AtomicUsize,
     usage: tokio::sync::OnceCell<Mutex<Usage>>,
+    /// Held around each operation that measures what it frees and then
+    /// frees it (rm, rename, the commit of an upload), so that two sessions
+    /// of the user can't count the same bytes twice.
+    pub ops: tokio::sync::Mutex<()>,
 }
 
 /// All accounts, and per-address counts of sessions and of connections

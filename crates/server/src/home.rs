@@ -386,8 +386,10 @@ impl Upload {
         }
         self.store.rename(&self.temp_name, &self.parent, &self.name)?;
         self.done = true;
-        if fsync {
-            self.parent.open(".")?.sync_all()?;
+        // The file is in place now: a failed directory sync is reported in
+        // the log, not as a failed upload.
+        if fsync && let Err(e) = self.parent.open(".").and_then(|d| d.sync_all()) {
+            tracing::error!(name = %self.name, error = %e, "cannot sync the directory of an upload");
         }
         Ok(replaced)
     }

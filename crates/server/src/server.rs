@@ -83,16 +83,21 @@ pub async fn run(
     let grace = config.shutdown_grace;
     let config_block = (config.login_block_after, config.login_block);
     let max_unauth = config.max_unauthenticated;
+    std::fs::create_dir_all(config.root.join(STATE_DIR)).context("cannot create the state directory")?;
+    let trusted_file = config.root.join(STATE_DIR).join("trusted-addresses");
     let shared = Arc::new(Shared {
         config,
         users,
         auth_slots: Semaphore::new(4),
         accounts: Arc::default(),
         uploads: Default::default(),
-        throttle: Throttle::new(config_block.0, config_block.1),
+        throttle: Throttle::new(config_block.0, config_block.1).with_trusted_file(trusted_file),
         unauthenticated: Arc::new(Semaphore::new(max_unauth)),
     });
     let tracker = TaskTracker::new();
+    // Refusals are answered (inside TLS) by at most this many tasks at once;
+    // beyond that a refused connection is simply closed.
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let addr = listener.local_addr()?;
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
     tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
@@ -116,19 +121,19 @@ pub async fn run(
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             warn!(%peer, "connection limit reached; refusing");
             let msg = "server is at its connection limit; try again later";
-            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::Busy, msg.to_owned()));
+            refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::Busy, msg.to_owned());
             continue;
         };
         let Some(slot) = shared.accounts.enter_address(peer.ip(), shared.config.max_sessions_per_ip) else {
             warn!(%peer, "too many sessions from this address; refusing");
             let msg = format!("too many sessions from {} (limit {})", peer.ip(), shared.config.max_sessions_per_ip);
-            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::TooManySessions, msg));
+            refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::TooManySessions, msg);
             continue;
         };
         if let Some(left) = shared.throttle.address_blocked(peer.ip(), std::time::Instant::now()) {
             warn!(%peer, "address blocked after failed logins; refusing");
             let msg = format!("too many failed logins from {}; try again in {} s", peer.ip(), left.as_secs() + 1);
-            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::TooManyAttempts, msg));
+            refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::TooManyAttempts, msg);
             continue;
         }
         let per_ip = shared.config.max_unauthenticated_per_ip;
@@ -139,7 +144,7 @@ pub async fn run(
         let Some(waiting) = waiting else {
             warn!(%peer, "too many connections waiting to log in; refusing");
             let msg = "too many connections waiting to log in; try again later".to_owned();
-            tracker.spawn(refuse(stream, tls.clone(), ErrorCode::Busy, msg));
+            refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::Busy, msg);
             continue;
         };
         let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
@@ -169,7 +174,26 @@ pub async fn run(
     Ok(())
 }
 
-/// Answers a connection that won't be served with one error frame.
+/// Refusals being answered at once, at most.
+const MAX_REFUSALS: usize = 64;
+
+/// Answers a refused connection if a refusal slot is free, else closes it.
+fn refuse_within(
+    tracker: &TaskTracker,
+    refusals: &Arc<Semaphore>,
+    stream: TcpStream,
+    tls: Option<Arc<TlsIdentity>>,
+    code: ErrorCode,
+    message: String,
+) {
+    if let Ok(permit) = refusals.clone().try_acquire_owned() {
+        tracker.spawn(async move {
+            refuse(stream, tls, code, message).await;
+            drop(permit);
+        });
+    }
+}
+
 /// Answers a connection that won't be served with one error frame (inside
 /// TLS when the daemon serves TLS, so the client can read it), all within a
 /// few seconds.

@@ -426,9 +426,11 @@ where
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
         let p = path.clone();
+        let account = self.user().account().clone();
+        let _ops = account.ops.lock().await;
         let result = self.fs(move |h| f(h, &p)).await;
         if let Ok(freed) = result {
-            self.user().account().adjust(-(freed as i64));
+            account.adjust(-(freed as i64));
         }
         self.reply(&path, result.map(|_| Empty {})).await
     }
@@ -439,9 +441,11 @@ where
             (Err(e), _) | (_, Err(e)) => return self.refuse(format!("{from} -> {to}"), e).await,
         };
         let (f, t) = (from.clone(), to.clone());
+        let account = self.user().account().clone();
+        let _ops = account.ops.lock().await;
         let result = self.fs(move |h| h.rename(&f, &t)).await;
         if let Ok(replaced) = result {
-            self.user().account().adjust(-(replaced as i64));
+            account.adjust(-(replaced as i64));
         }
         let mut outcome = self.reply(&from, result.map(|_| Empty {})).await?;
         outcome.path = format!("{from} -> {to}");

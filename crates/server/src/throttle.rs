@@ -6,10 +6,14 @@
 //! address with `block_after` recent failures is blocked for `block_for`: its
 //! new connections are refused at once. A user name with `4 × block_after`
 //! recent failures (from anywhere) is blocked for `block_for` too, except
-//! from addresses that have logged in as that user before: an attacker can
+//! from addresses that have logged in as that user before (remembered in
+//! `<root>/.ftpd/trusted-addresses`, so across restarts): an attacker can
 //! slow a user down but can't lock them out of the places they use. A
-//! successful login is never delayed, and clears its address's record.
-//! Failures are forgotten after `block_for` without a new one.
+//! successful login is never delayed; it does not clear its address's
+//! failures (or one account could launder guesses at others). Failures are
+//! forgotten after `block_for` without a new one. Names that can't be user
+//! names are all counted under one record, so a flood of made-up names
+//! can't grow the tables.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,6 +41,15 @@ pub struct Throttle {
     block_after: u32,
     block_for: Duration,
     state: Mutex<State>,
+    /// Where trusted addresses are remembered, if anywhere.
+    trusted_file: Option<std::path::PathBuf>,
+}
+
+/// The record all invalid user names share.
+const INVALID_NAME: &str = "\0invalid";
+
+fn key(user: &str) -> &str {
+    if crate::users::validate_user_name(user).is_ok() { user } else { INVALID_NAME }
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +73,24 @@ pub enum Blocked {
 impl Throttle {
     /// Blocks an address after `block_after` recent failures, for `block_for`.
     pub fn new(block_after: u32, block_for: Duration) -> Throttle {
-        Throttle { block_after: block_after.max(1), block_for, state: Mutex::default() }
+        Throttle { block_after: block_after.max(1), block_for, state: Mutex::default(), trusted_file: None }
+    }
+
+    /// Remembers trusted addresses in `file` (one `user address` a line),
+    /// loading those already there.
+    pub fn with_trusted_file(mut self, file: std::path::PathBuf) -> Throttle {
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let mut state = self.state();
+            for line in text.lines() {
+                let Some((user, ip)) = line.split_once(' ') else { continue };
+                let Ok(ip) = ip.trim().parse::<IpAddr>() else { continue };
+                if crate::users::validate_user_name(user).is_ok() {
+                    trust(&mut state, user, ip);
+                }
+            }
+        }
+        self.trusted_file = Some(file);
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -79,6 +109,7 @@ impl Throttle {
         if let Some(left) = remaining(state.addresses.get(&ip), now) {
             return Err(Blocked::Address(left));
         }
+        let user = key(user);
         let trusted = state.trusted.get(user).is_some_and(|ips| ips.contains(&ip));
         match remaining(state.users.get(user), now) {
             Some(left) if !trusted => Err(Blocked::User(left)),
@@ -91,30 +122,44 @@ impl Throttle {
         let (block_after, block_for) = (self.block_after, self.block_for);
         let mut state = self.state();
         let a = bump(&mut state.addresses, ip, now, block_for, block_after);
-        let u = bump(&mut state.users, user.to_owned(), now, block_for, block_after.saturating_mul(4));
+        let u = bump(&mut state.users, key(user).to_owned(), now, block_for, block_after.saturating_mul(4));
         let n = a.max(u).min(16);
         BASE_DELAY.saturating_mul(1 << (n - 1)).min(MAX_DELAY)
     }
 
-    /// Records a successful login: the address's failures are forgotten and
-    /// the address is trusted for this user.
+    /// Records a successful login: the address becomes trusted for this user.
     pub fn succeeded(&self, ip: IpAddr, user: &str) {
-        let mut state = self.state();
-        state.addresses.remove(&ip);
-        let ips = state.trusted.entry(user.to_owned()).or_default();
-        if !ips.contains(&ip) {
-            if ips.len() >= 16 {
-                ips.remove(0);
-            }
-            ips.push(ip);
-        }
-        if state.trusted.len() > MAX_RECORDS {
-            let drop_one = state.trusted.keys().next().cloned();
-            if let Some(k) = drop_one {
-                state.trusted.remove(&k);
+        let added = trust(&mut self.state(), user, ip);
+        if let (true, Some(file)) = (added, &self.trusted_file) {
+            use std::io::Write;
+            let line = format!("{user} {ip}\n");
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+            if let Err(e) = appended {
+                tracing::warn!(file = %file.display(), error = %e, "cannot remember a trusted address");
             }
         }
     }
+}
+
+/// Adds `ip` to the user's trusted addresses (at most 16, newest kept).
+/// Returns whether it was new.
+fn trust(state: &mut State, user: &str, ip: IpAddr) -> bool {
+    if !state.trusted.contains_key(user) && state.trusted.len() >= MAX_RECORDS {
+        return false;
+    }
+    let ips = state.trusted.entry(user.to_owned()).or_default();
+    if ips.contains(&ip) {
+        return false;
+    }
+    if ips.len() >= 16 {
+        ips.remove(0);
+    }
+    ips.push(ip);
+    true
 }
 
 fn remaining(record: Option<&Record>, now: Instant) -> Option<Duration> {
@@ -191,16 +236,38 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_the_address_and_records_are_bounded() {
+    fn success_does_not_launder_failures_and_records_are_bounded() {
         let t = Throttle::new(3, Duration::from_secs(60));
         let now = Instant::now();
-        t.failed(ip(1), "a", now);
-        t.failed(ip(1), "a", now);
-        t.succeeded(ip(1), "a");
-        assert_eq!(t.failed(ip(1), "b", now), Duration::from_millis(250));
+        t.failed(ip(1), "victim", now);
+        t.failed(ip(1), "victim", now);
+        t.succeeded(ip(1), "attacker");
+        t.failed(ip(1), "victim", now);
+        assert!(matches!(t.check(ip(1), "victim", now), Err(Blocked::Address(_))), "one account can't reset the count");
         for i in 0..(MAX_RECORDS as u32 + 10) {
             t.failed(IpAddr::from(i.to_be_bytes()), "x", now);
         }
         assert!(t.state().addresses.len() <= MAX_RECORDS);
+        // Made-up names share one record.
+        for i in 0..1000 {
+            t.failed(ip(2), &format!("../name-{i}"), now);
+        }
+        assert!(t.state().users.len() <= 3);
+    }
+
+    #[test]
+    fn trusted_addresses_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trusted");
+        let t = Throttle::new(1, Duration::from_secs(60)).with_trusted_file(file.clone());
+        t.succeeded(ip(9), "alice");
+        t.succeeded(ip(9), "alice");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "alice 10.0.0.9\n");
+        let t = Throttle::new(1, Duration::from_secs(60)).with_trusted_file(file);
+        let now = Instant::now();
+        for i in 0..8 {
+            t.failed(ip(100 + i), "alice", now);
+        }
+        assert_eq!(t.check(ip(9), "alice", now), Ok(()));
     }
 }

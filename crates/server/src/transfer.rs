@@ -158,13 +158,25 @@ where
             Ok(hash) => {
                 let fsync = self.user().home.fsync();
                 let upload = rx_state.upload.take().expect("upload present until committed");
+                let resumable = upload.is_resumable();
+                // Measuring the file replaced and replacing it are one step
+                // for the quota: no other operation of this user in between.
+                let account = rx_state.account.clone();
+                let _ops = account.ops.lock().await;
                 match tokio::task::spawn_blocking(move || upload.commit(fsync)).await {
                     Ok(Ok(replaced)) => {
                         rx_state.account.adjust(-(replaced as i64));
                         Ok(hash)
                     }
-                    Ok(Err(e)) => Err(io_error(&e, &target)),
-                    Err(e) => Err(io_error(&io::Error::other(e), &target)),
+                    failed => {
+                        // A private file is gone with its upload: its bytes
+                        // never count. A resumable partial stays, counted.
+                        if !resumable {
+                            rx_state.reservation.written = 0;
+                        }
+                        let e = failed.map_err(io::Error::other).and_then(|r| r).expect_err("not the Ok arm");
+                        Err(io_error(&e, &target))
+                    }
                 }
             }
             Err((err, keep)) => {
