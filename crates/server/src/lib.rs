@@ -1,10 +1,12 @@
 //! `ftpd`: a multi-user file transfer daemon.
 //!
-//! A request enters in [`server::run`] (one task per connection), is framed
-//! and checked in `session` (login gate, path validation), and its bytes
-//! land through `home` (capability-confined filesystem access, atomic
-//! uploads). The binary in `main.rs` only parses flags, loads configuration
-//! and calls [`server::run`].
+//! A request enters in [`server::run`] (one task per connection, TLS from
+//! [`tls`]), is framed and checked in `session` (login gate with
+//! [`throttle`], path validation), and its bytes land through [`home`]
+//! (capability-confined filesystem access, partials, atomic commits) by way
+//! of [`transfer`]; [`accounts`] keeps session counts and quota usage. The
+//! binary in `main.rs` only parses flags, loads configuration, handles
+//! signals and calls [`server::run`].
 
 pub mod accounts;
 pub mod config;
