@@ -136,10 +136,10 @@ pub struct Overrides {
     /// Address to listen on, e.g. 0.0.0.0:2121 (port 0 picks a free port).
     #[arg(long, env = "FTPD_LISTEN")]
     pub listen: Option<String>,
-    /// Data root; user homes are <ROOT>/<user>/.
+    /// Data root; user homes are ROOT/USER/.
     #[arg(long, env = "FTPD_ROOT")]
     pub root: Option<PathBuf>,
-    /// Users file [default: <ROOT>/users.toml].
+    /// Users file [default: ROOT/users.toml].
     #[arg(long, env = "FTPD_USERS")]
     pub users: Option<PathBuf>,
     /// Most simultaneous connections.

@@ -42,7 +42,7 @@ enum Command {
         /// TOML configuration file, to find the users file.
         #[arg(long, env = "FTPD_CONFIG", global = true)]
         config: Option<PathBuf>,
-        /// Data root (the users file defaults to <ROOT>/users.toml).
+        /// Data root (the users file defaults to ROOT/users.toml).
         #[arg(long, env = "FTPD_ROOT", global = true)]
         root: Option<PathBuf>,
         /// Users file.
