@@ -1,7 +1,8 @@
 //! The connection and its requests.
 
 use crate::tls::Trust;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ftp_proto::chunks::{hash_exact, read_hashed_chunks};
 use ftp_proto::{
     DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk, Password, PutOk,
     PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
@@ -9,7 +10,7 @@ use ftp_proto::{
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -606,9 +607,7 @@ fn decode_trailer(json: &[u8]) -> Result<Trailer> {
 fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
     file.seek(SeekFrom::Start(0))?;
-    if io::copy(&mut file.take(len), &mut hasher)? != len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent"));
-    }
+    hash_exact(file, len, &mut hasher)?;
     Ok(hasher)
 }
 
@@ -622,24 +621,8 @@ fn read_chunks(
     tx: mpsc::Sender<Bytes>,
 ) -> io::Result<blake3::Hash> {
     file.seek(SeekFrom::Start(offset))?;
-    let mut left = size - offset;
-    while left > 0 {
-        let want = left.min(ftp_proto::DEFAULT_CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        hasher.update(&buf);
-        if tx.blocking_send(buf.freeze()).is_err() {
-            return Err(io::Error::other("upload cancelled"));
-        }
-        left -= want as u64;
+    if !read_hashed_chunks(&mut file, size - offset, &mut hasher, |chunk| tx.blocking_send(chunk).is_ok())? {
+        return Err(io::Error::other("upload cancelled"));
     }
     Ok(hasher.finalize())
 }

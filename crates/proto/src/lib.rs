@@ -6,6 +6,7 @@
 //! repository is the prose specification; this crate is its one
 //! implementation, used by both ends.
 
+pub mod chunks;
 mod codec;
 mod message;
 mod path;

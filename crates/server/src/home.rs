@@ -18,7 +18,7 @@
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, Metadata, OpenOptions};
 use ftp_proto::{Entry, EntryKind, RemotePath};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
@@ -245,10 +245,7 @@ impl Home {
         let mut hasher = blake3::Hasher::new();
         let (offset, dropped) = if resume && same && held <= size {
             file.seek(SeekFrom::Start(0))?;
-            let copied = io::copy(&mut (&mut file).take(held), &mut hasher)?;
-            if copied != held {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "partial upload shrank"));
-            }
+            ftp_proto::chunks::hash_exact(&mut file, held, &mut hasher)?;
             (held, 0)
         } else {
             file.set_len(0)?;
@@ -461,20 +458,6 @@ fn entry_of(name: String, kind: EntryKind, meta: &Metadata) -> Entry {
         .unwrap_or(0);
     let size = if kind == EntryKind::Dir { 0 } else { meta.len() };
     Entry { name, kind, size, mtime }
-}
-
-/// Reads up to `buf.len()` bytes, retrying short reads, stopping at EOF.
-pub fn read_full(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 
 use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
-use crate::home::{Upload, UploadStart, read_full};
+use crate::home::{Upload, UploadStart};
 use crate::session::{ConnError, Flow, Outcome, Session};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use ftp_proto::chunks::{hash_exact, read_hashed_chunks};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
@@ -515,22 +516,9 @@ fn write_chunks(
 /// it).
 fn read_chunks(mut file: std::fs::File, size: u64, offset: u64, tx: mpsc::Sender<Bytes>) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
-    if offset > 0 && io::copy(&mut (&mut file).take(offset), &mut hasher)? != offset {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read"));
-    }
-    let mut left = size - offset;
-    while left > 0 {
-        let want = left.min(ftp_proto::DEFAULT_CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let got = read_full(&mut file, &mut buf)?;
-        if got < want {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read"));
-        }
-        hasher.update(&buf);
-        if tx.blocking_send(buf.freeze()).is_err() {
-            return Err(io::Error::other("connection closed"));
-        }
-        left -= want as u64;
+    hash_exact(&mut file, offset, &mut hasher)?;
+    if !read_hashed_chunks(&mut file, size - offset, &mut hasher, |chunk| tx.blocking_send(chunk).is_ok())? {
+        return Err(io::Error::other("connection closed"));
     }
     Ok(hasher.finalize())
 }
