@@ -1,29 +1,23 @@
 //! The connection and its requests.
 
 use crate::tls::Trust;
-use bytes::Bytes;
-use ftp_proto::chunks::{hash_exact, read_hashed_chunks};
+use ftp_proto::bulk::{FileSink, FileSource, Received, hash_exact, read_frame, write_data};
 use ftp_proto::{
-    DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk, Password, PutOk,
-    PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
+    DEFAULT_CHUNK, DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk,
+    Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
 };
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
 /// Most directory entries accepted in one listing (bounds client memory
 /// against a hostile server).
 const MAX_LIST_ENTRIES: usize = 10_000_000;
-
-/// Chunks buffered between the socket and the disk thread.
-const PIPELINE_DEPTH: usize = 4;
 
 /// Everything that can go wrong for the client.
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +151,7 @@ pub struct PutSummary {
 
 /// One logged-in (or about to be) connection to ftpd.
 pub struct Client<S> {
-    sink: SplitSink<Framed<S, FrameCodec>, Frame>,
-    stream: SplitStream<Framed<S, FrameCodec>>,
+    frames: Framed<S, FrameCodec>,
     timeout: Duration,
     /// Set when a transfer failed midway: unread frames may remain, so the
     /// connection can't be used for another request.
@@ -220,9 +213,9 @@ where
     /// Sends hello on an established stream. `timeout` bounds every wait for
     /// the server.
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
-        let (sink, stream) = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME)).split();
+        let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME));
         let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
-        let mut client = Client { sink, stream, timeout, broken: false, server: placeholder };
+        let mut client = Client { frames, timeout, broken: false, server: placeholder };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
@@ -375,14 +368,15 @@ where
         };
         progress.start(offset, size);
 
-        let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let reader = tokio::task::spawn_blocking(move || read_chunks(file, offset, size, hasher, tx));
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset)).map_err(local_err)?;
+        let mut source = FileSource::spawn(file, 0, size - offset, hasher, DEFAULT_CHUNK);
         loop {
             tokio::select! {
                 biased;
-                early = self.stream.next() => {
+                early = self.frames.next() => {
                     // Any reply before our end frame is a refusal.
-                    drop(rx);
+                    drop(source);
                     let abort = Trailer {
                         error: Some(ErrorBody::new(ErrorCode::Aborted, "server refused the upload")),
                         ..Trailer::default()
@@ -399,17 +393,17 @@ where
                     let _ = self.send(Frame::End(abort.encode())).await;
                     return Err(refusal);
                 }
-                chunk = rx.recv() => match chunk {
-                    Some(chunk) => {
-                        let n = chunk.len() as u64;
-                        self.send(Frame::Data(chunk)).await?;
-                        progress.advance(n);
+                chunk = source.next() => match chunk {
+                    Some((buf, n)) => {
+                        self.send_data(&buf[..n]).await?;
+                        source.recycle(buf);
+                        progress.advance(n as u64);
                     }
                     None => break,
                 },
             }
         }
-        let trailer = match reader.await.unwrap_or_else(|e| Err(io::Error::other(e))) {
+        let trailer = match source.finish().await {
             Ok(hash) => Trailer { hash: Some(hash.to_hex().to_string()), ..Trailer::default() },
             Err(e) => {
                 // The local file failed midway: abandon the upload cleanly.
@@ -480,44 +474,50 @@ where
     /// bytes already) and verifies the whole file. Returns its hash.
     async fn receive(
         &mut self,
-        file: std::fs::File,
+        mut file: std::fs::File,
         head: &GetOk,
         local: &Path,
         progress: &mut dyn Progress,
     ) -> Result<String> {
-        let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let offset = head.offset;
-        let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, rx));
-        let mut tx = Some(tx);
+        file.seek(SeekFrom::Start(0)).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
+        let mut sink = FileSink::spawn(file, head.offset, blake3::Hasher::new(), true);
         let expected = head.size - head.offset;
         let mut received = 0u64;
+        // Once the disk side fails, the rest is drained into `spare`.
+        let mut failed = false;
+        let mut spare = Vec::new();
         let trailer = loop {
-            match self.next_frame().await? {
-                Frame::Data(chunk) => {
-                    received += chunk.len() as u64;
+            let mut buf = match failed {
+                false => match sink.buffer().await {
+                    Some(buf) => buf,
+                    None => {
+                        failed = true;
+                        std::mem::take(&mut spare)
+                    }
+                },
+                true => std::mem::take(&mut spare),
+            };
+            match self.next_bulk(&mut buf).await? {
+                Received::Data(n) => {
+                    received += n as u64;
                     if received > expected {
                         return Err(ClientError::Integrity(format!(
                             "server sent more than the {} bytes it declared",
                             head.size
                         )));
                     }
-                    let n = chunk.len() as u64;
-                    let delivered = match &tx {
-                        Some(tx) => tx.send(chunk).await.is_ok(),
-                        None => true, // writer already failed; keep draining
-                    };
-                    if !delivered {
-                        tx = None;
+                    if failed {
+                        spare = buf;
+                    } else if !sink.write(buf, n).await {
+                        failed = true;
                     }
-                    progress.advance(n);
+                    progress.advance(n as u64);
                 }
-                Frame::End(json) => break decode_trailer(&json)?,
-                Frame::Message(_) => return Err(ClientError::Protocol("unexpected reply inside a download".into())),
+                Received::Other(Frame::End(json)) => break decode_trailer(&json)?,
+                Received::Other(_) => return Err(ClientError::Protocol("unexpected reply inside a download".into())),
             }
         };
-        drop(tx);
-        let hash = writer.await.unwrap_or_else(|e| Err(io::Error::other(e)));
-        let hash = hash.map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
+        let hash = sink.finish().await.map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
         if let Some(err) = trailer.error {
             return Err(ClientError::Remote(err));
         }
@@ -577,7 +577,7 @@ where
     }
 
     async fn next_frame(&mut self) -> Result<Frame> {
-        let result = match tokio::time::timeout(self.timeout, self.stream.next()).await {
+        let result = match tokio::time::timeout(self.timeout, self.frames.next()).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(None) => {
                 Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")))
@@ -587,11 +587,43 @@ where
         self.settle(result)
     }
 
+    /// Reads the next frame, a data frame's payload straight into `buf`.
+    async fn next_bulk(&mut self, buf: &mut Vec<u8>) -> Result<Received> {
+        let result = match tokio::time::timeout(self.timeout, read_frame(&mut self.frames, buf)).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(Ok(None)) => {
+                Err(ClientError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection")))
+            }
+            Ok(Ok(Some(received))) => Ok(received),
+            Ok(Err(e)) => Err(ClientError::from(e)),
+        };
+        self.settle(result)
+    }
+
+    /// Sends one data frame straight to the stream (no copy through the
+    /// codec's buffer).
+    async fn send_data(&mut self, payload: &[u8]) -> Result<()> {
+        if self.broken {
+            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
+        }
+        let write = async {
+            if !self.frames.write_buffer().is_empty() {
+                self.frames.flush().await?;
+            }
+            write_data(self.frames.get_mut(), payload).await.map_err(FrameError::Io)
+        };
+        let result = match tokio::time::timeout(self.timeout, write).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(result) => result.map_err(ClientError::from),
+        };
+        self.settle(result)
+    }
+
     async fn send(&mut self, frame: Frame) -> Result<()> {
         if self.broken {
             return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
         }
-        let result = match tokio::time::timeout(self.timeout, self.sink.send(frame)).await {
+        let result = match tokio::time::timeout(self.timeout, self.frames.send(frame)).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(result) => result.map_err(ClientError::from),
         };
@@ -609,35 +641,6 @@ fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher>
     file.seek(SeekFrom::Start(0))?;
     hash_exact(file, len, &mut hasher)?;
     Ok(hasher)
-}
-
-/// Disk side of an upload: reads bytes `offset..size` and hashes them after
-/// the prefix already in `hasher`.
-fn read_chunks(
-    mut file: std::fs::File,
-    offset: u64,
-    size: u64,
-    mut hasher: blake3::Hasher,
-    tx: mpsc::Sender<Bytes>,
-) -> io::Result<blake3::Hash> {
-    file.seek(SeekFrom::Start(offset))?;
-    if !read_hashed_chunks(&mut file, size - offset, &mut hasher, |chunk| tx.blocking_send(chunk).is_ok())? {
-        return Err(io::Error::other("upload cancelled"));
-    }
-    Ok(hasher.finalize())
-}
-
-/// Disk side of a download: hashes the `offset` bytes already in the partial,
-/// then appends and hashes the chunks received, and syncs the file.
-fn write_chunks(mut file: std::fs::File, offset: u64, mut rx: mpsc::Receiver<Bytes>) -> io::Result<blake3::Hash> {
-    let mut hasher = hash_prefix(&mut file, offset)?;
-    file.seek(SeekFrom::Start(offset))?;
-    while let Some(chunk) = rx.blocking_recv() {
-        file.write_all(&chunk)?;
-        hasher.update(&chunk);
-    }
-    file.sync_all()?;
-    Ok(hasher.finalize())
 }
 
 /// The local partial of a download and its record.

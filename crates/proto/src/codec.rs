@@ -18,7 +18,7 @@ pub enum Tag {
 }
 
 impl Tag {
-    fn from_byte(byte: u8) -> Option<Tag> {
+    pub(crate) fn from_byte(byte: u8) -> Option<Tag> {
         match byte {
             b'M' => Some(Tag::Message),
             b'D' => Some(Tag::Data),

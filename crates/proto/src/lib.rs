@@ -1,12 +1,13 @@
 //! The wire protocol shared by `ftpd` and `ftpc`.
 //!
-//! This crate knows nothing of sockets: it turns bytes into [`Frame`]s and
-//! frames into typed [`Request`]s and responses, and back. Every length is
-//! bounded before anything is allocated. `PROTOCOL.md` at the top of the
+//! It turns bytes into [`Frame`]s and frames into typed [`Request`]s and
+//! responses, and back; [`bulk`] moves file bytes between a stream and the
+//! disk through data frames. Every length is bounded before anything is
+//! allocated. `PROTOCOL.md` at the top of the
 //! repository is the prose specification; this crate is its one
 //! implementation, used by both ends.
 
-pub mod chunks;
+pub mod bulk;
 mod codec;
 mod message;
 mod path;
@@ -52,7 +53,7 @@ pub const MAX_CHUNK: usize = 1024 * 1024;
 
 /// Chunk size our own senders use: large enough to amortise per-frame costs,
 /// small enough to keep memory per transfer constant and modest.
-pub const DEFAULT_CHUNK: usize = 256 * 1024;
+pub const DEFAULT_CHUNK: usize = 1024 * 1024;
 
 /// Longest path (in bytes) a request may carry.
 pub const MAX_PATH: usize = 4096;

@@ -110,6 +110,7 @@ fn real_main() -> Result<()> {
             };
             let config = Config::build(file, over)?;
             init_logging(config.log_format);
+            return_large_allocations();
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config))
         }
@@ -146,6 +147,20 @@ fn raise_fd_limit() {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
+    }
+}
+
+/// Makes the allocator map large blocks (transfer buffers, a password
+/// check's working memory) on their own and unmap them when freed. By
+/// default glibc raises that threshold after the first such block is freed
+/// and keeps later ones in its heap, so the daemon's memory would stay at
+/// the high-water mark of its busiest moment.
+fn return_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator tunable; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

@@ -533,6 +533,22 @@ where
         }
     }
 
+    /// Sends one data frame straight to the stream (no copy through the
+    /// codec), bounded by the idle timeout like [`Session::send`].
+    pub(crate) async fn send_data(&mut self, payload: &[u8]) -> Result<(), ConnError> {
+        let idle = self.shared.config.idle_timeout;
+        let write = async {
+            if !self.frames.write_buffer().is_empty() {
+                self.frames.flush().await?;
+            }
+            ftp_proto::bulk::write_data(self.frames.get_mut(), payload).await.map_err(FrameError::Io)
+        };
+        match tokio::time::timeout(idle, write).await {
+            Ok(result) => result.map_err(ConnError::from),
+            Err(_) => Err(ConnError::Io(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))),
+        }
+    }
+
     pub(crate) async fn send_ok<T: Serialize>(&mut self, body: &T) -> Result<(), ConnError> {
         self.send(Frame::Message(encode_ok(body))).await
     }

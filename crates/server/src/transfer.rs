@@ -1,30 +1,29 @@
 //! Uploads and downloads: where file bytes cross between socket and disk.
 //!
-//! Disk I/O and hashing run on a blocking thread connected to the session
-//! by a small bounded channel, so reading the socket and writing the disk
-//! overlap while memory per transfer stays constant (a few chunks).
+//! Disk I/O and hashing run on a blocking thread ([`ftp_proto::bulk`])
+//! passing a few recycled buffers to and from the session, so reading the
+//! socket and writing the disk overlap while memory per transfer stays
+//! constant; data frames go between socket and buffer without a copy
+//! through the codec.
 
 use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
 use crate::home::{Upload, UploadStart};
 use crate::session::{ConnError, Flow, Outcome, Session};
-use bytes::Bytes;
-use ftp_proto::chunks::{hash_exact, read_hashed_chunks};
-use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version};
+use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
+use ftp_proto::{
+    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version,
+};
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
-
-/// Chunks buffered between the socket and the disk thread.
-const PIPELINE_DEPTH: usize = 4;
 
 impl<S> Session<S>
 where
@@ -79,15 +78,15 @@ where
             self.send_ok(&PutReady { offset, prefix_hash: start.prefix_hash }).await?;
         }
         let fsync = self.user().home.fsync();
-        let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let (file, hasher) = (start.file, start.hasher);
-        let writer = tokio::task::spawn_blocking(move || write_chunks(file, hasher, rx, fsync));
-        let mut tx = Some(tx);
+        let mut sink = FileSink::spawn(start.file, 0, start.hasher, fsync);
         let expected = size - offset;
         let mut received: u64 = 0;
         let idle = self.shared.config.idle_timeout;
 
         let trailer = loop {
+            let Some(mut buf) = sink.buffer().await else {
+                return self.writer_failed(sink, &mut rx_state, &target, expected, received).await;
+            };
             let next = tokio::select! {
                 biased;
                 _ = taken_over.cancelled() => {
@@ -96,27 +95,27 @@ where
                     self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
                     return Err(ConnError::Protocol(msg));
                 }
-                next = tokio::time::timeout(idle, self.frames.next()) => next,
+                next = tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)) => next,
             };
             let frame = match next {
                 Err(_) => {
                     self.timed_out(idle).await?;
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
                 }
-                Ok(None | Some(Err(FrameError::Io(_)))) => {
+                Ok(Ok(None) | Err(FrameError::Io(_))) => {
                     let kept = if rx_state.resumable() { "kept for resume" } else { "discarded" };
                     warn!(path = %target, received, expected, "connection lost during upload; partial {kept}");
                     return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
-                Ok(Some(Err(e))) => {
+                Ok(Err(e)) => {
                     self.framing_error(e).await?;
                     unreachable!("framing_error always ends the session");
                 }
-                Ok(Some(Ok(frame))) => frame,
+                Ok(Ok(Some(frame))) => frame,
             };
             match frame {
-                Frame::Data(chunk) => {
-                    received += chunk.len() as u64;
+                Received::Data(n) => {
+                    received += n as u64;
                     if received > expected {
                         rx_state.discard();
                         let msg = format!("{target}: more data than the {size} bytes declared");
@@ -127,33 +126,19 @@ where
                     if let Some(h) = &holding {
                         h.touch();
                     }
-                    let sent = match &tx {
-                        Some(tx) => tx.send(chunk).await.is_ok(),
-                        None => false,
-                    };
-                    if !sent && tx.take().is_some() {
-                        // The disk thread failed: report it now, discard the rest.
-                        let err = match writer.await {
-                            Ok(Err(e)) => io_error(&e, &target),
-                            _ => ErrorBody::new(ErrorCode::Internal, "upload writer failed"),
-                        };
-                        rx_state.discard();
-                        let code = err.code;
-                        self.send_err(err).await?;
-                        self.discard_data(expected, received).await?;
-                        return Ok(Outcome { bytes: received, ..Outcome::new(&target, Err(code)) });
+                    if !sink.write(buf, n).await {
+                        return self.writer_failed(sink, &mut rx_state, &target, expected, received).await;
                     }
                 }
-                Frame::End(json) => break Trailer::decode(&json),
-                Frame::Message(_) => {
+                Received::Other(Frame::End(json)) => break Trailer::decode(&json),
+                Received::Other(_) => {
                     let msg = "a request arrived in the middle of an upload".to_owned();
                     self.send_err(ErrorBody::new(ErrorCode::BadRequest, msg.clone())).await.ok();
                     return Err(ConnError::Protocol(msg));
                 }
             }
         };
-        drop(tx);
-        let written = writer.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        let written = sink.finish().await;
         let verdict = self.verify_upload(&target, expected, received, trailer, written);
         let result = match verdict {
             Ok(hash) => {
@@ -246,6 +231,27 @@ where
         }
         let t = target.clone();
         self.fs(move |h| h.begin_private_upload(&t)).await
+    }
+
+    /// The disk thread of an upload failed: report why, discard the rest
+    /// of the client's data, and leave nothing behind.
+    async fn writer_failed(
+        &mut self,
+        sink: FileSink,
+        rx_state: &mut Receiving,
+        target: &RemotePath,
+        expected: u64,
+        received: u64,
+    ) -> Result<Outcome, ConnError> {
+        let err = match sink.finish().await {
+            Err(e) => io_error(&e, target),
+            Ok(_) => ErrorBody::new(ErrorCode::Internal, "upload writer failed"),
+        };
+        rx_state.discard();
+        let code = err.code;
+        self.send_err(err).await?;
+        self.discard_data(expected, received).await?;
+        Ok(Outcome { bytes: received, ..Outcome::new(target, Err(code)) })
     }
 
     /// Checks an upload's end against its declaration. Returns the hash, or
@@ -353,14 +359,15 @@ where
         let offset = if offset <= size && unchanged { offset } else { 0 };
         self.send_ok(&GetOk { size, mtime, offset }).await?;
 
-        let (tx, mut rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
-        let reader = tokio::task::spawn_blocking(move || read_chunks(file.into_std(), size, offset, tx));
+        let mut source =
+            FileSource::spawn(file.into_std(), offset, size - offset, blake3::Hasher::new(), DEFAULT_CHUNK);
         let mut sent = 0u64;
-        while let Some(chunk) = rx.recv().await {
-            sent += chunk.len() as u64;
-            self.send(Frame::Data(chunk)).await?;
+        while let Some((buf, n)) = source.next().await {
+            sent += n as u64;
+            self.send_data(&buf[..n]).await?;
+            source.recycle(buf);
         }
-        let trailer = match reader.await.unwrap_or_else(|e| Err(io::Error::other(e))) {
+        let trailer = match source.finish().await {
             Ok(hash) => Trailer { hash: Some(hash.to_hex().to_string()), ..Trailer::default() },
             Err(e) => {
                 warn!(path = %target, error = %e, "read failed during download");
@@ -490,35 +497,4 @@ impl Drop for Receiving {
             self.reservation.written = 0;
         }
     }
-}
-
-/// Disk side of an upload: writes chunks and feeds the hasher (which holds
-/// any resumed prefix already) until the channel closes.
-fn write_chunks(
-    mut file: std::fs::File,
-    mut hasher: blake3::Hasher,
-    mut rx: mpsc::Receiver<Bytes>,
-    fsync: bool,
-) -> io::Result<blake3::Hash> {
-    while let Some(chunk) = rx.blocking_recv() {
-        file.write_all(&chunk)?;
-        hasher.update(&chunk);
-    }
-    if fsync {
-        file.sync_all()?;
-    }
-    Ok(hasher.finalize())
-}
-
-/// Disk side of a download: hashes the first `offset` bytes without sending
-/// them, then reads, hashes and sends the rest in chunks. A file that shrank
-/// meanwhile is an error (the client then sees a short transfer and refuses
-/// it).
-fn read_chunks(mut file: std::fs::File, size: u64, offset: u64, tx: mpsc::Sender<Bytes>) -> io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    hash_exact(&mut file, offset, &mut hasher)?;
-    if !read_hashed_chunks(&mut file, size - offset, &mut hasher, |chunk| tx.blocking_send(chunk).is_ok())? {
-        return Err(io::Error::other("connection closed"));
-    }
-    Ok(hasher.finalize())
 }

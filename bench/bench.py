@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""ftpd/ftpc against the machine's limit and the peers, on loopback.
+
+Run through bench/run.sh, which installs the peers and builds the release
+binaries. Every contender moves the same 1 GiB file of random bytes; the
+contenders run in alternation, ROUNDS times each, and the table gives
+medians and ratios from this one run (the machine is shared and noisy, so
+absolute times from different runs are not comparable).
+"""
+
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / "target" / "release"
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+SIZE = int(os.environ.get("BENCH_SIZE", str(1 << 30)))
+USER = "ftpbench"
+PASSWORD = "bench-" + os.urandom(6).hex()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+
+
+def timed(cmd, **kw):
+    start = time.perf_counter()
+    run(cmd, **kw)
+    return time.perf_counter() - start
+
+
+def rm(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def touch_free_memory():
+    """On this kind of virtual machine, memory the guest has never touched
+    costs a fault in the hypervisor on first use: the first write of a new
+    1 GiB file runs at a quarter of the speed of later ones. Touch most of
+    the free memory once, so that every contender writes into warm pages."""
+    avail = 0
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            avail = int(line.split()[1]) * 1024
+    import mmap
+
+    n = int(avail * 0.8)
+    m = mmap.mmap(-1, n)
+    block = b"\1" * (64 << 20)
+    for off in range(0, n - len(block), len(block)):
+        m[off : off + len(block)] = block
+    m.close()
+
+
+class Rss:
+    """Peak resident memory of a process, sampled while a transfer runs."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def now(self):
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def during(self, cmd, **kw):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kw)
+        peak = 0
+        start = time.perf_counter()
+        while proc.poll() is None:
+            peak = max(peak, self.now())
+            time.sleep(0.01)
+        took = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd} failed")
+        return took, peak
+
+
+class Bench:
+    def __init__(self, work):
+        self.work = Path(work)
+        self.src = self.work / "big.bin"
+        self.procs = []
+        self.times = {}
+        self.rss = {}
+
+    def record(self, name, seconds):
+        self.times.setdefault(name, []).append(seconds)
+
+    # ---------------------------------------------------------------- setup
+    def setup(self):
+        if not self.src.exists() or self.src.stat().st_size != SIZE:
+            with open(self.src, "wb") as f:
+                left = SIZE
+                while left:
+                    n = min(left, 64 << 20)
+                    f.write(os.urandom(n))
+                    left -= n
+        self.user()
+        self.ftpd()
+        self.vsftpd()
+        self.sshd()
+
+    def user(self):
+        if subprocess.run(["id", USER], capture_output=True).returncode != 0:
+            run(["useradd", "-m", "-s", "/bin/bash", USER])
+        subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n".encode(), check=True)
+        self.home = Path(f"/home/{USER}")
+
+    def spawn(self, cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        self.procs.append(p)
+        return p
+
+    def ftpd(self):
+        self.root = self.work / "ftpd"
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir()
+        subprocess.run(
+            [BIN / "ftpd", "user", "add", USER, "--root", self.root, "--password-stdin"],
+            input=PASSWORD.encode(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        self.ports = {}
+        self.ftpd_pids = {}
+        for mode, extra in (("plain", ["--no-tls"]), ("tls", [])):
+            port = free_port()
+            p = self.spawn(
+                [BIN / "ftpd", "serve", "--root", self.root, "--listen", f"127.0.0.1:{port}", "--fsync", "false"]
+                + extra
+            )
+            wait_port(port)
+            self.ports[mode] = port
+            self.ftpd_pids[mode] = p.pid
+        self.known_hosts = self.work / "known_hosts"
+        rm(self.known_hosts)
+        self.ftpc_env = dict(os.environ, FTPC_PASSWORD=PASSWORD, FTPC_KNOWN_HOSTS=str(self.known_hosts))
+        self.dl = self.work / "dl"
+        self.dl.mkdir(exist_ok=True)
+
+    def ftpc(self, mode, *args):
+        tls = ["--no-tls"] if mode == "plain" else ["--accept-new-host"]
+        return [BIN / "ftpc", "-s", f"127.0.0.1:{self.ports[mode]}", "-u", USER, "--quiet", *tls, *args]
+
+    def vsftpd(self):
+        Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
+        self.vport = free_port()
+        conf = self.work / "vsftpd.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "listen=YES",
+                    "listen_ipv6=NO",
+                    "listen_address=127.0.0.1",
+                    f"listen_port={self.vport}",
+                    "background=NO",
+                    "anonymous_enable=NO",
+                    "local_enable=YES",
+                    "write_enable=YES",
+                    "pasv_enable=YES",
+                    "pasv_address=127.0.0.1",
+                    "pasv_min_port=30000",
+                    "pasv_max_port=39999",
+                    "xferlog_enable=NO",
+                    "secure_chroot_dir=/var/run/vsftpd/empty",
+                    "pam_service_name=vsftpd",
+                    "ssl_enable=NO",
+                    "use_sendfile=YES",
+                    "",
+                ]
+            )
+        )
+        self.spawn(["vsftpd", conf])
+        wait_port(self.vport)
+        self.vurl = f"ftp://{USER}:{PASSWORD}@127.0.0.1:{self.vport}"
+
+    def sshd(self):
+        d = self.work / "ssh"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", d / "host"])
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", d / "client"])
+        ssh_dir = self.home / ".ssh"
+        ssh_dir.mkdir(exist_ok=True)
+        keys = ssh_dir / "authorized_keys"
+        keys.write_text((d / "client.pub").read_text())
+        os.chmod(keys, 0o600)
+        shutil.chown(ssh_dir, USER, USER)
+        shutil.chown(keys, USER, USER)
+        Path("/run/sshd").mkdir(exist_ok=True)
+        self.sport = free_port()
+        (d / "sshd_config").write_text(
+            f"Port {self.sport}\nListenAddress 127.0.0.1\nHostKey {d}/host\nPidFile {d}/sshd.pid\n"
+            "PasswordAuthentication no\nUsePAM no\nUseDNS no\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+        )
+        self.spawn(["/usr/sbin/sshd", "-D", "-e", "-f", d / "sshd_config"])
+        wait_port(self.sport)
+        (d / "ssh_config").write_text(
+            f"Host bench\n  HostName 127.0.0.1\n  Port {self.sport}\n  User {USER}\n  IdentityFile {d}/client\n"
+            f"  BatchMode yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile {d}/known_hosts\n"
+        )
+        self.ssh_config = d / "ssh_config"
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    # ----------------------------------------------------------- contenders
+    def socat(self, sink):
+        port = free_port()
+        out = "/dev/null" if sink == "null" else str(self.work / "socat.out")
+        if sink != "null":
+            rm(out)
+        recv = subprocess.Popen(
+            ["socat", "-u", "-b", "131072", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", f"OPEN:{out},creat,trunc"]
+        )
+        wait_port_listening(port)
+        start = time.perf_counter()
+        run(["socat", "-u", "-b", "131072", f"OPEN:{self.src}", f"TCP:127.0.0.1:{port}"])
+        recv.wait()
+        took = time.perf_counter() - start
+        if sink != "null":
+            rm(out)
+        return took
+
+    def ftpd_put(self, mode):
+        rm(self.root / USER / "big.bin")
+        rss = Rss(self.ftpd_pids[mode])
+        took, peak = rss.during(self.ftpc(mode, "put", self.src), env=self.ftpc_env)
+        self.rss[mode] = max(self.rss.get(mode, 0), peak)
+        return took
+
+    def ftpd_get(self, mode):
+        rm(self.dl / "big.bin")
+        rss = Rss(self.ftpd_pids[mode])
+        took, peak = rss.during(self.ftpc(mode, "get", "big.bin"), env=self.ftpc_env, cwd=self.dl)
+        self.rss[mode] = max(self.rss.get(mode, 0), peak)
+        return took
+
+    def vsftpd_put(self):
+        rm(self.home / "big.bin")
+        return timed(["curl", "-sS", "-T", self.src, f"{self.vurl}/big.bin"])
+
+    def vsftpd_get(self):
+        rm(self.dl / "v.bin")
+        return timed(["curl", "-sS", "-o", self.dl / "v.bin", f"{self.vurl}/big.bin"])
+
+    def sftp(self, direction, cipher):
+        opts = ["-o", f"Ciphers={cipher}"] if cipher else []
+        if direction == "put":
+            rm(self.home / "s.bin")
+            script = f"put {self.src} s.bin\n"
+        else:
+            rm(self.dl / "s.bin")
+            script = f"get s.bin {self.dl}/s.bin\n"
+        return timed(["sftp", "-q", "-F", self.ssh_config, *opts, "-b", "-", "bench"], input=script.encode())
+
+    def rounds(self):
+        contenders = [
+            ("socat → file", lambda: self.socat("file")),
+            ("socat → /dev/null", lambda: self.socat("null")),
+            ("ftpd plaintext put", lambda: self.ftpd_put("plain")),
+            ("ftpd plaintext get", lambda: self.ftpd_get("plain")),
+            ("vsftpd put", self.vsftpd_put),
+            ("vsftpd get", self.vsftpd_get),
+            ("ftpd TLS put", lambda: self.ftpd_put("tls")),
+            ("ftpd TLS get", lambda: self.ftpd_get("tls")),
+            ("sftp put", lambda: self.sftp("put", None)),
+            ("sftp get", lambda: self.sftp("get", None)),
+            ("sftp aes128-gcm put", lambda: self.sftp("put", "aes128-gcm@openssh.com")),
+            ("sftp aes128-gcm get", lambda: self.sftp("get", "aes128-gcm@openssh.com")),
+        ]
+        for r in range(ROUNDS):
+            for name, fn in contenders:
+                took = fn()
+                self.record(name, took)
+                print(f"round {r + 1}/{ROUNDS}  {name:24} {SIZE / took / 1e6:8.0f} MB/s", flush=True)
+        for f in ("big.bin", "s.bin"):
+            rm(self.home / f)
+
+
+def wait_port_listening(port, timeout=10.0):
+    """Waits until a listener is on `port`, without connecting to it (socat
+    would take a probe connection for the transfer)."""
+    end = time.time() + timeout
+    hexport = f"{port:04X}"
+    while time.time() < end:
+        for line in open("/proc/net/tcp").read().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(":" + hexport) and fields[3] == "0A":
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"socat did not listen on {port}")
+
+
+def machine():
+    cpu = "unknown CPU"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(open("/proc/meminfo").readline().split()[1]) // (1024 * 1024)
+    return f"{os.cpu_count()} × {cpu}, {mem} GiB RAM, Linux {platform.release()}"
+
+
+def report(b):
+    med = {k: statistics.median(v) for k, v in b.times.items()}
+    mbs = {k: SIZE / v / 1e6 for k, v in med.items()}
+    limit = mbs["socat → file"]
+    rows = []
+    for name in b.times:
+        peer = ""
+        if name.startswith("ftpd"):
+            direction = name.split()[-1]
+            vs = mbs[f"vsftpd {direction}"]
+            sf = mbs[f"sftp {direction}"]
+            peer = f"{mbs[name] / vs:.2f}× vsftpd, {mbs[name] / sf:.2f}× sftp"
+        rows.append((name, mbs[name], mbs[name] / limit, peer))
+    lines = [
+        "| contender | MB/s (median) | × socat → file | against the peers |",
+        "|---|---:|---:|---|",
+    ]
+    for name, rate, ratio, peer in rows:
+        lines.append(f"| {name} | {rate:.0f} | {ratio:.2f} | {peer} |")
+    mem = [
+        "| daemon | peak RSS during 1 GiB put and get |",
+        "|---|---:|",
+    ]
+    for mode, peak in b.rss.items():
+        mem.append(f"| ftpd {'plaintext' if mode == 'plain' else 'TLS'} | {peak / (1 << 20):.1f} MiB |")
+    table = "\n".join(lines)
+    print()
+    print(table)
+    print()
+    print("\n".join(mem))
+    chart(rows)
+    doc = REPO / "docs" / "BENCHMARKS.md"
+    text = doc.read_text() if doc.exists() else ""
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    body = (
+        f"{start}\nMeasured {time.strftime('%Y-%m-%d')} on {machine()}; {ROUNDS} rounds, "
+        f"{SIZE >> 20} MiB of random bytes, loopback, page cache warm, no fsync on any side.\n\n"
+        f"{table}\n\n" + "\n".join(mem) + f"\n\n![throughput](benchmarks.png)\n{end}"
+    )
+    if start in text:
+        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
+    else:
+        text = text + "\n" + body + "\n"
+    doc.write_text(text)
+    print(f"\nwritten to {doc}")
+
+
+def chart(rows):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r[0] for r in rows]
+    rates = [r[1] for r in rows]
+    colors = ["#888888" if n.startswith("socat") else "#1f77b4" if n.startswith("ftpd") else "#ff7f0e" for n in names]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.barh(names[::-1], rates[::-1], color=colors[::-1])
+    ax.set_xlabel("MB/s (median, 1 GiB over loopback)")
+    ax.set_title("ftpd/ftpc (blue) against the limit (grey) and the peers (orange)")
+    for i, v in enumerate(rates[::-1]):
+        ax.text(v, i, f" {v:.0f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(REPO / "docs" / "benchmarks.png", dpi=100)
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (it creates a local user for vsftpd and sftp)")
+    work = os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="ftpbench.", dir="/var/tmp")
+    Path(work).mkdir(parents=True, exist_ok=True)
+    os.chmod(work, 0o755)
+    b = Bench(work)
+    try:
+        b.setup()
+        if not os.environ.get("BENCH_NO_WARM"):
+            touch_free_memory()
+        b.rounds()
+    finally:
+        b.stop()
+    report(b)
+
+
+if __name__ == "__main__":
+    main()
