@@ -163,6 +163,18 @@ class Bench:
             wait_port(port)
             self.ports[mode] = port
             self.ftpd_pids[mode] = p.pid
+        # A third daemon for the load rows, with limits raised for 10,000
+        # sessions of one user from one address.
+        port = free_port()
+        many = ["--max-connections", "20000", "--max-sessions-per-user", "20000", "--max-sessions-per-ip", "20000"]
+        many += ["--max-unauthenticated", "1000", "--max-unauthenticated-per-ip", "1000"]
+        p = self.spawn(
+            [BIN / "ftpd", "serve", "--root", self.root, "--listen", f"127.0.0.1:{port}", "--fsync", "false", "--no-tls"]
+            + many
+        )
+        wait_port(port)
+        self.ports["load"] = port
+        self.ftpd_pids["load"] = p.pid
         self.known_hosts = self.work / "known_hosts"
         rm(self.known_hosts)
         self.ftpc_env = dict(os.environ, FTPC_PASSWORD=PASSWORD, FTPC_KNOWN_HOSTS=str(self.known_hosts))
@@ -315,6 +327,46 @@ class Bench:
             rm(self.home / f)
 
 
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
+CLIENT_SIZE = 16 << 20
+IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
+
+
+def load_rows(b):
+    """200 clients at once, each putting and getting 16 MiB (verified), and
+    the daemon's memory with 10,000 idle logged-in sessions."""
+    load = BIN / "examples" / "load"
+    env = b.ftpc_env
+    addr = f"127.0.0.1:{b.ports['load']}"
+    small = b.work / "c16.bin"
+    with open(small, "wb") as f:
+        f.write(os.urandom(CLIENT_SIZE))
+    out = subprocess.run(
+        [load, "transfer", addr, USER, small, str(CLIENTS), b.dl], env=env, check=True, capture_output=True
+    )
+    import json
+
+    b.load = json.loads(out.stdout)
+    print(f"{CLIENTS} clients: {b.load}", flush=True)
+    for i in range(CLIENTS):
+        rm(b.root / USER / f"load-{i}.bin")
+    pid = b.ftpd_pids["load"]
+    rss = Rss(pid)
+    subprocess.run(b.ftpc("plain", "ls"), env=env, check=True, stdout=subprocess.DEVNULL)
+    before = rss.now()
+    start = time.perf_counter()
+    idle = subprocess.Popen([load, "idle", addr, USER, str(IDLE)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = idle.stdout.readline().decode()
+    took = time.perf_counter() - start
+    if not line.startswith("ready"):
+        idle.kill()
+        raise RuntimeError("idle sessions failed")
+    b.idle = (IDLE, rss.now(), before, took)
+    print(f"{IDLE} idle sessions: {b.idle[1] >> 20} MiB (from {before >> 20} MiB), logins took {took:.0f} s", flush=True)
+    idle.stdin.close()
+    idle.wait()
+
+
 def wait_port_listening(port, timeout=10.0):
     """Waits until a listener is on `port`, without connecting to it (socat
     would take a probe connection for the transfer)."""
@@ -364,6 +416,21 @@ def report(b):
     ]
     for mode, peak in b.rss.items():
         mem.append(f"| ftpd {'plaintext' if mode == 'plain' else 'TLS'} | {peak / (1 << 20):.1f} MiB |")
+    single = 2 * SIZE / (med["ftpd plaintext put"] + med["ftpd plaintext get"]) / 1e6
+    if hasattr(b, "load"):
+        agg = b.load["bytes"] / b.load["seconds"] / 1e6
+        mem.append("")
+        mem.append("| load | figure |")
+        mem.append("|---|---:|")
+        mem.append(
+            f"| {b.load['clients']} clients × (put + get 16 MiB), all verified: aggregate | {agg:.0f} MB/s "
+            f"({agg / single:.2f}× single-stream plaintext put+get, {single:.0f} MB/s) |"
+        )
+        mem.append(f"| slowest of the {b.load['clients']} clients | {b.load['seconds']:.2f} s |")
+    if hasattr(b, "idle"):
+        n, after, before, took = b.idle
+        mem.append(f"| ftpd RSS with {n} idle logged-in sessions | {after / (1 << 20):.0f} MiB |")
+        mem.append(f"| per idle session | {(after - before) / n / 1024:.1f} KiB |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -406,6 +473,10 @@ def chart(rows):
 
 
 def main():
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a local user for vsftpd and sftp)")
     work = os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="ftpbench.", dir="/var/tmp")
@@ -417,6 +488,7 @@ def main():
         if not os.environ.get("BENCH_NO_WARM"):
             touch_free_memory()
         b.rounds()
+        load_rows(b)
     finally:
         b.stop()
     report(b)

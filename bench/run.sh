@@ -22,4 +22,5 @@ fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
 
 cargo build --release --locked --bins
+cargo build --release --locked -p ftp-client --example load
 exec python3 bench/bench.py "$@"

@@ -111,7 +111,7 @@ impl From<FrameError> for ClientError {
 type Result<T> = std::result::Result<T, ClientError>;
 
 /// Receives the progress of a transfer.
-pub trait Progress {
+pub trait Progress: Send {
     /// The transfer starts at `offset` (bytes already held on the receiving
     /// side after an interruption) of `total`.
     fn start(&mut self, offset: u64, total: u64);

@@ -8,12 +8,13 @@
 //! removes bytes. Uploads reserve their declared size up front, so several
 //! uploads of one user running at once can never together exceed the quota.
 
+use crate::home::Home;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Bytes stored and reserved by one user.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub struct Account {
     /// frees it (rm, rename, the commit of an upload), so that two sessions
     /// of the user can't count the same bytes twice.
     pub ops: tokio::sync::Mutex<()>,
+    /// The home the user's sessions share while any is open: one set of
+    /// directory handles per user, not per session.
+    home: Mutex<Weak<Home>>,
 }
 
 /// All accounts, and per-address counts of sessions and of connections
@@ -153,6 +157,16 @@ impl Drop for UserSlot {
 }
 
 impl Account {
+    /// The home directory handles of a session of this user still open, if any.
+    pub fn shared_home(&self) -> Option<Arc<Home>> {
+        self.home.lock().unwrap_or_else(|p| p.into_inner()).upgrade()
+    }
+
+    /// Shares `home` with the user's later sessions while it is in use.
+    pub fn share_home(&self, home: &Arc<Home>) {
+        *self.home.lock().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(home);
+    }
+
     /// Loads the usage by walking the user's home and partial uploads, once.
     pub async fn load(&self, home: &Path, partials: &Path) -> io::Result<()> {
         let (home, partials) = (home.to_owned(), partials.to_owned());

@@ -299,9 +299,17 @@ where
                     };
                     let (root, fsync) = (shared.config.root.clone(), shared.config.fsync);
                     let name = user.clone();
-                    let home = tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync)).await;
+                    let home = match slot.account.shared_home() {
+                        Some(home) => Ok(Ok(home)),
+                        None => {
+                            tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync).map(Arc::new)).await
+                        }
+                    };
                     let home = match home {
-                        Ok(Ok(home)) => Arc::new(home),
+                        Ok(Ok(home)) => {
+                            slot.account.share_home(&home);
+                            home
+                        }
                         other => {
                             tracing::error!(user = %user, error = ?other.err(), "cannot open home directory");
                             self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot open your home directory"))

@@ -1,0 +1,107 @@
+//! Load generator for the benchmark (bench/bench.py), plaintext, with
+//! `FTPC_PASSWORD` set:
+//!
+//! ```text
+//! load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR
+//! load idle ADDR USER SESSIONS
+//! ```
+//! `transfer`: CLIENTS clients log in, then all at once each puts FILE under
+//! its own name and gets it back, every transfer verified by hash. Prints
+//! one JSON line: clients, bytes moved, seconds from the common start to the
+//! last finish, and the slowest client's seconds.
+//!
+//! `idle`: opens SESSIONS logged-in sessions, prints `ready`, and holds them
+//! until standard input closes.
+
+use ftp_client::{Client, Transport};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Barrier;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let password = std::env::var("FTPC_PASSWORD")?;
+    if let [_, mode, addr, user, sessions] = &args[..]
+        && mode == "idle"
+    {
+        return idle(addr, user, &password, sessions.parse()?).await;
+    }
+    let [_, mode, addr, user, file, clients, dir] = &args[..] else {
+        return Err("usage: load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR | load idle ADDR USER SESSIONS".into());
+    };
+    if mode != "transfer" {
+        return Err(format!("unknown mode {mode}").into());
+    }
+    let clients: usize = clients.parse()?;
+    let file = PathBuf::from(file);
+    let size = std::fs::metadata(&file)?.len();
+    let want = blake3::hash(&std::fs::read(&file)?).to_hex().to_string();
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let (addr, user, password, file, want) =
+            (addr.clone(), user.clone(), password.clone(), file.clone(), want.clone());
+        let local = PathBuf::from(dir).join(format!("load-{i}.bin"));
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let ready = async {
+                let mut c = Client::connect(&addr, Duration::from_secs(120), &Transport::Plain).await?;
+                c.login(&user, &password).await?;
+                Ok::<_, ftp_client::ClientError>(c)
+            }
+            .await;
+            barrier.wait().await;
+            let mut c = ready.map_err(|e| format!("client {i}: {e}"))?;
+            let start = Instant::now();
+            let remote = format!("load-{i}.bin");
+            let put = c.put_file(&file, &remote, &mut ()).await.map_err(|e| format!("put {i}: {e}"))?;
+            let got = c.get_file(&remote, &local, &mut ()).await.map_err(|e| format!("get {i}: {e}"))?;
+            let _ = std::fs::remove_file(&local);
+            if put.stored.hash != want || got.hash != want {
+                return Err(format!("client {i}: hash mismatch"));
+            }
+            Ok::<_, String>(start.elapsed())
+        }));
+    }
+    barrier.wait().await;
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        slowest = slowest.max(task.await??);
+    }
+    let total = start.elapsed();
+    println!(
+        "{{\"clients\": {clients}, \"bytes\": {}, \"seconds\": {:.3}, \"slowest\": {:.3}}}",
+        2 * size * clients as u64,
+        total.as_secs_f64(),
+        slowest.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Opens `n` logged-in sessions (a few dozen logins at a time) and holds
+/// them until standard input closes.
+async fn idle(addr: &str, user: &str, password: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let mut sessions = Vec::with_capacity(n);
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        if pending.len() >= 32 {
+            sessions.push(pending.join_next().await.expect("non-empty")??);
+        }
+        let (addr, user, password) = (addr.to_owned(), user.to_owned(), password.to_owned());
+        pending.spawn(async move {
+            let mut c = Client::connect(&addr, Duration::from_secs(120), &Transport::Plain).await?;
+            c.login(&user, &password).await?;
+            Ok::<_, ftp_client::ClientError>(c)
+        });
+    }
+    while let Some(c) = pending.join_next().await {
+        sessions.push(c??);
+    }
+    println!("ready {}", sessions.len());
+    let mut sink = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await?;
+    Ok(())
+}
