@@ -62,7 +62,7 @@ where
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| ClientError::Tls(format!("{host:?} is not a valid host name or address")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider());
     match trust {
         Trust::Ca(file) => {
             let mut roots = RootCertStore::empty();
@@ -284,5 +284,24 @@ impl KnownHosts {
         }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(local)?;
         writeln!(f, "{addr} {fingerprint}").map_err(local)
+    }
+}
+
+/// ring's suites with AES-128-GCM first: as safe as AES-256-GCM for this
+/// use and about 30 % cheaper per byte (10 rounds instead of 14).
+fn provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    provider
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn aes_128_gcm_is_offered_first_and_nothing_is_dropped() {
+        let ours = super::provider();
+        let default = rustls::crypto::ring::default_provider();
+        assert_eq!(ours.cipher_suites[0].suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        assert_eq!(ours.cipher_suites.len(), default.cipher_suites.len());
     }
 }
