@@ -606,13 +606,7 @@ where
         if self.broken {
             return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
         }
-        let write = async {
-            if !self.frames.write_buffer().is_empty() {
-                self.frames.flush().await?;
-            }
-            write_data(self.frames.get_mut(), payload).await.map_err(FrameError::Io)
-        };
-        let result = match tokio::time::timeout(self.timeout, write).await {
+        let result = match tokio::time::timeout(self.timeout, write_data(&mut self.frames, payload)).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(result) => result.map_err(ClientError::from),
         };

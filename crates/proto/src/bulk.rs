@@ -13,8 +13,10 @@
 //!
 //! Both ends of the protocol use these for put and get alike.
 
+use crate::codec::check_tag;
 use crate::{Frame, FrameCodec, FrameError, Tag};
 use bytes::{Buf, Bytes};
+use futures::SinkExt;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,25 +29,33 @@ use tokio_util::codec::Framed;
 /// memory to a few MiB whatever the file size.
 pub const DEPTH: usize = 4;
 
-/// Writes one data frame carrying `payload` straight to `io`: header and
-/// payload in one vectored write where the stream supports it.
-pub async fn write_data<W: AsyncWrite + Unpin + ?Sized>(io: &mut W, payload: &[u8]) -> io::Result<()> {
+/// Writes one data frame carrying `payload` straight to the stream under
+/// `frames`: whatever the codec still buffers is flushed first, then header
+/// and payload go in one vectored write where the stream supports it.
+pub async fn write_data<S>(frames: &mut Framed<S, FrameCodec>, payload: &[u8]) -> Result<(), FrameError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !frames.write_buffer().is_empty() {
+        frames.flush().await?;
+    }
     let len = u32::try_from(payload.len() + 1).map_err(|_| io::Error::other("chunk too large"))?;
     let mut header = [0u8; 5];
     header[..4].copy_from_slice(&len.to_be_bytes());
     header[4] = Tag::Data as u8;
+    let io = frames.get_mut();
     let mut head = &header[..];
     let mut body = payload;
     while !head.is_empty() {
         let n = io.write_vectored(&[IoSlice::new(head), IoSlice::new(body)]).await?;
         if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+            return Err(io::Error::from(io::ErrorKind::WriteZero).into());
         }
         let from_head = n.min(head.len());
         head = &head[from_head..];
         body = &body[n - from_head..];
     }
-    io.write_all(body).await
+    Ok(io.write_all(body).await?)
 }
 
 /// What [`read_frame`] found.
@@ -89,10 +99,7 @@ where
         return Err(FrameError::TooLarge { len, max });
     }
     let body_len = len.checked_sub(1).ok_or(FrameError::Empty)?;
-    let tag = Tag::from_byte(header[4]).ok_or(FrameError::UnknownTag(header[4]))?;
-    if tag != Tag::Data && body_len > crate::MAX_MESSAGE {
-        return Err(FrameError::MessageTooLarge(body_len));
-    }
+    let tag = check_tag(header[4], body_len)?;
     let mut small = Vec::new();
     let target = if tag == Tag::Data { buf } else { &mut small };
     if target.len() < body_len {
@@ -151,7 +158,7 @@ impl FileSink {
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut flush = FlushBehind::new(&file, prefix, durable);
+            let mut flush = FlushBehind::new(prefix, durable);
             while let Some((buf, n)) = full_rx.blocking_recv() {
                 file.write_all(&buf[..n])?;
                 hasher.update(&buf[..n]);
@@ -277,7 +284,7 @@ struct FlushBehind {
 impl FlushBehind {
     const EVERY: u64 = 8 * 1024 * 1024;
 
-    fn new(_file: &File, at: u64, durable: bool) -> FlushBehind {
+    fn new(at: u64, durable: bool) -> FlushBehind {
         FlushBehind { enabled: durable && cfg!(target_os = "linux"), from: at, to: at }
     }
 
@@ -309,7 +316,7 @@ impl FlushBehind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::{SinkExt, StreamExt};
+    use futures::StreamExt;
 
     #[test]
     fn hash_exact_refuses_short_readers() {
@@ -329,10 +336,10 @@ mod tests {
         let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         let writer = tokio::spawn(async move {
             tx.send(Frame::Message(Bytes::from_static(b"{\"op\":\"pwd\"}"))).await.unwrap();
-            write_data(tx.get_mut(), &big).await.unwrap();
-            write_data(tx.get_mut(), b"").await.unwrap();
+            write_data(&mut tx, &big).await.unwrap();
+            write_data(&mut tx, b"").await.unwrap();
             tx.send(Frame::End(Bytes::from_static(b"{}"))).await.unwrap();
-            write_data(tx.get_mut(), b"tail").await.unwrap();
+            write_data(&mut tx, b"tail").await.unwrap();
             big
         });
         // The first frame goes through the codec, which may buffer part of

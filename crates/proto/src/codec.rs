@@ -18,7 +18,7 @@ pub enum Tag {
 }
 
 impl Tag {
-    pub(crate) fn from_byte(byte: u8) -> Option<Tag> {
+    fn from_byte(byte: u8) -> Option<Tag> {
         match byte {
             b'M' => Some(Tag::Message),
             b'D' => Some(Tag::Data),
@@ -140,17 +140,25 @@ impl Decoder for FrameCodec {
         if payload.is_empty() {
             return Err(FrameError::Empty);
         }
-        let tag = payload[0];
-        let tag = Tag::from_byte(tag).ok_or(FrameError::UnknownTag(tag))?;
+        let tag = check_tag(payload[0], payload.len() - 1)?;
         let _ = payload.split_to(1);
         let body = payload.freeze();
         match tag {
-            Tag::Message | Tag::End if body.len() > crate::MAX_MESSAGE => Err(FrameError::MessageTooLarge(body.len())),
             Tag::Message => Ok(Some(Frame::Message(body))),
             Tag::Data => Ok(Some(Frame::Data(body))),
             Tag::End => Ok(Some(Frame::End(body))),
         }
     }
+}
+
+/// Checks a frame's tag byte, and the size of a JSON frame's body, once its
+/// length is known to be within the limit.
+pub(crate) fn check_tag(byte: u8, body_len: usize) -> Result<Tag, FrameError> {
+    let tag = Tag::from_byte(byte).ok_or(FrameError::UnknownTag(byte))?;
+    if tag != Tag::Data && body_len > crate::MAX_MESSAGE {
+        return Err(FrameError::MessageTooLarge(body_len));
+    }
+    Ok(tag)
 }
 
 impl Encoder<Frame> for FrameCodec {

@@ -545,13 +545,7 @@ where
     /// codec), bounded by the idle timeout like [`Session::send`].
     pub(crate) async fn send_data(&mut self, payload: &[u8]) -> Result<(), ConnError> {
         let idle = self.shared.config.idle_timeout;
-        let write = async {
-            if !self.frames.write_buffer().is_empty() {
-                self.frames.flush().await?;
-            }
-            ftp_proto::bulk::write_data(self.frames.get_mut(), payload).await.map_err(FrameError::Io)
-        };
-        match tokio::time::timeout(idle, write).await {
+        match tokio::time::timeout(idle, ftp_proto::bulk::write_data(&mut self.frames, payload)).await {
             Ok(result) => result.map_err(ConnError::from),
             Err(_) => Err(ConnError::Io(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))),
         }
