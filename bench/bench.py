@@ -327,6 +327,56 @@ class Bench:
             rm(self.home / f)
 
 
+SMALL_COUNT = int(os.environ.get("BENCH_SMALL", "1000"))
+SMALL_SIZE = 4096
+
+
+def small_rows(b):
+    """SMALL_COUNT files of 4 KiB put and got in one session: ftpc mput/mget
+    (pipelined) against one curl session on vsftpd (URL globbing reuses the
+    control connection). Every round writes into fresh directories on both
+    sides, so no contender profits from (or pays for) another's deletions."""
+    src = b.work / "small"
+    if not src.exists():
+        src.mkdir()
+        for i in range(1, SMALL_COUNT + 1):
+            (src / f"f{i:04d}.bin").write_bytes(os.urandom(SMALL_SIZE))
+    files = sorted(str(p) for p in src.iterdir())
+    names = [os.path.basename(f) for f in files]
+    glob = f"f[0001-{SMALL_COUNT:04d}].bin"
+    b.small = {}
+
+    def rec(name, took):
+        b.small.setdefault(name, []).append(took)
+        print(f"round {r + 1}/{ROUNDS}  {name:24} {SMALL_COUNT / took:8.0f} files/s", flush=True)
+
+    for r in range(ROUNDS):
+        for mode in ("plain", "tls"):
+            label = "plaintext" if mode == "plain" else "TLS"
+            d = f"{mode}{r}"
+            subprocess.run(b.ftpc(mode, "mkdir", d), env=b.ftpc_env, check=True)
+            rec(f"ftpd {label} mput", timed(b.ftpc(mode, "mput", "--to", d, *files), env=b.ftpc_env))
+            local = b.dl / f"{mode}{r}"
+            local.mkdir()
+            remote = [f"{d}/{n}" for n in names]
+            rec(f"ftpd {label} mget", timed(b.ftpc(mode, "mget", "--to", local, *remote), env=b.ftpc_env))
+        d = f"v{r}"
+        rec(
+            "vsftpd put (curl)",
+            timed(["curl", "-sS", "--ftp-create-dirs", "-T", f"{src}/{glob}", f"{b.vurl}/{d}/"]),
+        )
+        local = b.dl / d
+        local.mkdir()
+        rec("vsftpd get (curl)", timed(["curl", "-sS", f"{b.vurl}/{d}/{glob}", "-o", f"{local}/#1.bin"]))
+    for r in range(ROUNDS):
+        shutil.rmtree(b.home / f"v{r}", ignore_errors=True)
+        for mode in ("plain", "tls"):
+            shutil.rmtree(b.root / USER / f"{mode}{r}", ignore_errors=True)
+    for name in os.listdir(b.dl):
+        if (b.dl / name).is_dir():
+            shutil.rmtree(b.dl / name)
+
+
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
 CLIENT_SIZE = 16 << 20
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
@@ -427,6 +477,14 @@ def report(b):
             f"({agg / single:.2f}× single-stream plaintext put+get, {single:.0f} MB/s) |"
         )
         mem.append(f"| slowest of the {b.load['clients']} clients | {b.load['seconds']:.2f} s |")
+    if hasattr(b, "small"):
+        fps = {k: SMALL_COUNT / statistics.median(v) for k, v in b.small.items()}
+        mem.append("")
+        mem.append(f"| {SMALL_COUNT} × 4 KiB in one session | files/s (median) | × vsftpd |")
+        mem.append("|---|---:|---:|")
+        for name, rate in fps.items():
+            peer = fps["vsftpd put (curl)"] if "put" in name else fps["vsftpd get (curl)"]
+            mem.append(f"| {name} | {rate:.0f} | {rate / peer:.2f} |")
     if hasattr(b, "idle"):
         n, after, before, took = b.idle
         mem.append(f"| ftpd RSS with {n} idle logged-in sessions | {after / (1 << 20):.0f} MiB |")
@@ -487,10 +545,16 @@ def main():
         b.setup()
         if not os.environ.get("BENCH_NO_WARM"):
             touch_free_memory()
-        b.rounds()
-        load_rows(b)
+        if not os.environ.get("BENCH_ONLY_SMALL"):
+            b.rounds()
+        small_rows(b)
+        if not os.environ.get("BENCH_ONLY_SMALL"):
+            load_rows(b)
     finally:
         b.stop()
+    if os.environ.get("BENCH_ONLY_SMALL"):
+        print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})
+        return
     report(b)
 
 

@@ -15,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+mod batch;
+
 /// Most directory entries accepted in one listing (bounds client memory
 /// against a hostile server).
 const MAX_LIST_ENTRIES: usize = 10_000_000;
@@ -444,12 +446,53 @@ where
     }
 
     async fn get_inner(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
-        let local_err = |source| ClientError::Local { path: local.to_owned(), source };
-        let partial = LocalPartial::for_target(local).map_err(local_err)?;
+        let pending = self.request_get(remote, local).await?;
+        match self.complete_get(remote, local, pending, progress).await? {
+            Got::Written(summary) => Ok(summary),
+            Got::Verified(summary, data) => {
+                let target = local.to_owned();
+                tokio::task::spawn_blocking(move || write_whole(&target, &data))
+                    .await
+                    .map_err(io::Error::other)?
+                    .map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
+                Ok(summary)
+            }
+        }
+    }
+
+    /// Sends a `get` for `remote`, asking for the rest of whatever partial
+    /// of it is held beside `local`. The reply is read by [`complete_get`].
+    ///
+    /// [`complete_get`]: Client::complete_get
+    async fn request_get(&mut self, remote: &str, local: &Path) -> Result<PendingGet> {
+        let partial =
+            LocalPartial::for_target(local).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
         let (held, since) = partial.held(remote);
-        let head: GetOk = self.call(&Request::Get { path: remote.to_owned(), offset: held, since }).await?;
+        self.send(Frame::Message(Request::Get { path: remote.to_owned(), offset: held, since }.encode())).await?;
+        Ok(PendingGet { partial, held })
+    }
+
+    /// Reads the reply to a `get` sent by [`request_get`] and receives the
+    /// file.
+    ///
+    /// [`request_get`]: Client::request_get
+    async fn complete_get(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        pending: PendingGet,
+        progress: &mut dyn Progress,
+    ) -> Result<Got> {
+        let local_err = |source| ClientError::Local { path: local.to_owned(), source };
+        let PendingGet { partial, held } = pending;
+        let head: GetOk = self.reply().await?;
         if head.offset > held || head.offset > head.size {
             return Err(ClientError::Protocol(format!("server resumes at {} but we hold {held} bytes", head.offset)));
+        }
+        if head.offset == 0 && head.size < RESUME_THRESHOLD {
+            progress.start(0, head.size);
+            let (hash, data) = self.receive_small(&head, progress).await?;
+            return Ok(Got::Verified(GetSummary { size: head.size, hash, resumed_from: 0 }, data));
         }
         let file = match partial.open(remote, &head) {
             Ok(file) => file,
@@ -467,7 +510,7 @@ where
             Ok(_) => partial.finish(local).map_err(local_err)?,
         }
         let hash = result?;
-        Ok(GetSummary { size: head.size, hash, resumed_from: head.offset })
+        Ok(Got::Written(GetSummary { size: head.size, hash, resumed_from: head.offset }))
     }
 
     /// Receives a download's data into `file` (which holds `head.offset`
@@ -530,6 +573,46 @@ where
             Some(h) => Err(ClientError::Integrity(format!("server says {h}, data hashes to {hex}"))),
             None => Err(ClientError::Protocol("download trailer lacks a hash".into())),
         }
+    }
+
+    /// Receives a whole file smaller than [`RESUME_THRESHOLD`] into memory
+    /// and verifies it; the caller writes it with [`write_whole`]. Small
+    /// files are not worth resuming, and this saves the partial's
+    /// bookkeeping (a large share of the cost of each file when many small
+    /// ones are fetched).
+    async fn receive_small(&mut self, head: &GetOk, progress: &mut dyn Progress) -> Result<(String, Vec<u8>)> {
+        let expected = head.size as usize; // under RESUME_THRESHOLD: bounded
+        let mut data = Vec::with_capacity(expected);
+        let mut buf = Vec::new();
+        let trailer = loop {
+            match self.next_bulk(&mut buf).await? {
+                Received::Data(n) if data.len() + n > expected => {
+                    return Err(ClientError::Integrity(format!(
+                        "server sent more than the {} bytes it declared",
+                        head.size
+                    )));
+                }
+                Received::Data(n) => {
+                    data.extend_from_slice(&buf[..n]);
+                    progress.advance(n as u64);
+                }
+                Received::Other(Frame::End(json)) => break decode_trailer(&json)?,
+                Received::Other(_) => return Err(ClientError::Protocol("unexpected reply inside a download".into())),
+            }
+        };
+        if let Some(err) = trailer.error {
+            return Err(ClientError::Remote(err));
+        }
+        if data.len() != expected {
+            return Err(ClientError::Integrity(format!("received {} of {} bytes", data.len(), head.size)));
+        }
+        let hex = blake3::hash(&data).to_hex().to_string();
+        match trailer.hash {
+            Some(h) if h.eq_ignore_ascii_case(&hex) => {}
+            Some(h) => return Err(ClientError::Integrity(format!("server says {h}, data hashes to {hex}"))),
+            None => return Err(ClientError::Protocol("download trailer lacks a hash".into())),
+        }
+        Ok((hex, data))
     }
 
     /// Space used and available in the user's quota.
@@ -629,12 +712,56 @@ fn decode_trailer(json: &[u8]) -> Result<Trailer> {
     Trailer::decode(json).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
+/// Writes `data` to a new file beside `target`, syncs it and renames it
+/// over `target`: readers see the old file or the whole new one.
+pub(crate) fn write_whole(target: &Path, data: &[u8]) -> io::Result<()> {
+    let file = stage(target, data)?;
+    file.as_file().sync_all()?;
+    file.persist(target).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes `data` to a new temporary file beside `target` (removed if
+/// dropped); the caller syncs it and renames it into place.
+pub(crate) fn stage(target: &Path, data: &[u8]) -> io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("download");
+    let stem = if name.len() <= 200 { name } else { "download" };
+    let prefix = format!(".{stem}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".ftpc-part");
+    // The mode a plain create would give (the umask applies).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut file = builder.tempfile_in(dir)?;
+    file.write_all(data)?;
+    Ok(file)
+}
+
 /// Feeds the first `len` bytes of `file` to a new hasher.
 fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
     file.seek(SeekFrom::Start(0))?;
     hash_exact(file, len, &mut hasher)?;
     Ok(hasher)
+}
+
+/// A download received and verified.
+enum Got {
+    /// Already in place (it streamed through a partial file).
+    Written(GetSummary),
+    /// Small, held in memory: still to be written with [`write_whole`].
+    Verified(GetSummary, Vec<u8>),
+}
+
+/// A `get` sent whose reply is still to be read.
+struct PendingGet {
+    partial: LocalPartial,
+    held: u64,
 }
 
 /// The local partial of a download and its record.

@@ -52,6 +52,24 @@ enum Command {
     /// Download a file. LOCAL defaults to the remote file name in the current
     /// directory; a LOCAL that is a directory receives the file inside it.
     Get { remote: String, local: Option<PathBuf> },
+    /// Upload several files over one connection, pipelined, each under its
+    /// own name (in the remote directory DIR if given).
+    Mput {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Remote directory to put them in [default: the home].
+        #[arg(long, short = 't', value_name = "DIR")]
+        to: Option<String>,
+    },
+    /// Download several files over one connection, pipelined, each under
+    /// its own name (in the local directory DIR if given).
+    Mget {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Local directory to put them in [default: the current one].
+        #[arg(long, short = 't', value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
     /// List a directory.
     Ls {
         path: Option<String>,
@@ -160,6 +178,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Put { local: path, remote } => put(&mut client, &path, remote, show_progress, cli.quiet).await?,
         Command::Get { remote, local: path } => get(&mut client, &remote, path, show_progress, cli.quiet).await?,
+        Command::Mput { files, to } => mput(&mut client, &files, to, show_progress, cli.quiet).await?,
+        Command::Mget { names, to } => mget(&mut client, &names, to, show_progress, cli.quiet).await?,
         Command::Ls { path, long } => {
             let entries = client.list(path.as_deref()).await?;
             for entry in &entries {
@@ -309,4 +329,116 @@ async fn get(
         eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);
     }
     Ok(())
+}
+
+/// One bar for a batch: each file's `start` adds its bytes to the total.
+struct BatchBar(ProgressBar);
+
+impl BatchBar {
+    fn new(files: usize, visible: bool) -> BatchBar {
+        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(format!("{files} files"));
+        BatchBar(bar)
+    }
+}
+
+impl Progress for BatchBar {
+    fn start(&mut self, offset: u64, total: u64) {
+        self.0.inc_length(total);
+        self.0.inc(offset);
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+/// Reports each failure of a batch on its own line; the exit code is the
+/// first failure's.
+fn batch_outcome<T>(
+    names: impl Iterator<Item = String>,
+    results: Vec<Result<T, ClientError>>,
+    verb: &str,
+    size: impl Fn(&T) -> u64,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let (mut done, mut bytes, mut first) = (0usize, 0u64, None);
+    for (name, result) in names.zip(results) {
+        match result {
+            Ok(summary) => {
+                done += 1;
+                bytes += size(&summary);
+            }
+            Err(e) => {
+                let Failure(code, message) = Failure::from(e);
+                eprintln!("ftpc: {}: {message}", escape(&name));
+                first.get_or_insert(code);
+            }
+        }
+    }
+    if !quiet {
+        eprintln!("{verb} {done} files ({})", human_size(bytes));
+    }
+    match first {
+        Some(code) => Err(Failure(code, format!("some files were not {verb}"))),
+        None => Ok(()),
+    }
+}
+
+async fn mput(
+    client: &mut Client<Box<dyn Io>>,
+    files: &[PathBuf],
+    to: Option<String>,
+    bar: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let dir = to.map(|d| if d.ends_with('/') { d } else { format!("{d}/") }).unwrap_or_default();
+    let mut items = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
+        if items.iter().any(|(_, r): &(PathBuf, String)| r.rsplit('/').next() == Some(name)) {
+            return Err(local(format!("two of the files are named {}: put them separately", escape(name))));
+        }
+        items.push((path.clone(), format!("{dir}{name}")));
+    }
+    let mut progress = BatchBar::new(items.len(), bar);
+    let results = client.put_many(&items, &mut progress).await;
+    progress.0.finish_and_clear();
+    let names = items.iter().map(|(l, _)| l.display().to_string());
+    batch_outcome(names, results, "uploaded", |s| s.stored.size, quiet)
+}
+
+async fn mget(
+    client: &mut Client<Box<dyn Io>>,
+    names: &[String],
+    to: Option<PathBuf>,
+    bar: bool,
+    quiet: bool,
+) -> Result<(), Failure> {
+    let dir = to.unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(local(format!("{}: not a directory", dir.display())));
+    }
+    // Local names come from what the user typed, checked like remote names.
+    let mut items = Vec::with_capacity(names.len());
+    for remote in names {
+        let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        validate_name(name).map_err(|e| local(format!("{}: cannot derive a local name: {e}", escape(remote))))?;
+        if items.iter().any(|(_, l): &(String, PathBuf)| l.file_name() == Some(name.as_ref())) {
+            return Err(local(format!("two of the files are named {}: get them separately", escape(name))));
+        }
+        items.push((remote.clone(), dir.join(name)));
+    }
+    let mut progress = BatchBar::new(items.len(), bar);
+    let results = client.get_many(&items, &mut progress).await;
+    progress.0.finish_and_clear();
+    batch_outcome(names.iter().cloned(), results, "downloaded", |s| s.size, quiet)
 }

@@ -541,6 +541,22 @@ where
         }
     }
 
+    /// Sends several frames with one flush (small replies that go together).
+    pub(crate) async fn send_all(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
+        let idle = self.shared.config.idle_timeout;
+        let sink = &mut self.frames;
+        let all = async move {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        match tokio::time::timeout(idle, all).await {
+            Ok(result) => result.map_err(ConnError::from),
+            Err(_) => Err(ConnError::Io(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading"))),
+        }
+    }
+
     /// Sends one data frame straight to the stream (no copy through the
     /// codec), bounded by the idle timeout like [`Session::send`].
     pub(crate) async fn send_data(&mut self, payload: &[u8]) -> Result<(), ConnError> {

@@ -46,6 +46,9 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse_upload(path.to_owned(), e, size, resume).await,
         };
+        if !resume && size <= SMALL_FILE {
+            return self.put_small(target, size).await;
+        }
         let holder_key = (self.user().name.clone(), target.to_string(), size);
         let start = match self.begin_upload(&target, size, resume, hash, &holder_key).await {
             Ok(start) => start,
@@ -187,6 +190,102 @@ where
                 warn!(path = %target, error = %err, "upload rejected");
                 let mut outcome = self.refuse(target.to_string(), err).await?;
                 outcome.bytes = bytes;
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// A small upload without resume: the data is taken into memory first,
+    /// checked, and then written, synced and renamed into place in one trip
+    /// to the blocking pool (with many small files those trips are most of
+    /// the cost). Refusals other than the quota come after the end frame.
+    async fn put_small(&mut self, target: RemotePath, size: u64) -> Result<Outcome, ConnError> {
+        let account = self.user().account().clone();
+        let quota = self.shared.users.quota(&self.user().name);
+        let mut reservation = match account.reserve(size, quota) {
+            Ok(r) => r,
+            Err(over) => {
+                let msg = format!(
+                    "{target}: the upload needs {} more bytes but only {} are left in your quota",
+                    over.needed, over.available
+                );
+                let err = ErrorBody::new(ErrorCode::QuotaExceeded, msg);
+                return self.refuse_upload(target.to_string(), err, size, false).await;
+            }
+        };
+        let idle = self.shared.config.idle_timeout;
+        let mut data = Vec::with_capacity(size as usize); // bounded by SMALL_FILE
+        let mut buf = Vec::new();
+        let trailer = loop {
+            let frame = match tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)).await {
+                Err(_) => {
+                    self.timed_out(idle).await?;
+                    return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
+                }
+                Ok(Ok(None) | Err(FrameError::Io(_))) => {
+                    return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(Err(e)) => {
+                    self.framing_error(e).await?;
+                    unreachable!("framing_error always ends the session");
+                }
+                Ok(Ok(Some(frame))) => frame,
+            };
+            match frame {
+                Received::Data(n) if (data.len() + n) as u64 > size => {
+                    let msg = format!("{target}: more data than the {size} bytes declared");
+                    self.send_err(ErrorBody::new(ErrorCode::Integrity, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+                Received::Data(n) => data.extend_from_slice(&buf[..n]),
+                Received::Other(Frame::End(json)) => break Trailer::decode(&json),
+                Received::Other(_) => {
+                    let msg = "a request arrived in the middle of an upload".to_owned();
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+            }
+        };
+        let received = data.len() as u64;
+        let hash = blake3::hash(&data);
+        let result = match self.verify_upload(&target, size, received, trailer, Ok(hash)) {
+            Err((err, _)) => Err(err),
+            Ok(hex) => {
+                let fsync = self.user().home.fsync();
+                let t = target.clone();
+                // Measuring the file replaced and replacing it are one step
+                // for the quota: no other operation of this user in between.
+                let _ops = account.ops.lock().await;
+                let stored = self
+                    .fs(move |h| {
+                        let mut start = h.begin_private_upload(&t)?;
+                        io::Write::write_all(&mut start.file, &data)?;
+                        if fsync {
+                            start.file.sync_all()?;
+                        }
+                        start.upload.commit(fsync)
+                    })
+                    .await;
+                match stored {
+                    Ok(replaced) => {
+                        reservation.written = received;
+                        account.adjust(-(replaced as i64));
+                        Ok(hex)
+                    }
+                    Err(e) => Err(io_error(&e, &target)),
+                }
+            }
+        };
+        drop(reservation);
+        match result {
+            Ok(hash) => {
+                self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
+                Ok(Outcome { bytes: received, ..Outcome::new(&target, Ok(())) })
+            }
+            Err(err) => {
+                warn!(path = %target, error = %err, "upload rejected");
+                let mut outcome = self.refuse(target.to_string(), err).await?;
+                outcome.bytes = received;
                 Ok(outcome)
             }
         }
@@ -343,24 +442,52 @@ where
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
         let t = target.clone();
-        let (file, meta) = match self.fs(move |h| h.open_read(&t)).await {
+        let opened = self.fs(move |h| {
+            let (file, meta) = h.open_read(&t)?;
+            let size = meta.len();
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            // Continue only where the client's bytes can still be part of
+            // this file; the whole-file hash at the end settles it anyway.
+            let unchanged = since.is_none_or(|v| v == Version { size, mtime });
+            let offset = if offset <= size && unchanged { offset } else { 0 };
+            let head = GetOk { size, mtime, offset };
+            // A small file is read and hashed right here, in the same trip
+            // to the blocking pool: with many small files those trips are
+            // most of the cost.
+            let mut file = file.into_std();
+            if size <= SMALL_FILE && offset == 0 {
+                let mut data = Vec::with_capacity(size as usize);
+                io::Read::read_to_end(&mut io::Read::take(&mut file, size), &mut data)?;
+                if data.len() as u64 == size {
+                    return Ok((head, Opened::Read(data)));
+                }
+                io::Seek::rewind(&mut file)?; // it changed: stream it
+            }
+            Ok((head, Opened::File(file)))
+        });
+        let (head, opened) = match opened.await {
             Ok(pair) => pair,
             Err(e) => return self.refuse(target.to_string(), io_error(&e, &target)).await,
         };
-        let size = meta.len();
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_secs() as i64);
-        // Continue only where the client's bytes can still be part of this
-        // file; the whole-file hash at the end settles it either way.
-        let unchanged = since.is_none_or(|v| v == Version { size, mtime });
-        let offset = if offset <= size && unchanged { offset } else { 0 };
-        self.send_ok(&GetOk { size, mtime, offset }).await?;
+        let GetOk { size, offset, .. } = head;
+        if let Opened::Read(data) = opened {
+            let hash = blake3::hash(&data).to_hex().to_string();
+            let mut frames = vec![Frame::Message(ftp_proto::encode_ok(&head))];
+            if !data.is_empty() {
+                frames.push(Frame::Data(data.into()));
+            }
+            frames.push(Frame::End(Trailer { hash: Some(hash), ..Trailer::default() }.encode()));
+            self.send_all(frames).await?;
+            return Ok(Outcome { bytes: size, ..Outcome::new(&target, Ok(())) });
+        }
+        let Opened::File(file) = opened else { unreachable!("handled above") };
+        self.send_ok(&head).await?;
 
-        let mut source =
-            FileSource::spawn(file.into_std(), offset, size - offset, blake3::Hasher::new(), DEFAULT_CHUNK);
+        let mut source = FileSource::spawn(file, offset, size - offset, blake3::Hasher::new(), DEFAULT_CHUNK);
         let mut sent = 0u64;
         while let Some((buf, n)) = source.next().await {
             sent += n as u64;
@@ -383,6 +510,19 @@ where
         }
         Ok(outcome)
     }
+}
+
+/// Files up to this size are sent from one read into memory, and received
+/// into memory before one write, instead of through a [`FileSource`] or
+/// [`FileSink`] thread. Uploads asking to resume always stream.
+const SMALL_FILE: u64 = 256 << 10;
+
+/// A file opened for download.
+enum Opened {
+    /// Small: read whole already.
+    Read(Vec<u8>),
+    /// Streamed from here.
+    File(std::fs::File),
 }
 
 /// Identifies a resumable upload: user, target path, size.

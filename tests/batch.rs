@@ -1,0 +1,107 @@
+//! `ftpc mput` / `ftpc mget`: many files over one pipelined connection.
+
+use ftp_e2e::*;
+
+/// Runs a command that must succeed; returns its stderr (where summaries go).
+fn ok_err(cmd: &mut std::process::Command) -> String {
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "failed ({:?}): {stderr}", out.status.code());
+    stderr
+}
+
+/// Writes `count` small files of varied sizes (0 bytes up to a few KiB, and
+/// one over the pipelining threshold) and returns their paths.
+fn small_files(dir: &std::path::Path, count: usize) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    for i in 0..count {
+        let path = dir.join(format!("f{i:04}.bin"));
+        random_file(&path, (i as u64 * 997) % 9000, &format!("seed{i}"));
+        paths.push(path);
+    }
+    let big = dir.join("large.bin");
+    random_file(&big, (1 << 20) + 12345, "large");
+    paths.push(big);
+    paths
+}
+
+#[test]
+fn mput_then_mget_many_files_byte_identical() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files = small_files(&src, 300);
+    ok(d.ftpc("alice", "pw").args(["mkdir", "in"]));
+
+    let out = ok_err(d.ftpc("alice", "pw").arg("mput").args(&files).args(["--to", "in"]));
+    assert!(out.contains("uploaded 301 files"), "{out}");
+    for f in &files {
+        let stored = d.home("alice").join("in").join(f.file_name().unwrap());
+        assert_eq!(hash_file(&stored), hash_file(f), "{}", f.display());
+    }
+
+    let back = work.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let names: Vec<String> = files.iter().map(|f| format!("in/{}", f.file_name().unwrap().to_str().unwrap())).collect();
+    let out = ok_err(d.ftpc("alice", "pw").arg("mget").args(&names).arg("--to").arg(&back));
+    assert!(out.contains("downloaded 301 files"), "{out}");
+    for f in &files {
+        assert_eq!(hash_file(&back.join(f.file_name().unwrap())), hash_file(f), "{}", f.display());
+    }
+    assert_eq!(std::fs::read_dir(&back).unwrap().count(), files.len(), "no partials left behind");
+}
+
+#[test]
+fn a_failing_file_does_not_stop_the_batch() {
+    let d = Daemon::start(&[]);
+    d.add_user_with_quota("bob", "pw", "20KiB");
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a.txt");
+    let missing = work.path().join("missing.txt");
+    let huge = work.path().join("huge.bin");
+    let c = work.path().join("c.txt");
+    std::fs::write(&a, b"alpha").unwrap();
+    random_file(&huge, 64 << 10, "huge");
+    std::fs::write(&c, b"gamma").unwrap();
+
+    // An unreadable local file and one over quota fail; the others land.
+    let err = fails(d.ftpc("bob", "pw").arg("mput").args([&a, &missing, &huge, &c]), 1);
+    assert!(err.contains("missing.txt"), "{err}");
+    assert!(err.contains("quota_exceeded"), "{err}");
+    assert!(err.contains("uploaded 2 files"), "{err}");
+    assert_eq!(std::fs::read(d.home("bob").join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(d.home("bob").join("c.txt")).unwrap(), b"gamma");
+    assert!(!d.home("bob").join("huge.bin").exists());
+
+    // A missing remote file fails; the others arrive.
+    let back = work.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let err = fails(d.ftpc("bob", "pw").args(["mget", "a.txt", "nope.txt", "c.txt", "--to"]).arg(&back), 5);
+    assert!(err.contains("nope.txt") && err.contains("not_found"), "{err}");
+    assert_eq!(std::fs::read(back.join("a.txt")).unwrap(), b"alpha");
+    assert_eq!(std::fs::read(back.join("c.txt")).unwrap(), b"gamma");
+    assert!(!back.join("nope.txt").exists());
+}
+
+#[test]
+fn mget_refuses_two_files_with_one_local_name() {
+    let d = Daemon::start(&[]);
+    d.add_user("carol", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let err = fails(d.ftpc("carol", "pw").args(["mget", "x/a", "y/a", "--to"]).arg(work.path()), 1);
+    assert!(err.contains("two of the files are named a"), "{err}");
+}
+
+#[test]
+fn mput_pipelines_in_plaintext_too() {
+    let d = Daemon::start(&["--no-tls"]);
+    d.add_user("dave", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let files = small_files(work.path(), 40);
+    ok(d.ftpc("dave", "pw").arg("mput").args(&files));
+    for f in &files {
+        assert_eq!(hash_file(&d.home("dave").join(f.file_name().unwrap())), hash_file(f));
+    }
+}
