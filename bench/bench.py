@@ -477,6 +477,10 @@ def report(b):
             f"({agg / single:.2f}× single-stream plaintext put+get, {single:.0f} MB/s) |"
         )
         mem.append(f"| slowest of the {b.load['clients']} clients | {b.load['seconds']:.2f} s |")
+    if hasattr(b, "idle"):
+        n, after, before, took = b.idle
+        mem.append(f"| ftpd RSS with {n} idle logged-in sessions | {after / (1 << 20):.0f} MiB |")
+        mem.append(f"| per idle session | {(after - before) / n / 1024:.1f} KiB |")
     if hasattr(b, "small"):
         fps = {k: SMALL_COUNT / statistics.median(v) for k, v in b.small.items()}
         mem.append("")
@@ -485,10 +489,6 @@ def report(b):
         for name, rate in fps.items():
             peer = fps["vsftpd put (curl)"] if "put" in name else fps["vsftpd get (curl)"]
             mem.append(f"| {name} | {rate:.0f} | {rate / peer:.2f} |")
-    if hasattr(b, "idle"):
-        n, after, before, took = b.idle
-        mem.append(f"| ftpd RSS with {n} idle logged-in sessions | {after / (1 << 20):.0f} MiB |")
-        mem.append(f"| per idle session | {(after - before) / n / 1024:.1f} KiB |")
     table = "\n".join(lines)
     print()
     print(table)
