@@ -79,7 +79,13 @@ impl Daemon {
 
     /// Starts a daemon on an existing directory (to restart on the same data).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Daemon {
-        let mut cmd = Command::new(bin("ftpd"));
+        Daemon::launch(dir, extra, Command::new(bin("ftpd")))
+    }
+
+    /// Starts `ftpd serve` through `cmd`: `Command::new(ftpd)` with
+    /// whatever environment or descriptors a test needs, or a wrapper that
+    /// execs ftpd with the arguments appended.
+    pub fn launch(dir: tempfile::TempDir, extra: &[&str], mut cmd: Command) -> Daemon {
         cmd.arg("serve").args(["--fsync", "false"]);
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
@@ -128,6 +134,20 @@ impl Daemon {
         };
         let tls = !extra.contains(&"--no-tls");
         Daemon { child: Some(child), addr, tls, dir, log }
+    }
+
+    /// The admin listener's address (started with `--admin-listen`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        let log = self.log();
+        let rest = log.split("admin listener on ").nth(1).expect("an admin listener in the log");
+        let addr: String =
+            rest.chars().take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')).collect();
+        addr.parse().expect("admin address")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Where to connect, for raw connections.
@@ -246,6 +266,18 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// One plain HTTP/1.1 GET; returns the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin listener");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status line");
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 /// Adds a user to a users file through the real binary.

@@ -1,6 +1,6 @@
 //! `ftpc`: command-line client for ftpd.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ftp_client::display::{escape, human_size, long_line, short_line};
 use ftp_client::profile::{self, Profile};
 use ftp_client::tls::{Trust, default_known_hosts};
@@ -89,6 +89,14 @@ enum Command {
     Mv { from: String, to: String },
     /// Show used and available space in your quota.
     Df,
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output.
+    Man,
 }
 
 /// Exit codes, documented in the README.
@@ -152,6 +160,19 @@ fn local(message: impl Into<String>) -> Failure {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // Offline commands: no server, no login.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man => {
+            return clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| local(format!("cannot write the manual page: {e}")));
+        }
+        _ => {}
+    }
     let profile = match profile::default_path() {
         Some(path) => Profile::load(&path).map_err(local)?,
         None => Profile::default(),
@@ -201,6 +222,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mkdir { path } => client.mkdir(&path).await?,
         Command::Rmdir { path } => client.rmdir(&path).await?,
         Command::Mv { from, to } => client.rename(&from, &to).await?,
+        Command::Completions { .. } | Command::Man => unreachable!("handled before connecting"),
         Command::Df => {
             let df = client.df().await?;
             match (df.quota, df.available) {

@@ -129,6 +129,18 @@ impl Accounts {
         taken.ok().map(|_| UserSlot { account })
     }
 
+    /// Usage of each user whose usage is loaded (they logged in since the
+    /// daemon started), sorted by name.
+    pub fn usage_by_user(&self) -> Vec<(String, Usage)> {
+        let map = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = map
+            .iter()
+            .filter_map(|(name, account)| account.usage.get().map(|_| (name.clone(), account.usage())))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Adjusts a user's usage if it is loaded (a later load sees the disk).
     pub fn adjust_if_loaded(&self, user: &str, delta: i64) {
         let account = self.users.lock().unwrap_or_else(|p| p.into_inner()).get(user).cloned();

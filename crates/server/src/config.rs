@@ -65,6 +65,8 @@ pub struct Config {
     pub login_block_after: u32,
     /// How long a block lasts (and how long failures are remembered).
     pub login_block: Duration,
+    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when `None`.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -98,6 +100,7 @@ impl Default for Config {
             max_unauthenticated_per_ip: 16,
             login_block_after: 10,
             login_block: Duration::from_secs(300),
+            admin_listen: None,
         }
     }
 }
@@ -127,6 +130,7 @@ pub struct FileConfig {
     max_unauthenticated_per_ip: Option<usize>,
     login_block_after: Option<u32>,
     login_block_secs: Option<u64>,
+    admin_listen: Option<String>,
 }
 
 /// Values from flags or `FTPD_*` variables (clap merges the two). `None`
@@ -196,6 +200,10 @@ pub struct Overrides {
     /// Seconds a blocked address (or user name) stays blocked.
     #[arg(long, env = "FTPD_LOGIN_BLOCK_SECS")]
     pub login_block_secs: Option<u64>,
+    /// Admin HTTP listener for /metrics, /healthz and /readyz, e.g.
+    /// 127.0.0.1:9121 [default: off].
+    #[arg(long, env = "FTPD_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
 }
 
 /// An invalid configuration, naming the key at fault.
@@ -248,6 +256,14 @@ impl Config {
             })?,
             None => d.listen,
         };
+        let admin_listen = match over.admin_listen.or(file.admin_listen) {
+            None => None,
+            Some(s) if s.is_empty() || s == "off" => None,
+            Some(s) => Some(s.parse().map_err(|e| ConfigError::Invalid {
+                key: "admin_listen",
+                message: format!("{s:?} is not an address like 127.0.0.1:9121 ({e})"),
+            })?),
+        };
         let root = over.root.or(file.root).unwrap_or(d.root);
         let users = over.users.or(file.users).unwrap_or_else(|| root.join(DEFAULT_USERS_FILE));
         let secs = |key: &'static str, v: Option<u64>, default: Duration| match v {
@@ -284,6 +300,7 @@ impl Config {
         }
         Ok(Config {
             listen,
+            admin_listen,
             root,
             users,
             max_connections,

@@ -9,11 +9,14 @@
 //! signals and calls [`server::run`].
 
 pub mod accounts;
+pub mod admin;
 pub mod config;
 mod errors;
 pub mod home;
+pub mod metrics;
 pub mod server;
 mod session;
+pub mod systemd;
 pub mod throttle;
 pub mod tls;
 pub mod transfer;

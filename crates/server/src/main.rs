@@ -1,7 +1,7 @@
 //! `ftpd`: parse flags, load configuration, set up logging, bind, run.
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ftp_server::config::{Config, FileConfig, LogFormat, Overrides};
 use ftp_server::users::{UserDb, UserRecord, format_size, hash_password, parse_size, validate_user_name};
 use std::io::{BufRead, IsTerminal};
@@ -37,6 +37,28 @@ enum Command {
         #[command(flatten)]
         over: Overrides,
     },
+    /// Ask a running daemon's admin listener whether it is ready (GET
+    /// /readyz); exit 0 if so, 1 if not. For container health checks.
+    Health {
+        /// TOML configuration file, to find `admin_listen`.
+        #[arg(long, env = "FTPD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Admin listener to ask [default: admin_listen from the
+        /// configuration].
+        #[arg(long, env = "FTPD_ADMIN_LISTEN", value_name = "ADDR")]
+        admin: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output.
+    Man,
     /// Manage users in the users file.
     User {
         /// TOML configuration file, to find the users file.
@@ -124,6 +146,36 @@ fn real_main() -> Result<()> {
             println!("{}", id.fingerprint());
             Ok(())
         }
+        Command::Health { config, admin, timeout } => {
+            let file = match &config {
+                Some(path) => FileConfig::load(path)?,
+                None => FileConfig::default(),
+            };
+            let over = Overrides { admin_listen: admin, ..Overrides::default() };
+            let Some(mut addr) = Config::build(file, over)?.admin_listen else {
+                bail!("no admin listener configured: pass --admin ADDR or set FTPD_ADMIN_LISTEN / admin_listen");
+            };
+            // A listener on every address answers on loopback too.
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            }
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            match ftp_server::admin::probe(addr, timeout) {
+                Ok(()) => {
+                    println!("ready");
+                    Ok(())
+                }
+                Err(why) => bail!("not ready: {why}"),
+            }
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ftpd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(())
+        }
         Command::User { config, root, users, action } => {
             let file = match &config {
                 Some(path) => FileConfig::load(path)?,
@@ -166,9 +218,15 @@ fn return_large_allocations() {
 
 async fn serve(config: Config) -> Result<()> {
     raise_fd_limit();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = match ftp_server::systemd::activated_listener().context("socket activation")? {
+        Some(listener) => {
+            tracing::info!("serving the socket passed by the service manager (socket activation)");
+            tokio::net::TcpListener::from_std(listener).context("cannot use the passed socket")?
+        }
+        None => tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?,
+    };
     let shutdown = CancellationToken::new();
     let reload = Arc::new(Notify::new());
     let (trigger, notify) = (shutdown.clone(), reload.clone());

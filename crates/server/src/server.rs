@@ -36,6 +36,8 @@ pub struct Shared {
     pub throttle: Throttle,
     /// Slots for connections that have not logged in yet.
     pub unauthenticated: Arc<Semaphore>,
+    /// Counters for the admin listener's `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -93,15 +95,32 @@ pub async fn run(
         uploads: Default::default(),
         throttle: Throttle::new(config_block.0, config_block.1).with_trusted_file(trusted_file),
         unauthenticated: Arc::new(Semaphore::new(max_unauth)),
+        metrics: Default::default(),
     });
     let tracker = TaskTracker::new();
     // Refusals are answered (inside TLS) by at most this many tasks at once;
     // beyond that a refused connection is simply closed.
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let addr = listener.local_addr()?;
+    // Helpers (admin listener, status reports) run until the daemon returns.
+    let done = CancellationToken::new();
+    let _done = done.clone().drop_guard();
+    if let Some(admin) = shared.config.admin_listen {
+        let admin = TcpListener::bind(admin).await.with_context(|| format!("cannot listen on {admin} (admin)"))?;
+        let admin_addr = admin.local_addr()?;
+        if !admin_addr.ip().is_loopback() {
+            warn!(addr = %admin_addr, "admin listener on a non-loopback address: its metrics name your users");
+        }
+        info!(addr = %admin_addr, "admin listener on {admin_addr} (/metrics, /healthz, /readyz)");
+        tokio::spawn(crate::admin::serve(admin, shared.clone(), shutdown.clone(), done.clone()));
+    }
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
     tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
     tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
+    crate::systemd::ready();
+    let status = shared.clone();
+    let line = move || format!("{} sessions, {} connections", status.metrics.sessions(), status.metrics.connections());
+    tokio::spawn(crate::systemd::report_status(line, Duration::from_secs(2), done.clone()));
 
     loop {
         let accepted = tokio::select! {
@@ -165,6 +184,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    crate::systemd::stopping();
     tracker.close();
     info!(sessions = tracker.len(), grace_secs = grace.as_secs(), "shutting down");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

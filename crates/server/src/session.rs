@@ -9,6 +9,7 @@
 use crate::accounts::{Account, AddressSlot, UserSlot};
 use crate::errors::{io_error, path_error};
 use crate::home::Home;
+use crate::metrics::LoginResult;
 use crate::server::Shared;
 use crate::throttle::Blocked;
 use bytes::Bytes;
@@ -79,6 +80,8 @@ pub(crate) struct UserSession {
     pub cwd: RemotePath,
     /// Holds one of the user's session slots; also their usage.
     pub slot: UserSlot,
+    /// Counts this session in the metrics while it lasts.
+    pub _counted: Option<crate::metrics::GaugeGuard>,
 }
 
 impl UserSession {
@@ -114,6 +117,7 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let span = tracing::info_span!("session", %peer, user = tracing::field::Empty);
+    let _open = shared.metrics.connection();
     async move {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
         let mut session =
@@ -250,6 +254,7 @@ where
                             Blocked::User(left) => (format!("for user {}", escape(&user)), left),
                         };
                         warn!(user = %escape(&user), "login refused: blocked after failed logins {who}");
+                        self.shared.metrics.login(LoginResult::Refused);
                         let msg = format!("too many failed logins {who}; try again in {} s", left.as_secs() + 1);
                         self.send_err(ErrorBody::new(ErrorCode::TooManyAttempts, msg)).await?;
                         return Ok(false);
@@ -278,6 +283,7 @@ where
                         }
                     };
                     if !ok {
+                        self.shared.metrics.login(LoginResult::Failed);
                         attempts += 1;
                         let delay = self.shared.throttle.failed(self.peer.ip(), &user, Instant::now());
                         warn!(user = %escape(&user), attempts, delay_ms = delay.as_millis() as u64, "login failed");
@@ -293,6 +299,7 @@ where
                     let max = shared.config.max_sessions_per_user;
                     let Some(slot) = shared.accounts.enter_user(&user, max) else {
                         warn!(user = %user, "too many sessions for this user");
+                        self.shared.metrics.login(LoginResult::Refused);
                         let msg = format!("too many sessions for user {user} (limit {max})");
                         self.send_err(ErrorBody::new(ErrorCode::TooManySessions, msg)).await?;
                         return Ok(false);
@@ -328,7 +335,9 @@ where
                     tracing::Span::current().record("user", user.as_str());
                     info!(elapsed_ms = started.elapsed().as_millis() as u64, "login");
                     self.send_ok(&LoginOk { user: user.clone(), cwd: "/".into() }).await?;
-                    self.user = Some(UserSession { name: user, home, cwd: RemotePath::root(), slot });
+                    let counted = self.shared.metrics.login(LoginResult::Ok);
+                    self.user =
+                        Some(UserSession { name: user, home, cwd: RemotePath::root(), slot, _counted: counted });
                     self.frames.codec_mut().set_max_frame(ftp_proto::MAX_FRAME);
                     return Ok(true);
                 }
@@ -350,7 +359,20 @@ where
     async fn dispatch(&mut self, request: Request) -> Result<Flow, ConnError> {
         let started = Instant::now();
         let op = request.op();
-        let outcome = match request {
+        let outcome = self.run_request(request).await;
+        let metrics = &self.shared.metrics;
+        match &outcome {
+            Ok(outcome) => metrics.request(op, Some(outcome.result), outcome.bytes, started.elapsed()),
+            Err(_) => metrics.request(op, None, 0, started.elapsed()),
+        }
+        let outcome = outcome?;
+        log_request(op, &outcome, started.elapsed());
+        Ok(outcome.flow)
+    }
+
+    /// Runs one request.
+    async fn run_request(&mut self, request: Request) -> Result<Outcome, ConnError> {
+        Ok(match request {
             Request::Put { path, size, resume, hash } => self.put(&path, size, resume, hash).await?,
             Request::Get { path, offset, since } => self.get(&path, offset, since).await?,
             Request::Ls { path } => self.ls(path.as_deref()).await?,
@@ -381,9 +403,7 @@ where
                 self.send_err(ErrorBody::new(ErrorCode::BadRequest, "already logged in")).await?;
                 Outcome::new("", Err(ErrorCode::BadRequest))
             }
-        };
-        log_request(op, &outcome, started.elapsed());
-        Ok(outcome.flow)
+        })
     }
 
     pub(crate) fn user(&self) -> &UserSession {

@@ -1,0 +1,224 @@
+//! Operating the daemon: metrics, health, systemd notification and socket
+//! activation, reload, completions and manual pages.
+
+use ftp_e2e::*;
+use serde_json::json;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+/// The value of the metric line starting with `series ` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn scrape(d: &Daemon) -> String {
+    let (status, body) = http_get(d.admin_addr(), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn metrics_follow_logins_requests_bytes_and_quota() {
+    let d = Daemon::start(&["--no-tls", "--admin-listen", "127.0.0.1:0"]);
+    d.add_user_with_quota("alice", "pw", "10MiB");
+    let before = scrape(&d);
+    assert_eq!(metric(&before, "ftpd_sessions_open"), Some(0.0), "{before}");
+    assert_eq!(metric(&before, r#"ftpd_requests_total{op="put",outcome="ok"}"#), None);
+
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.bin");
+    random_file(&src, 100_000, "a");
+    ok(d.ftpc("alice", "pw").arg("put").arg(&src));
+    ok(d.ftpc("alice", "pw").args(["get", "a.bin"]).arg(work.path().join("back.bin")));
+    fails(d.ftpc("alice", "pw").arg("put").arg(&src).arg("missing/dir/a.bin"), 5);
+    fails(d.ftpc("alice", "wrong").arg("ls"), 4);
+
+    // A session held open shows in the gauge.
+    let raw = Raw::login(d.target(), "alice", "pw");
+    let after = scrape(&d);
+    assert_eq!(metric(&after, "ftpd_sessions_open"), Some(1.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="ok"}"#), Some(1.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_requests_total{op="get",outcome="ok"}"#), Some(1.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="not_found"}"#), Some(1.0), "{after}");
+    // Bytes received count whatever the outcome: the refused small upload
+    // was read whole before its target was checked.
+    assert_eq!(metric(&after, "ftpd_received_bytes_total"), Some(200_000.0), "{after}");
+    assert_eq!(metric(&after, "ftpd_sent_bytes_total"), Some(100_000.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_logins_total{result="ok"}"#), Some(4.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_logins_total{result="failed"}"#), Some(1.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_transfer_duration_seconds_count{op="put"}"#), Some(2.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_transfer_duration_seconds_count{op="get"}"#), Some(1.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_user_used_bytes{user="alice"}"#), Some(100_000.0), "{after}");
+    assert_eq!(metric(&after, r#"ftpd_user_quota_bytes{user="alice"}"#), Some(10.0 * 1048576.0), "{after}");
+    drop(raw);
+    wait_until(Duration::from_secs(10), "the session to close", || {
+        metric(&scrape(&d), "ftpd_sessions_open") == Some(0.0)
+    });
+}
+
+#[test]
+fn health_endpoints_and_the_health_probe() {
+    let mut d = Daemon::start(&["--no-tls", "--admin-listen", "127.0.0.1:0", "--shutdown-grace-secs", "30"]);
+    d.add_user("alice", "pw");
+    let admin = d.admin_addr();
+    assert_eq!(http_get(admin, "/healthz"), (200, "alive\n".into()));
+    assert_eq!(http_get(admin, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(http_get(admin, "/nothing").0, 404);
+    let probe = |addr: &str| {
+        Command::new(bin("ftpd")).args(["health", "--admin", addr]).env_remove("FTPD_CONFIG").output().unwrap()
+    };
+    let out = probe(&admin.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Not HTTP, or too much of it: a 400 and the listener goes on.
+    let mut junk = std::net::TcpStream::connect(admin).unwrap();
+    std::io::Write::write_all(&mut junk, &[b'x'; 20_000]).ok();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut junk, &mut answer).ok();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(http_get(admin, "/healthz").0, 200);
+
+    // Draining: not ready any more, though alive until the transfer ends.
+    let mut busy = Raw::login(d.target(), "alice", "pw");
+    let data = vec![7u8; 1 << 20];
+    busy.send(&json!({"op": "put", "path": "late.bin", "size": data.len()}));
+    busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
+    let staging = d.root().join(".ftpd/staging/alice");
+    wait_until(Duration::from_secs(10), "upload to start", || {
+        std::fs::read_dir(&staging).map(|r| r.count() == 1).unwrap_or(false)
+    });
+    d.terminate();
+    wait_until(Duration::from_secs(10), "readyz to report draining", || http_get(admin, "/readyz").0 == 503);
+    let out = probe(&admin.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("draining"));
+    busy.frame(TAG_DATA, &data[1 << 19..]).unwrap();
+    let hash = blake3::hash(&data).to_hex().to_string();
+    busy.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+    assert_eq!(busy.reply()["ok"], true);
+    assert_eq!(d.wait(), Some(0));
+
+    // Nobody there: exit 1 with the reason.
+    let out = probe(&admin.to_string());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not ready"));
+}
+
+#[test]
+fn the_admin_listener_is_off_by_default() {
+    let d = Daemon::start(&["--no-tls"]);
+    assert!(!d.log().contains("admin listener"), "{}", d.log());
+    let out = Command::new(bin("ftpd"))
+        .arg("health")
+        .env_remove("FTPD_CONFIG")
+        .env_remove("FTPD_ADMIN_LISTEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no admin listener configured"));
+}
+
+#[test]
+fn systemd_hears_ready_status_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut cmd = Command::new(bin("ftpd"));
+    cmd.env("NOTIFY_SOCKET", &sock_path);
+    let mut d = Daemon::launch(tempfile::tempdir().unwrap(), &["--no-tls"], cmd);
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    while !heard.iter().any(|m: &String| m.contains("STATUS=")) {
+        heard.push(next());
+    }
+    let ready = heard.iter().position(|m| m.contains("READY=1")).expect("READY=1");
+    let status = heard.iter().position(|m| m.contains("STATUS=")).unwrap();
+    assert!(ready < status, "{heard:?}");
+    assert!(heard[status].contains("0 sessions"), "{heard:?}");
+    // A logged-in session shows in the status line.
+    d.add_user("alice", "pw");
+    let _raw = Raw::login(d.target(), "alice", "pw");
+    loop {
+        if next().contains("STATUS=1 sessions") {
+            break;
+        }
+    }
+    d.terminate();
+    loop {
+        if next().contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert_eq!(d.wait(), Some(0));
+}
+
+#[test]
+fn socket_activation_serves_the_passed_listener() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fd = listener.as_raw_fd();
+    // systemd's protocol: the socket as descriptor 3, LISTEN_FDS=1 and
+    // LISTEN_PID set to the daemon's own pid (the shell execs it, so $$ is it).
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#]).arg(bin("ftpd"));
+    // SAFETY: dup2 is async-signal-safe; the listener outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let moved = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if moved < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // The --listen given is not used: the passed socket wins.
+    let d = Daemon::launch(tempfile::tempdir().unwrap(), &["--no-tls", "--listen", "127.0.0.1:1"], cmd);
+    drop(listener);
+    assert_eq!(d.addr, addr, "{}", d.log());
+    assert!(d.log().contains("socket activation"), "{}", d.log());
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls"));
+}
+
+#[test]
+fn a_broken_users_file_keeps_the_old_users_and_a_fixed_one_takes_effect() {
+    let d = Daemon::start(&["--no-tls"]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls"));
+    let users = d.dir.path().join("users.toml");
+    let good = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, "this is [not toml").unwrap();
+    d.hup();
+    wait_until(Duration::from_secs(10), "the broken file to be reported", || {
+        d.log().contains("keeping the previous users")
+    });
+    ok(d.ftpc("alice", "pw").arg("ls"));
+    // Fixed, with a new user: in force without a restart.
+    std::fs::write(&users, good).unwrap();
+    d.add_user("bob", "pw-b");
+    d.hup();
+    ok(d.ftpc("bob", "pw-b").arg("ls"));
+    ok(d.ftpc("alice", "pw").arg("ls"));
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_binaries() {
+    for (bin_name, word) in [("ftpc", "mput"), ("ftpd", "fingerprint")] {
+        let out = ok(Command::new(bin(bin_name)).args(["completions", "bash"]));
+        assert!(out.contains(bin_name) && out.contains(word), "{out}");
+        let out = ok(Command::new(bin(bin_name)).args(["completions", "zsh"]));
+        assert!(out.contains(&format!("#compdef {bin_name}")), "{out}");
+        let man = ok(Command::new(bin(bin_name)).arg("man"));
+        assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
+        assert!(man.contains(bin_name), "{man}");
+    }
+}
