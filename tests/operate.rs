@@ -222,3 +222,23 @@ fn completions_and_manual_pages_come_from_the_binaries() {
         assert!(man.contains(bin_name), "{man}");
     }
 }
+
+#[test]
+fn configured_by_environment_alone_it_logs_json_and_exits_zero_on_sigterm() {
+    // As in a container: no flags beyond the test harness's, no terminal.
+    let mut cmd = Command::new(bin("ftpd"));
+    cmd.env("FTPD_LOG_FORMAT", "json").env("FTPD_ADMIN_LISTEN", "127.0.0.1:0").env("FTPD_TLS", "false");
+    let mut d = Daemon::launch(tempfile::tempdir().unwrap(), &[], cmd);
+    d.tls = false;
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls"));
+    assert_eq!(http_get(d.admin_addr(), "/readyz").0, 200);
+    d.terminate();
+    assert_eq!(d.wait(), Some(0));
+    let log = d.log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(event["level"].is_string(), "{line}");
+    }
+}
