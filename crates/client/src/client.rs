@@ -119,6 +119,9 @@ pub trait Progress: Send {
     fn start(&mut self, offset: u64, total: u64);
     /// `bytes` more were transferred.
     fn advance(&mut self, bytes: u64);
+    /// In a batch ([`Client::put_many`], [`Client::get_many`]): the file
+    /// named `name` (its remote path) comes next; its `start` follows.
+    fn begin(&mut self, _name: &str) {}
 }
 
 /// No progress reporting.
@@ -158,6 +161,8 @@ pub struct Client<S> {
     /// Set when a transfer failed midway: unread frames may remain, so the
     /// connection can't be used for another request.
     broken: bool,
+    /// Requests a batch sends ahead of their replies (see `batch`).
+    window: usize,
     /// What the server said in reply to hello.
     pub server: HelloOk,
 }
@@ -217,7 +222,7 @@ where
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME));
         let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
-        let mut client = Client { frames, timeout, broken: false, server: placeholder };
+        let mut client = Client { frames, timeout, broken: false, window: batch::WINDOW, server: placeholder };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
@@ -227,6 +232,19 @@ where
             return Err(ClientError::Protocol(format!("server speaks protocol version {}", client.server.version)));
         }
         Ok(client)
+    }
+
+    /// Sets how many requests [`Client::put_many`] and [`Client::get_many`]
+    /// keep in flight (at least 1: one file at a time, each waiting for its
+    /// reply). The default is 64.
+    pub fn set_window(&mut self, requests: usize) {
+        self.window = requests.max(1);
+    }
+
+    /// Whether an earlier failure left the connection out of step: it
+    /// can't carry another request, and a new connection is needed.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Logs in.

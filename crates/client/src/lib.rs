@@ -10,5 +10,6 @@ mod client;
 pub mod display;
 pub mod profile;
 pub mod tls;
+pub mod tree;
 
 pub use client::{Client, ClientError, GetSummary, Io, Progress, PutSummary, RESUME_THRESHOLD, Transport};

@@ -1,14 +1,21 @@
 //! `ftpc`: command-line client for ftpd.
+//!
+//! `main.rs` parses the command line and logs in; `commands.rs` runs the
+//! commands (for the one-shot CLI and the shell alike); `shell.rs` is the
+//! interactive session.
+
+mod commands;
+mod shell;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ftp_client::display::{escape, human_size, long_line, short_line};
+use commands::Ui;
+use ftp_client::display::escape;
 use ftp_client::profile::{self, Profile};
 use ftp_client::tls::{Trust, default_known_hosts};
-use ftp_client::{Client, ClientError, Io, Progress, Transport};
-use ftp_proto::{ErrorCode, validate_name};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ftp_client::{Client, ClientError, Io, Transport};
+use ftp_proto::ErrorCode;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -18,6 +25,7 @@ const DEFAULT_SERVER: &str = "127.0.0.1:2121";
 
 #[derive(Parser)]
 #[command(name = "ftpc", version, about = "Client for the ftpd file transfer daemon")]
+#[command(after_help = "Without a command, ftpc opens an interactive session (see `ftpc shell`).")]
 struct Cli {
     /// Server address HOST:PORT [default: profile, else 127.0.0.1:2121].
     #[arg(long, short = 's', env = "FTPC_SERVER", global = true)]
@@ -40,24 +48,44 @@ struct Cli {
     /// Pin an unknown server's certificate without asking (for scripts).
     #[arg(long, global = true)]
     accept_new_host: bool,
+    /// Files in flight at once in mput, mget, put -r and get -r (1: one
+    /// at a time, each waiting for its reply).
+    #[arg(long, short = 'j', global = true, default_value_t = 64, value_name = "N")]
+    in_flight: usize,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Upload a file. REMOTE defaults to the local file name; a REMOTE that
+/// The commands that talk to the server (the shell adds its own).
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Upload a file, a directory tree (-r), or the files a quoted pattern
+    /// matches ('*.log'). REMOTE defaults to the local name; a REMOTE that
     /// is an existing directory (or ends in /) receives the file inside it.
-    Put { local: PathBuf, remote: Option<String> },
-    /// Download a file. LOCAL defaults to the remote file name in the current
-    /// directory; a LOCAL that is a directory receives the file inside it.
-    Get { remote: String, local: Option<PathBuf> },
+    Put {
+        /// Upload the directory LOCAL and everything below it.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        local: PathBuf,
+        remote: Option<String>,
+    },
+    /// Download a file, a directory tree (-r), or the files a pattern in
+    /// the last component matches ('reports/*.csv'). LOCAL defaults to the
+    /// remote name in the current directory; a LOCAL that is a directory
+    /// receives it inside.
+    Get {
+        /// Download the directory REMOTE and everything below it.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        remote: String,
+        local: Option<PathBuf>,
+    },
     /// Upload several files over one connection, pipelined, each under its
     /// own name (in the remote directory DIR if given).
     Mput {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Remote directory to put them in [default: the home].
+        /// Remote directory to put them in [default: the working directory].
         #[arg(long, short = 't', value_name = "DIR")]
         to: Option<String>,
     },
@@ -76,9 +104,17 @@ enum Command {
         /// Long format: kind, size, modification time.
         #[arg(short = 'l')]
         long: bool,
+        /// JSON: an array of {name, kind, size, mtime}.
+        #[arg(long)]
+        json: bool,
     },
     /// Show an entry's kind, size, time and BLAKE3 hash.
-    Stat { path: String },
+    Stat {
+        path: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a file.
     Rm { path: String },
     /// Create a directory.
@@ -88,7 +124,14 @@ enum Command {
     /// Rename or move a file or directory.
     Mv { from: String, to: String },
     /// Show used and available space in your quota.
-    Df,
+    Df {
+        /// JSON: {used, quota, available}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open an interactive session: one login, then commands at a prompt
+    /// (the default when no command is given).
+    Shell,
     /// Print a shell completion script (bash, zsh, fish, elvish,
     /// powershell) to standard output.
     Completions {
@@ -100,7 +143,7 @@ enum Command {
 }
 
 /// Exit codes, documented in the README.
-mod exit {
+pub mod exit {
     pub const LOCAL: u8 = 1;
     pub const CONNECT: u8 = 3;
     pub const AUTH: u8 = 4;
@@ -111,11 +154,37 @@ mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Offline commands: no server, no login.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Man) => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(exit::LOCAL, &format!("cannot write the manual page: {e}")),
+            };
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(exit::LOCAL, &format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli)) {
+    let result = Login::from_cli(&cli).and_then(|login| {
+        let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet };
+        match cli.command {
+            None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight),
+            Some(command) => runtime.block_on(async {
+                let mut client = login.connect(cli.in_flight).await?;
+                let result = commands::run(&mut client, command, ui).await;
+                let _ = client.quit().await;
+                result
+            }),
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, message)) => fail(code, &message),
     }
@@ -127,7 +196,7 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 /// An exit code and the one line that explains it.
-struct Failure(u8, String);
+pub struct Failure(pub u8, pub String);
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
@@ -155,89 +224,51 @@ impl From<ClientError> for Failure {
     }
 }
 
-fn local(message: impl Into<String>) -> Failure {
+/// A local problem (exit code 1).
+pub fn local(message: impl Into<String>) -> Failure {
     Failure(exit::LOCAL, message.into())
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
-    // Offline commands: no server, no login.
-    match &cli.command {
-        Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
-            return Ok(());
-        }
-        Command::Man => {
-            return clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
-                .map_err(|e| local(format!("cannot write the manual page: {e}")));
-        }
-        _ => {}
-    }
-    let profile = match profile::default_path() {
-        Some(path) => Profile::load(&path).map_err(local)?,
-        None => Profile::default(),
-    };
-    let server = cli.server.or(profile.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let user = cli.user.or(profile.user).ok_or_else(|| {
-        local("no user given: pass --user NAME, set FTPC_USER, or put `user = \"NAME\"` in the profile")
-    })?;
-    let password = read_password(&user, &server)?;
-    let timeout = Duration::from_secs(cli.timeout.max(1));
-    let transport = match (cli.no_tls, cli.ca) {
-        (true, _) => Transport::Plain,
-        (false, Some(ca)) => Transport::Tls(Trust::Ca(ca)),
-        (false, None) => {
-            let file = default_known_hosts()
-                .ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))?;
-            Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
-        }
-    };
-    let mut client = Client::connect(&server, timeout, &transport).await?;
-    client.login(&user, &password).await?;
-    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+/// Everything needed to (re)connect and log in.
+pub struct Login {
+    pub server: String,
+    pub user: String,
+    password: String,
+    timeout: Duration,
+    transport: Transport,
+}
 
-    match cli.command {
-        Command::Put { local: path, remote } => put(&mut client, &path, remote, show_progress, cli.quiet).await?,
-        Command::Get { remote, local: path } => get(&mut client, &remote, path, show_progress, cli.quiet).await?,
-        Command::Mput { files, to } => mput(&mut client, &files, to, show_progress, cli.quiet).await?,
-        Command::Mget { names, to } => mget(&mut client, &names, to, show_progress, cli.quiet).await?,
-        Command::Ls { path, long } => {
-            let entries = client.list(path.as_deref()).await?;
-            for entry in &entries {
-                println!("{}", if long { long_line(entry) } else { short_line(entry) });
+impl Login {
+    fn from_cli(cli: &Cli) -> Result<Login, Failure> {
+        let profile = match profile::default_path() {
+            Some(path) => Profile::load(&path).map_err(local)?,
+            None => Profile::default(),
+        };
+        let server = cli.server.clone().or(profile.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+        let user = cli.user.clone().or(profile.user).ok_or_else(|| {
+            local("no user given: pass --user NAME, set FTPC_USER, or put `user = \"NAME\"` in the profile")
+        })?;
+        let password = read_password(&user, &server)?;
+        let timeout = Duration::from_secs(cli.timeout.max(1));
+        let transport = match (cli.no_tls, &cli.ca) {
+            (true, _) => Transport::Plain,
+            (false, Some(ca)) => Transport::Tls(Trust::Ca(ca.clone())),
+            (false, None) => {
+                let file = default_known_hosts()
+                    .ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))?;
+                Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
             }
-        }
-        Command::Stat { path } => {
-            let stat = client.stat(&path).await?;
-            let e = &stat.entry;
-            println!("name:  {}", escape(&e.name));
-            println!("kind:  {:?}", e.kind);
-            println!("size:  {} ({})", e.size, human_size(e.size));
-            println!("mtime: {}", ftp_client::display::format_time(e.mtime));
-            if let Some(hash) = &stat.hash {
-                println!("blake3: {}", escape(hash));
-            }
-        }
-        Command::Rm { path } => client.remove(&path).await?,
-        Command::Mkdir { path } => client.mkdir(&path).await?,
-        Command::Rmdir { path } => client.rmdir(&path).await?,
-        Command::Mv { from, to } => client.rename(&from, &to).await?,
-        Command::Completions { .. } | Command::Man => unreachable!("handled before connecting"),
-        Command::Df => {
-            let df = client.df().await?;
-            match (df.quota, df.available) {
-                (Some(quota), Some(available)) => println!(
-                    "used {} of {} ({} available)",
-                    human_size(df.used),
-                    human_size(quota),
-                    human_size(available)
-                ),
-                _ => println!("used {} (no quota)", human_size(df.used)),
-            }
-        }
+        };
+        Ok(Login { server, user, password, timeout, transport })
     }
-    let _ = client.quit().await;
-    Ok(())
+
+    /// Connects and logs in.
+    pub async fn connect(&self, in_flight: usize) -> Result<Client<Box<dyn Io>>, Failure> {
+        let mut client = Client::connect(&self.server, self.timeout, &self.transport).await?;
+        client.login(&self.user, &self.password).await?;
+        client.set_window(in_flight);
+        Ok(client)
+    }
 }
 
 fn read_password(user: &str, server: &str) -> Result<String, Failure> {
@@ -249,218 +280,4 @@ fn read_password(user: &str, server: &str) -> Result<String, Failure> {
     }
     rpassword::prompt_password(format!("Password for {user}@{server}: "))
         .map_err(|e| local(format!("cannot read password: {e}")))
-}
-
-/// A progress bar (hidden when not wanted) that also announces a resume.
-struct Bar {
-    bar: ProgressBar,
-    quiet: bool,
-}
-
-impl Bar {
-    fn new(label: &str, visible: bool, quiet: bool) -> Bar {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(Some(0), target);
-        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(label.to_owned());
-        Bar { bar, quiet }
-    }
-}
-
-impl Progress for Bar {
-    fn start(&mut self, offset: u64, total: u64) {
-        if offset > 0 && !self.quiet {
-            self.bar.suspend(|| eprintln!("resuming at {} of {}", human_size(offset), human_size(total)));
-        }
-        self.bar.set_length(total);
-        self.bar.set_position(offset);
-        self.bar.reset_eta();
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.bar.inc(bytes);
-    }
-}
-
-async fn put(
-    client: &mut Client<Box<dyn Io>>,
-    path: &Path,
-    remote: Option<String>,
-    bar: bool,
-    quiet: bool,
-) -> Result<(), Failure> {
-    let meta = std::fs::metadata(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(local(format!("{}: not a regular file", path.display())));
-    }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
-    let remote = match remote {
-        None => name.to_owned(),
-        Some(r) if r.ends_with('/') => format!("{r}{name}"),
-        // A cheap probe: `cd` succeeds only for a directory (stat would
-        // hash an existing file). The session is one-shot, so moving its
-        // working directory is harmless.
-        Some(r) => match client.cd(Some(&r)).await {
-            Ok(_) => name.to_owned(),
-            Err(ClientError::Remote(_)) => r,
-            Err(e) => return Err(e.into()),
-        },
-    };
-    let mut progress = Bar::new(&escape(&remote), bar, quiet);
-    let result = client.put_file(path, &remote, &mut progress).await;
-    progress.bar.finish_and_clear();
-    let ok = result?.stored;
-    if !quiet {
-        eprintln!(
-            "uploaded {} ({}, blake3 {})",
-            escape(&ok.path),
-            human_size(ok.size),
-            escape(&ok.hash[..16.min(ok.hash.len())])
-        );
-    }
-    Ok(())
-}
-
-async fn get(
-    client: &mut Client<Box<dyn Io>>,
-    remote: &str,
-    target: Option<PathBuf>,
-    bar: bool,
-    quiet: bool,
-) -> Result<(), Failure> {
-    // The local name comes from what the user typed, never from the server,
-    // and is checked like any remote name before it touches the disk.
-    let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-    let checked = validate_name(name).map(|()| name);
-    let path = match target {
-        Some(t) if t.is_dir() => t.join(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
-        Some(t) => t,
-        None => PathBuf::from(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
-    };
-    let mut progress = Bar::new(&escape(remote), bar, quiet);
-    let result = client.get_file(remote, &path, &mut progress).await;
-    progress.bar.finish_and_clear();
-    let summary = result?;
-    if !quiet {
-        eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);
-    }
-    Ok(())
-}
-
-/// One bar for a batch: each file's `start` adds its bytes to the total.
-struct BatchBar(ProgressBar);
-
-impl BatchBar {
-    fn new(files: usize, visible: bool) -> BatchBar {
-        let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(Some(0), target);
-        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("valid template")
-            .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(format!("{files} files"));
-        BatchBar(bar)
-    }
-}
-
-impl Progress for BatchBar {
-    fn start(&mut self, offset: u64, total: u64) {
-        self.0.inc_length(total);
-        self.0.inc(offset);
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-}
-
-/// Reports each failure of a batch on its own line; the exit code is the
-/// first failure's.
-fn batch_outcome<T>(
-    names: impl Iterator<Item = String>,
-    results: Vec<Result<T, ClientError>>,
-    verb: &str,
-    size: impl Fn(&T) -> u64,
-    quiet: bool,
-) -> Result<(), Failure> {
-    let (mut done, mut bytes, mut first) = (0usize, 0u64, None);
-    for (name, result) in names.zip(results) {
-        match result {
-            Ok(summary) => {
-                done += 1;
-                bytes += size(&summary);
-            }
-            Err(e) => {
-                let Failure(code, message) = Failure::from(e);
-                eprintln!("ftpc: {}: {message}", escape(&name));
-                first.get_or_insert(code);
-            }
-        }
-    }
-    if !quiet {
-        eprintln!("{verb} {done} files ({})", human_size(bytes));
-    }
-    match first {
-        Some(code) => Err(Failure(code, format!("some files were not {verb}"))),
-        None => Ok(()),
-    }
-}
-
-async fn mput(
-    client: &mut Client<Box<dyn Io>>,
-    files: &[PathBuf],
-    to: Option<String>,
-    bar: bool,
-    quiet: bool,
-) -> Result<(), Failure> {
-    let dir = to.map(|d| if d.ends_with('/') { d } else { format!("{d}/") }).unwrap_or_default();
-    let mut items = Vec::with_capacity(files.len());
-    for path in files {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
-        if items.iter().any(|(_, r): &(PathBuf, String)| r.rsplit('/').next() == Some(name)) {
-            return Err(local(format!("two of the files are named {}: put them separately", escape(name))));
-        }
-        items.push((path.clone(), format!("{dir}{name}")));
-    }
-    let mut progress = BatchBar::new(items.len(), bar);
-    let results = client.put_many(&items, &mut progress).await;
-    progress.0.finish_and_clear();
-    let names = items.iter().map(|(l, _)| l.display().to_string());
-    batch_outcome(names, results, "uploaded", |s| s.stored.size, quiet)
-}
-
-async fn mget(
-    client: &mut Client<Box<dyn Io>>,
-    names: &[String],
-    to: Option<PathBuf>,
-    bar: bool,
-    quiet: bool,
-) -> Result<(), Failure> {
-    let dir = to.unwrap_or_else(|| PathBuf::from("."));
-    if !dir.is_dir() {
-        return Err(local(format!("{}: not a directory", dir.display())));
-    }
-    // Local names come from what the user typed, checked like remote names.
-    let mut items = Vec::with_capacity(names.len());
-    for remote in names {
-        let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
-        validate_name(name).map_err(|e| local(format!("{}: cannot derive a local name: {e}", escape(remote))))?;
-        if items.iter().any(|(_, l): &(String, PathBuf)| l.file_name() == Some(name.as_ref())) {
-            return Err(local(format!("two of the files are named {}: get them separately", escape(name))));
-        }
-        items.push((remote.clone(), dir.join(name)));
-    }
-    let mut progress = BatchBar::new(items.len(), bar);
-    let results = client.get_many(&items, &mut progress).await;
-    progress.0.finish_and_clear();
-    batch_outcome(names.iter().cloned(), results, "downloaded", |s| s.size, quiet)
 }

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// Requests sent ahead of their replies.
+/// Requests sent ahead of their replies, by default
+/// ([`Client::set_window`] changes it).
 pub const WINDOW: usize = 64;
 
 /// Small files read ahead of the network (each under [`RESUME_THRESHOLD`]).
@@ -66,13 +67,14 @@ where
                     continue;
                 }
             };
-            if in_flight.len() >= WINDOW
+            if in_flight.len() >= self.window
                 && let Err(e) = self.put_reply(&mut in_flight, &mut results).await
             {
                 lost = Some(e.to_string());
                 break;
             }
             let size = data.len() as u64;
+            progress.begin(&items[index].1);
             progress.start(0, size);
             if let Err(e) = self.feed_put(&items[index].1, data, &hash).await {
                 results[index] = Some(Err(e));
@@ -92,6 +94,7 @@ where
                 break;
             }
             let (local, remote) = &items[index];
+            progress.begin(remote);
             let result = self.put_file(local, remote, progress).await;
             if self.broken {
                 lost = Some("the connection is out of step after an earlier failure".into());
@@ -185,7 +188,7 @@ where
             failed
         });
         while lost.is_none() && (next < items.len() || !pending.is_empty()) {
-            while next < items.len() && pending.len() < WINDOW {
+            while next < items.len() && pending.len() < self.window {
                 let (remote, local) = &items[next];
                 match self.request_get(remote, local).await {
                     Ok(p) => pending.push_back((next, p)),
@@ -205,6 +208,7 @@ where
                 break;
             }
             let (remote, local) = &items[index];
+            progress.begin(remote);
             let result = match self.complete_get(remote, local, p, progress).await {
                 Ok(Got::Written(summary)) => Ok(summary),
                 Ok(Got::Verified(summary, data)) => match writes.send((index, local.clone(), data)).await {

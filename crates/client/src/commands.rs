@@ -1,0 +1,496 @@
+//! The commands, shared by the one-shot CLI and the interactive shell.
+
+use crate::{Command, Failure, exit, local};
+use ftp_client::display::{escape, format_time, human_size, long_line, short_line};
+use ftp_client::tree::{self, make_local_dirs, walk_local};
+use ftp_client::{Client, ClientError, Io, Progress};
+use ftp_proto::{EntryKind, ErrorCode, validate_name};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// How results are shown.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// Draw progress bars (stderr is a terminal and not quiet).
+    pub bars: bool,
+    /// No summary lines.
+    pub quiet: bool,
+}
+
+/// Runs one command on a logged-in connection.
+pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> Result<(), Failure> {
+    match command {
+        Command::Put { recursive: true, local: path, remote } => put_tree(client, &path, remote, ui).await,
+        Command::Put { recursive: false, local: path, remote } => match expand_local(&path)? {
+            Some(files) => mput(client, &files, remote, ui).await,
+            None => put(client, &path, remote, ui).await,
+        },
+        Command::Get { recursive: true, remote, local: path } => get_tree(client, &remote, path, ui).await,
+        Command::Get { recursive: false, remote, local: path } => match expand_remote(client, &remote).await? {
+            Some(names) => mget(client, &names, path, ui).await,
+            None => get(client, &remote, path, ui).await,
+        },
+        Command::Mput { files, to } => {
+            let mut all = Vec::new();
+            for f in files {
+                match expand_local(&f)? {
+                    Some(found) => all.extend(found),
+                    None => all.push(f),
+                }
+            }
+            mput(client, &all, to, ui).await
+        }
+        Command::Mget { names, to } => {
+            let mut all = Vec::new();
+            for n in names {
+                match expand_remote(client, &n).await? {
+                    Some(found) => all.extend(found),
+                    None => all.push(n),
+                }
+            }
+            mget(client, &all, to, ui).await
+        }
+        Command::Ls { path, long, json } => {
+            let entries = client.list(path.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialize"));
+            } else {
+                for entry in &entries {
+                    println!("{}", if long { long_line(entry) } else { short_line(entry) });
+                }
+            }
+            Ok(())
+        }
+        Command::Stat { path, json } => {
+            let stat = client.stat(&path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stat).expect("stat serializes"));
+                return Ok(());
+            }
+            let e = &stat.entry;
+            println!("name:  {}", escape(&e.name));
+            println!("kind:  {:?}", e.kind);
+            println!("size:  {} ({})", e.size, human_size(e.size));
+            println!("mtime: {}", format_time(e.mtime));
+            if let Some(hash) = &stat.hash {
+                println!("blake3: {}", escape(hash));
+            }
+            Ok(())
+        }
+        Command::Rm { path } => Ok(client.remove(&path).await?),
+        Command::Mkdir { path } => Ok(client.mkdir(&path).await?),
+        Command::Rmdir { path } => Ok(client.rmdir(&path).await?),
+        Command::Mv { from, to } => Ok(client.rename(&from, &to).await?),
+        Command::Df { json } => {
+            let df = client.df().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&df).expect("df serializes"));
+                return Ok(());
+            }
+            match (df.quota, df.available) {
+                (Some(quota), Some(available)) => println!(
+                    "used {} of {} ({} available)",
+                    human_size(df.used),
+                    human_size(quota),
+                    human_size(available)
+                ),
+                _ => println!("used {} (no quota)", human_size(df.used)),
+            }
+            Ok(())
+        }
+        Command::Shell | Command::Completions { .. } | Command::Man => {
+            Err(local("not available here: run it as `ftpc <command>` from your shell"))
+        }
+    }
+}
+
+/// Whether a path has glob metacharacters.
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The local files a pattern matches (sorted), or `None` when `path` is a
+/// plain path (it exists, or has no metacharacters).
+fn expand_local(path: &Path) -> Result<Option<Vec<PathBuf>>, Failure> {
+    let text = path.to_string_lossy();
+    if path.exists() || !is_pattern(&text) {
+        return Ok(None);
+    }
+    let matches = glob::glob(&text).map_err(|e| local(format!("{text}: bad pattern: {e}")))?;
+    let mut files: Vec<PathBuf> = matches.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(local(format!("{text}: no file matches")));
+    }
+    Ok(Some(files))
+}
+
+/// The remote files a pattern in the last path component matches (sorted,
+/// as paths), or `None` for a plain path.
+async fn expand_remote(client: &mut Client<Box<dyn Io>>, remote: &str) -> Result<Option<Vec<String>>, Failure> {
+    let (dir, name) = match remote.rsplit_once('/') {
+        Some((dir, name)) => (Some(dir), name),
+        None => (None, remote),
+    };
+    if !is_pattern(name) {
+        return Ok(None);
+    }
+    let pattern = glob::Pattern::new(name).map_err(|e| local(format!("{}: bad pattern: {e}", escape(remote))))?;
+    let dir = dir.map(|d| if d.is_empty() { "/" } else { d });
+    let mut names: Vec<String> = client
+        .list(dir)
+        .await?
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::File && pattern.matches(&e.name))
+        .map(|e| match dir {
+            Some("/") => format!("/{}", e.name),
+            Some(d) => format!("{d}/{}", e.name),
+            None => e.name,
+        })
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(Failure(exit::REMOTE, format!("{}: no file matches", escape(remote))));
+    }
+    Ok(Some(names))
+}
+
+/// A progress bar (hidden when not wanted) that also announces a resume.
+struct Bar {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Bar {
+    fn new(label: &str, ui: Ui) -> Bar {
+        let target = if ui.bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let bar = ProgressBar::with_draw_target(Some(0), target);
+        bar.set_style(style("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
+        bar.set_message(label.to_owned());
+        Bar { bar, quiet: ui.quiet }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
+}
+
+impl Progress for Bar {
+    fn start(&mut self, offset: u64, total: u64) {
+        if offset > 0 && !self.quiet {
+            self.bar.suspend(|| eprintln!("resuming at {} of {}", human_size(offset), human_size(total)));
+        }
+        self.bar.set_length(total);
+        self.bar.set_position(offset);
+        self.bar.reset_eta();
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+}
+
+/// The bars of a batch: one for everything, plus one for each file large
+/// enough to watch (small ones come and go too fast to show).
+struct BatchBar {
+    multi: MultiProgress,
+    total: ProgressBar,
+    current: Option<ProgressBar>,
+    name: String,
+    files: usize,
+    begun: usize,
+}
+
+/// Files from this size on get a bar of their own in a batch.
+const OWN_BAR: u64 = 1 << 20;
+
+impl BatchBar {
+    fn new(files: usize, ui: Ui) -> BatchBar {
+        let target = if ui.bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let total = multi.add(ProgressBar::new(0));
+        total.set_style(style("{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));
+        total.set_message(format!("0/{files} files"));
+        BatchBar { multi, total, current: None, name: String::new(), files, begun: 0 }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.current.take() {
+            bar.finish_and_clear();
+        }
+        self.total.finish_and_clear();
+    }
+}
+
+impl Progress for BatchBar {
+    fn begin(&mut self, name: &str) {
+        if let Some(bar) = self.current.take() {
+            bar.finish_and_clear();
+        }
+        self.begun += 1;
+        self.name = escape(name).into_owned();
+        self.total.set_message(format!("{}/{} files", self.begun, self.files));
+    }
+
+    fn start(&mut self, offset: u64, total: u64) {
+        self.total.inc_length(total);
+        self.total.inc(offset);
+        if total >= OWN_BAR {
+            let bar = self.multi.add(ProgressBar::new(total));
+            bar.set_style(style("{msg:>14} [{bar:30}] {bytes}/{total_bytes} ETA {eta}"));
+            bar.set_message(self.name.clone());
+            bar.set_position(offset);
+            self.current = Some(bar);
+        }
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        self.total.inc(bytes);
+        if let Some(bar) = &self.current {
+            bar.inc(bytes);
+        }
+    }
+}
+
+/// Reports each failure of a batch on its own line; the exit code is the
+/// first failure's.
+fn batch_outcome<T>(
+    names: impl Iterator<Item = String>,
+    results: Vec<Result<T, ClientError>>,
+    verb: &str,
+    size: impl Fn(&T) -> u64,
+    ui: Ui,
+) -> Result<(), Failure> {
+    let (mut done, mut bytes, mut first) = (0usize, 0u64, None);
+    for (name, result) in names.zip(results) {
+        match result {
+            Ok(summary) => {
+                done += 1;
+                bytes += size(&summary);
+            }
+            Err(e) => {
+                let Failure(code, message) = Failure::from(e);
+                eprintln!("ftpc: {}: {message}", escape(&name));
+                first.get_or_insert(code);
+            }
+        }
+    }
+    if !ui.quiet {
+        eprintln!("{verb} {done} files ({})", human_size(bytes));
+    }
+    match first {
+        Some(code) => Err(Failure(code, format!("some files were not {verb}"))),
+        None => Ok(()),
+    }
+}
+
+async fn put(client: &mut Client<Box<dyn Io>>, path: &Path, remote: Option<String>, ui: Ui) -> Result<(), Failure> {
+    let meta = std::fs::metadata(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
+    if meta.is_dir() {
+        return Err(local(format!("{}: a directory (use put -r)", path.display())));
+    }
+    if !meta.is_file() {
+        return Err(local(format!("{}: not a regular file", path.display())));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
+    let remote = match remote {
+        None => name.to_owned(),
+        Some(r) if r.ends_with('/') => format!("{r}{name}"),
+        Some(r) if remote_is_dir(client, &r).await? => format!("{r}/{name}"),
+        Some(r) => r,
+    };
+    let mut progress = Bar::new(&escape(&remote), ui);
+    let result = client.put_file(path, &remote, &mut progress).await;
+    progress.bar.finish_and_clear();
+    let ok = result?.stored;
+    if !ui.quiet {
+        eprintln!(
+            "uploaded {} ({}, blake3 {})",
+            escape(&ok.path),
+            human_size(ok.size),
+            escape(&ok.hash[..16.min(ok.hash.len())])
+        );
+    }
+    Ok(())
+}
+
+/// Whether `path` is a remote directory. A `cd` there and back answers it
+/// cheaply (`stat` would hash a file that is there).
+async fn remote_is_dir(client: &mut Client<Box<dyn Io>>, path: &str) -> Result<bool, Failure> {
+    let here = client.pwd().await?;
+    match client.cd(Some(path)).await {
+        Ok(_) => {
+            // Paths are relative: back home, then down to where we were.
+            client.cd(None).await?;
+            let back = here.trim_start_matches('/');
+            if !back.is_empty() {
+                client.cd(Some(back)).await?;
+            }
+            Ok(true)
+        }
+        Err(ClientError::Remote(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get(client: &mut Client<Box<dyn Io>>, remote: &str, target: Option<PathBuf>, ui: Ui) -> Result<(), Failure> {
+    // The local name comes from what the user typed, never from the server,
+    // and is checked like any remote name before it touches the disk.
+    let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let checked = validate_name(name).map(|()| name);
+    let path = match target {
+        Some(t) if t.is_dir() => t.join(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
+        Some(t) => t,
+        None => PathBuf::from(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
+    };
+    let mut progress = Bar::new(&escape(remote), ui);
+    let result = client.get_file(remote, &path, &mut progress).await;
+    progress.bar.finish_and_clear();
+    let summary = result?;
+    if !ui.quiet {
+        eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);
+    }
+    Ok(())
+}
+
+async fn mput(client: &mut Client<Box<dyn Io>>, files: &[PathBuf], to: Option<String>, ui: Ui) -> Result<(), Failure> {
+    let dir = to.map(|d| if d.ends_with('/') { d } else { format!("{d}/") }).unwrap_or_default();
+    let mut items = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
+        if items.iter().any(|(_, r): &(PathBuf, String)| r.rsplit('/').next() == Some(name)) {
+            return Err(local(format!("two of the files are named {}: put them separately", escape(name))));
+        }
+        items.push((path.clone(), format!("{dir}{name}")));
+    }
+    let mut progress = BatchBar::new(items.len(), ui);
+    let results = client.put_many(&items, &mut progress).await;
+    progress.finish();
+    let names = items.iter().map(|(l, _)| l.display().to_string());
+    batch_outcome(names, results, "uploaded", |s| s.stored.size, ui)
+}
+
+async fn mget(client: &mut Client<Box<dyn Io>>, names: &[String], to: Option<PathBuf>, ui: Ui) -> Result<(), Failure> {
+    let dir = to.unwrap_or_else(|| PathBuf::from("."));
+    if !dir.is_dir() {
+        return Err(local(format!("{}: not a directory", dir.display())));
+    }
+    // Local names come from what the user typed, checked like remote names.
+    let mut items = Vec::with_capacity(names.len());
+    for remote in names {
+        let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        validate_name(name).map_err(|e| local(format!("{}: cannot derive a local name: {e}", escape(remote))))?;
+        if items.iter().any(|(_, l): &(String, PathBuf)| l.file_name() == Some(name.as_ref())) {
+            return Err(local(format!("two of the files are named {}: get them separately", escape(name))));
+        }
+        items.push((remote.clone(), dir.join(name)));
+    }
+    let mut progress = BatchBar::new(items.len(), ui);
+    let results = client.get_many(&items, &mut progress).await;
+    progress.finish();
+    batch_outcome(names.iter().cloned(), results, "downloaded", |s| s.size, ui)
+}
+
+/// `put -r DIR [REMOTE]`: the tree under DIR goes to REMOTE (default: a
+/// remote directory named like DIR), directories first, then the files,
+/// pipelined.
+async fn put_tree(client: &mut Client<Box<dyn Io>>, dir: &Path, remote: Option<String>, ui: Ui) -> Result<(), Failure> {
+    let meta = std::fs::metadata(dir).map_err(|e| local(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(local(format!("{}: not a directory", dir.display())));
+    }
+    let root = dir.to_owned();
+    let tree = tokio::task::spawn_blocking(move || walk_local(&root))
+        .await
+        .map_err(|e| local(e.to_string()))?
+        .map_err(|e| local(format!("{}: {e}", dir.display())))?;
+    for (path, why) in &tree.skipped {
+        eprintln!("ftpc: skipped {}: {why}", path.display());
+    }
+    let base = match remote {
+        Some(r) => r.trim_end_matches('/').to_owned(),
+        None => {
+            let name = std::fs::canonicalize(dir).ok().and_then(|p| p.file_name().map(|n| n.to_owned()));
+            name.and_then(|n| n.to_str().map(str::to_owned))
+                .ok_or_else(|| local(format!("{}: name the remote directory", dir.display())))?
+        }
+    };
+    let join = |rel: &str| if base.is_empty() { rel.to_owned() } else { format!("{base}/{rel}") };
+    if !base.is_empty() {
+        mkdir_exists_ok(client, &base).await?;
+    }
+    for d in &tree.dirs {
+        mkdir_exists_ok(client, &join(d)).await?;
+    }
+    let items: Vec<(PathBuf, String)> = tree.files.iter().map(|(p, rel)| (p.clone(), join(rel))).collect();
+    let mut progress = BatchBar::new(items.len(), ui);
+    let results = client.put_many(&items, &mut progress).await;
+    progress.finish();
+    let names = items.iter().map(|(l, _)| l.display().to_string());
+    let outcome = batch_outcome(names, results, "uploaded", |s| s.stored.size, ui);
+    if !ui.quiet {
+        eprintln!("{} directories under {}", tree.dirs.len(), escape(if base.is_empty() { "." } else { &base }));
+    }
+    outcome
+}
+
+async fn mkdir_exists_ok(client: &mut Client<Box<dyn Io>>, path: &str) -> Result<(), Failure> {
+    match client.mkdir(path).await {
+        Err(ClientError::Remote(e)) if e.code == ErrorCode::Exists => {
+            if remote_is_dir(client, path).await? {
+                Ok(())
+            } else {
+                Err(Failure(exit::REMOTE, format!("{}: exists and is not a directory", escape(path))))
+            }
+        }
+        other => Ok(other?),
+    }
+}
+
+/// `get -r REMOTE [LOCAL]`: the remote tree under REMOTE comes to LOCAL
+/// (default: a local directory named like REMOTE; inside LOCAL when that is
+/// an existing directory).
+async fn get_tree(
+    client: &mut Client<Box<dyn Io>>,
+    remote: &str,
+    target: Option<PathBuf>,
+    ui: Ui,
+) -> Result<(), Failure> {
+    let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let named = || validate_name(name).map(|()| name).map_err(|e| local(format!("cannot derive a local name: {e}")));
+    let root = match target {
+        Some(t) if t.is_dir() && !name.is_empty() && name != "." => t.join(named()?),
+        Some(t) => t,
+        None if name.is_empty() || name == "." => PathBuf::from("."),
+        None => PathBuf::from(named()?),
+    };
+    let tree = client.walk_remote(remote).await?;
+    for (path, why) in &tree.skipped {
+        eprintln!("ftpc: skipped {}: {why}", escape(path));
+    }
+    make_local_dirs(&root, &tree.dirs).map_err(|e| local(e.to_string()))?;
+    let base = remote.trim_end_matches('/');
+    let items: Vec<(String, PathBuf)> = tree
+        .files
+        .iter()
+        .map(|(rel, _)| {
+            let remote = if base.is_empty() { rel.clone() } else { format!("{base}/{rel}") };
+            (remote, tree::local_path(&root, rel))
+        })
+        .collect();
+    let mut progress = BatchBar::new(items.len(), ui);
+    let results = client.get_many(&items, &mut progress).await;
+    progress.finish();
+    let names = items.iter().map(|(r, _)| r.clone());
+    let outcome = batch_outcome(names, results, "downloaded", |s| s.size, ui);
+    if !ui.quiet {
+        eprintln!("{} directories under {}", tree.dirs.len(), root.display());
+    }
+    outcome
+}
