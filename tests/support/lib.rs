@@ -214,6 +214,8 @@ impl Daemon {
             .env("FTPC_PASSWORD", password)
             .env("FTPC_CONFIG", self.dir.path().join("no-profile.toml"))
             .env("FTPC_KNOWN_HOSTS", self.dir.path().join("known_hosts"))
+            // The shell's history goes here, not to the tester's own.
+            .env("XDG_DATA_HOME", self.dir.path().join("xdg-data"))
             .stdin(Stdio::null());
         cmd
     }

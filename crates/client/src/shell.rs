@@ -137,7 +137,10 @@ pub fn run(runtime: &Runtime, login: &Login, ui: Ui, in_flight: usize) -> Result
 fn reconnect(runtime: &Runtime, login: &Login, in_flight: usize, client: &Rc<RefCell<Client<Box<dyn Io>>>>, cwd: &str) {
     let again = runtime.block_on(async {
         let mut fresh = login.connect(in_flight).await?;
-        fresh.cd(Some(cwd)).await?;
+        let back = cwd.trim_start_matches('/');
+        if !back.is_empty() {
+            fresh.cd(Some(back)).await?;
+        }
         Ok::<_, Failure>(fresh)
     });
     match again {
