@@ -377,6 +377,52 @@ def small_rows(b):
             shutil.rmtree(b.dl / name)
 
 
+TREE_FILES = int(os.environ.get("BENCH_TREE", "2000"))
+TREE_DELAY_MS = int(os.environ.get("BENCH_TREE_DELAY_MS", "1"))
+
+
+def tree_rows(b):
+    """A tree of TREE_FILES files of 4 KiB in 20 directories, put -r and
+    get -r, with 64 files in flight against one at a time (-j 1): on
+    loopback, and through a proxy that adds TREE_DELAY_MS of latency each
+    way (a nearby network; loopback hides what waiting for each reply
+    costs). Remote and local copies are removed only after all rounds, so
+    no round creates files right after mass deletions."""
+    src = b.work / "tree"
+    if not src.exists():
+        for i in range(TREE_FILES):
+            d = src / f"d{i % 20:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i:05d}.bin").write_bytes(os.urandom(SMALL_SIZE))
+    proxy = subprocess.Popen(
+        [BIN / "examples" / "load", "delay", f"127.0.0.1:{b.ports['plain']}", str(TREE_DELAY_MS)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    delayed = int(proxy.stdout.readline().split()[1])
+    b.tree = {}
+    made = []
+    try:
+        for r in range(ROUNDS):
+            for net, port in (("loopback", b.ports["plain"]), (f"+{TREE_DELAY_MS} ms", delayed)):
+                for jobs in ("1", "64"):
+                    label = f"{net}, " + ("one at a time" if jobs == "1" else "64 in flight")
+                    remote = f"tree-{r}-{port}-{jobs}"
+                    local = b.dl / remote
+                    made += [b.root / USER / remote, local]
+                    cmd = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--no-tls", "-j", jobs]
+                    took = timed(cmd + ["put", "-r", src, remote], env=b.ftpc_env)
+                    b.tree.setdefault(f"put -r, {label}", []).append(took)
+                    took = timed(cmd + ["get", "-r", remote, local], env=b.ftpc_env)
+                    b.tree.setdefault(f"get -r, {label}", []).append(took)
+                    print(f"round {r + 1}/{ROUNDS}  tree {label}: done", flush=True)
+    finally:
+        proxy.stdin.close()
+        proxy.wait()
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
 CLIENT_SIZE = 16 << 20
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
@@ -489,6 +535,14 @@ def report(b):
         for name, rate in fps.items():
             peer = fps["vsftpd put (curl)"] if "put" in name else fps["vsftpd get (curl)"]
             mem.append(f"| {name} | {rate:.0f} | {rate / peer:.2f} |")
+    if hasattr(b, "tree"):
+        fps = {k: TREE_FILES / statistics.median(v) for k, v in b.tree.items()}
+        mem.append("")
+        mem.append(f"| tree of {TREE_FILES} × 4 KiB in 20 directories | files/s (median) | × one at a time |")
+        mem.append("|---|---:|---:|")
+        for name, rate in fps.items():
+            base = fps[name.rsplit(",", 1)[0] + ", one at a time"]
+            mem.append(f"| ftpc {name} | {rate:.0f} | {rate / base:.2f} |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -548,12 +602,14 @@ def main():
         if not os.environ.get("BENCH_ONLY_SMALL"):
             b.rounds()
         small_rows(b)
+        tree_rows(b)
         if not os.environ.get("BENCH_ONLY_SMALL"):
             load_rows(b)
     finally:
         b.stop()
     if os.environ.get("BENCH_ONLY_SMALL"):
         print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})
+        print({k: [round(TREE_FILES / t) for t in v] for k, v in b.tree.items()})
         return
     report(b)
 

@@ -4,6 +4,7 @@
 //! ```text
 //! load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR
 //! load idle ADDR USER SESSIONS
+//! load delay TARGET MILLISECONDS
 //! ```
 //! `transfer`: CLIENTS clients log in, then all at once each puts FILE under
 //! its own name and gets it back, every transfer verified by hash. Prints
@@ -12,6 +13,11 @@
 //!
 //! `idle`: opens SESSIONS logged-in sessions, prints `ready`, and holds them
 //! until standard input closes.
+//!
+//! `delay`: a TCP proxy on a free loopback port (printed as `listening
+//! PORT`) to TARGET that holds every byte MILLISECONDS in each direction,
+//! like a network with that one-way latency (no bandwidth limit, order
+//! kept). Runs until standard input closes.
 
 use ftp_client::{Client, Transport};
 use std::path::PathBuf;
@@ -22,6 +28,11 @@ use tokio::sync::Barrier;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, target, ms] = &args[..]
+        && mode == "delay"
+    {
+        return delay_proxy(target, Duration::from_millis(ms.parse()?)).await;
+    }
     let password = std::env::var("FTPC_PASSWORD")?;
     if let [_, mode, addr, user, sessions] = &args[..]
         && mode == "idle"
@@ -103,5 +114,55 @@ async fn idle(addr: &str, user: &str, password: &str, n: usize) -> Result<(), Bo
     println!("ready {}", sessions.len());
     let mut sink = Vec::new();
     tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await?;
+    Ok(())
+}
+
+/// Forwards connections to `target`, each byte `delay` late.
+async fn delay_proxy(target: &str, delay: Duration) -> Result<(), Box<dyn std::error::Error>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("listening {}", listener.local_addr()?.port());
+    let target = target.to_owned();
+    let serve = async move {
+        loop {
+            let Ok((inbound, _)) = listener.accept().await else { continue };
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(late(ri, wo, delay));
+                tokio::spawn(late(ro, wi, delay));
+            });
+        }
+    };
+    // One direction: a reader stamps each chunk, a writer sends it when due.
+    async fn late(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let writer = tokio::spawn(async move {
+            while let Some((due, chunk)) = rx.recv().await {
+                tokio::time::sleep_until(due).await;
+                if to.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = to.shutdown().await;
+        });
+        let mut buf = vec![0u8; 256 << 10];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 || tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    tokio::select! {
+        _ = serve => {}
+        _ = async { while stdin.read_line(&mut line).await.map(|n| n > 0).unwrap_or(false) { line.clear(); } } => {}
+    }
     Ok(())
 }
