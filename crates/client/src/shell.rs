@@ -153,7 +153,10 @@ fn reconnect(runtime: &Runtime, login: &Login, in_flight: usize, client: &Rc<Ref
 }
 
 fn help(command: Option<&str>) {
-    let mut cmd = Line::command();
+    // What only makes sense from the system shell stays out of the list.
+    let mut cmd = ["shell", "completions", "man"]
+        .into_iter()
+        .fold(Line::command(), |cmd, name| cmd.mut_subcommand(name, |sub| sub.hide(true)));
     match command.and_then(|name| cmd.find_subcommand_mut(name)) {
         Some(sub) => {
             let _ = sub.print_long_help();
