@@ -105,3 +105,35 @@ fn mput_pipelines_in_plaintext_too() {
         assert_eq!(hash_file(&d.home("dave").join(f.file_name().unwrap())), hash_file(f));
     }
 }
+
+#[test]
+fn mid_sized_files_and_overwrites_keep_the_quota_exact() {
+    let d = Daemon::start(&["--no-tls"]);
+    d.add_user_with_quota("erin", "pw", "10MiB");
+    let work = tempfile::tempdir().unwrap();
+    // Between the server's in-memory limit (256 KiB) and the client's
+    // pipelining limit (1 MiB): pipelined by ftpc, streamed by ftpd.
+    let files: Vec<_> = (0..6)
+        .map(|i| {
+            let f = work.path().join(format!("m{i}.bin"));
+            random_file(&f, 300_000 + i * 100_000, &format!("m{i}"));
+            f
+        })
+        .collect();
+    ok(d.ftpc("erin", "pw").arg("mput").args(&files));
+    let total: u64 = (0..6).map(|i| 300_000 + i * 100_000).sum();
+    let df = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_str(&ok(d.ftpc("erin", "pw").args(["df", "--json"]))).unwrap()
+    };
+    assert_eq!(df(&d)["used"], total);
+    // Overwrite them all with small versions (the in-memory path on the
+    // server): usage drops to the new sizes.
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(f, vec![b'x'; 1000 + i]).unwrap();
+    }
+    ok(d.ftpc("erin", "pw").arg("mput").args(&files));
+    assert_eq!(df(&d)["used"], (0..6).map(|i| 1000 + i).sum::<u64>());
+    for f in &files {
+        assert_eq!(hash_file(&d.home("erin").join(f.file_name().unwrap())), hash_file(f));
+    }
+}

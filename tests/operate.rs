@@ -36,8 +36,9 @@ fn metrics_follow_logins_requests_bytes_and_quota() {
 
     // A session held open shows in the gauge.
     let raw = Raw::login(d.target(), "alice", "pw");
+    // The ftpc sessions before it may take a moment to close on the server.
+    wait_until(Duration::from_secs(10), "one session open", || metric(&scrape(&d), "ftpd_sessions_open") == Some(1.0));
     let after = scrape(&d);
-    assert_eq!(metric(&after, "ftpd_sessions_open"), Some(1.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="ok"}"#), Some(1.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="get",outcome="ok"}"#), Some(1.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="not_found"}"#), Some(1.0), "{after}");

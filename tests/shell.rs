@@ -281,3 +281,35 @@ fn get_r_never_writes_outside_the_target_whatever_the_server_lists() {
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 1, "only ok.txt inside");
     assert_eq!(err.matches("refused name").count(), 3, "{err}");
 }
+
+#[test]
+fn a_command_the_server_did_not_serve_is_sent_again_after_a_restart() {
+    let mut d = Daemon::start(&["--no-tls"]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").args(["mkdir", "here"]));
+    let addr = d.addr.to_string();
+    let mut child =
+        d.ftpc("alice", "pw").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "cd here\npwd").unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "/here\n");
+    // A clean restart: the idle session is told `shutting_down` and closed.
+    d.terminate();
+    assert_eq!(d.wait(), Some(0));
+    let dir = d.stop();
+    let d = Daemon::start_in(dir, &["--no-tls", "--listen", &addr]);
+    writeln!(stdin, "pwd\nexit").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The pwd the old daemon did not serve ran on the new one, once.
+    assert_eq!(rest, "/here\n", "{err}");
+    assert!(err.contains("reconnected"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "nothing failed in the end: {err}");
+    drop(d);
+}

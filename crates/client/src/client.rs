@@ -163,6 +163,9 @@ pub struct Client<S> {
     broken: bool,
     /// Requests a batch sends ahead of their replies (see `batch`).
     window: usize,
+    /// Set when the server closed the session before serving a request
+    /// (idle timeout, shutdown): the request was not carried out.
+    closed_idle: bool,
     /// What the server said in reply to hello.
     pub server: HelloOk,
 }
@@ -222,7 +225,8 @@ where
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME));
         let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
-        let mut client = Client { frames, timeout, broken: false, window: batch::WINDOW, server: placeholder };
+        let mut client =
+            Client { frames, timeout, broken: false, window: batch::WINDOW, closed_idle: false, server: placeholder };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
@@ -245,6 +249,19 @@ where
     /// can't carry another request, and a new connection is needed.
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// Whether the server ended the session without carrying out the last
+    /// request (`timeout` after it sat idle, or `shutting_down`): it is
+    /// safe to connect again and send that request anew.
+    pub fn was_closed_unserved(&self) -> bool {
+        self.closed_idle
+    }
+
+    /// Gives the connection up (after a wait cut short midway): it can't
+    /// carry another request.
+    pub fn abandon(&mut self) {
+        self.broken = true;
     }
 
     /// Logs in.
@@ -508,6 +525,9 @@ where
             return Err(ClientError::Protocol(format!("server resumes at {} but we hold {held} bytes", head.offset)));
         }
         if head.offset == 0 && head.size < RESUME_THRESHOLD {
+            if held > 0 {
+                partial.remove(); // the server starts afresh: the old bytes are useless
+            }
             progress.start(0, head.size);
             let (hash, data) = self.receive_small(&head, progress).await?;
             return Ok(Got::Verified(GetSummary { size: head.size, hash, resumed_from: 0 }, data));
@@ -667,14 +687,22 @@ where
     }
 
     async fn reply<T: DeserializeOwned>(&mut self) -> Result<T> {
-        match self.next_frame().await? {
+        let result = match self.next_frame().await? {
             Frame::Message(json) => match decode_reply::<T>(&json) {
                 Ok(Ok(body)) => Ok(body),
+                // The server closes the session after these: nothing more
+                // will come, and the request was not served.
+                Ok(Err(err)) if matches!(err.code, ErrorCode::Timeout | ErrorCode::ShuttingDown) => {
+                    self.broken = true;
+                    self.closed_idle = true;
+                    Err(ClientError::Remote(err))
+                }
                 Ok(Err(err)) => Err(ClientError::Remote(err)),
                 Err(e) => Err(ClientError::Protocol(e.to_string())),
             },
             _ => Err(ClientError::Protocol("expected a reply, got data".into())),
-        }
+        };
+        self.settle(result)
     }
 
     async fn next_frame(&mut self) -> Result<Frame> {
@@ -736,6 +764,11 @@ pub(crate) fn write_whole(target: &Path, data: &[u8]) -> io::Result<()> {
     let file = stage(target, data)?;
     file.as_file().sync_all()?;
     file.persist(target).map_err(|e| e.error)?;
+    // The new name itself, durable.
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
     Ok(())
 }
 

@@ -136,14 +136,18 @@ async fn expand_remote(client: &mut Client<Box<dyn Io>>, remote: &str) -> Result
         return Ok(None);
     }
     let pattern = glob::Pattern::new(name).map_err(|e| local(format!("{}: bad pattern: {e}", escape(remote))))?;
-    let dir = dir.map(|d| if d.is_empty() { "/" } else { d });
+    if dir == Some("") {
+        return Err(Failure(
+            exit::REMOTE,
+            "absolute paths are not allowed; paths are relative to the working directory".into(),
+        ));
+    }
     let mut names: Vec<String> = client
         .list(dir)
         .await?
         .into_iter()
         .filter(|e| e.kind == EntryKind::File && pattern.matches(&e.name))
         .map(|e| match dir {
-            Some("/") => format!("/{}", e.name),
             Some(d) => format!("{d}/{}", e.name),
             None => e.name,
         })
@@ -359,12 +363,13 @@ async fn get(client: &mut Client<Box<dyn Io>>, remote: &str, target: Option<Path
 async fn mput(client: &mut Client<Box<dyn Io>>, files: &[PathBuf], to: Option<String>, ui: Ui) -> Result<(), Failure> {
     let dir = to.map(|d| if d.ends_with('/') { d } else { format!("{d}/") }).unwrap_or_default();
     let mut items = Vec::with_capacity(files.len());
+    let mut seen = std::collections::HashSet::new();
     for path in files {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| local(format!("{}: the file name is not valid UTF-8", path.display())))?;
-        if items.iter().any(|(_, r): &(PathBuf, String)| r.rsplit('/').next() == Some(name)) {
+        if !seen.insert(name) {
             return Err(local(format!("two of the files are named {}: put them separately", escape(name))));
         }
         items.push((path.clone(), format!("{dir}{name}")));
@@ -383,10 +388,11 @@ async fn mget(client: &mut Client<Box<dyn Io>>, names: &[String], to: Option<Pat
     }
     // Local names come from what the user typed, checked like remote names.
     let mut items = Vec::with_capacity(names.len());
+    let mut seen = std::collections::HashSet::new();
     for remote in names {
         let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
         validate_name(name).map_err(|e| local(format!("{}: cannot derive a local name: {e}", escape(remote))))?;
-        if items.iter().any(|(_, l): &(String, PathBuf)| l.file_name() == Some(name.as_ref())) {
+        if !seen.insert(name) {
             return Err(local(format!("two of the files are named {}: get them separately", escape(name))));
         }
         items.push((remote.clone(), dir.join(name)));

@@ -50,8 +50,9 @@ struct Cli {
     accept_new_host: bool,
     /// Files in flight at once in mput, mget, put -r and get -r (1: one
     /// at a time, each waiting for its reply).
-    #[arg(long, short = 'j', global = true, default_value_t = 64, value_name = "N")]
-    in_flight: usize,
+    #[arg(long, short = 'j', global = true, default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    in_flight: u16,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -175,9 +176,9 @@ fn main() -> ExitCode {
     let result = Login::from_cli(&cli).and_then(|login| {
         let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet };
         match cli.command {
-            None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight),
+            None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into()),
             Some(command) => runtime.block_on(async {
-                let mut client = login.connect(cli.in_flight).await?;
+                let mut client = login.connect(cli.in_flight.into()).await?;
                 let result = commands::run(&mut client, command, ui).await;
                 let _ = client.quit().await;
                 result

@@ -53,6 +53,9 @@ enum ShellCommand {
     Exit,
 }
 
+/// Longest wait for the server when completing a name.
+const COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The words the completer offers first.
 const COMMANDS: &[&str] = &[
     "cd", "df", "exit", "get", "help", "lcd", "lpwd", "ls", "mget", "mkdir", "mput", "mv", "put", "pwd", "rm", "rmdir",
@@ -89,37 +92,26 @@ pub fn run(runtime: &Runtime, login: &Login, ui: Ui, in_flight: usize) -> Result
                 continue;
             }
         };
-        let result = match command {
-            ShellCommand::Exit => break,
-            ShellCommand::Help { command } => {
-                help(command.as_deref());
-                Ok(())
+        if client.borrow().is_broken() {
+            reconnect(runtime, login, in_flight, &client, &cwd);
+        }
+        let mut result = execute(command, runtime, &client, &mut cwd, ui);
+        // The server ended the session (idle timeout, restart) without
+        // serving the command: connect again and run it once more.
+        if result.is_err()
+            && client.borrow().was_closed_unserved()
+            && reconnect(runtime, login, in_flight, &client, &cwd)
+        {
+            let again = Line::try_parse_from(&words).expect("parsed before").command;
+            result = execute(again, runtime, &client, &mut cwd, ui);
+        }
+        match result {
+            Err(Failure(EXIT, _)) => break,
+            Err(Failure(code, message)) => {
+                eprintln!("ftpc: {message}");
+                first_failure.get_or_insert(code);
             }
-            ShellCommand::Lpwd => std::env::current_dir()
-                .map(|d| println!("{}", d.display()))
-                .map_err(|e| local(format!("cannot read the local working directory: {e}"))),
-            ShellCommand::Lcd { path } => {
-                let path = path.or_else(dirs::home_dir).unwrap_or_else(|| PathBuf::from("/"));
-                std::env::set_current_dir(&path).map_err(|e| local(format!("{}: {e}", path.display())))
-            }
-            ShellCommand::Pwd => {
-                runtime.block_on(client.borrow_mut().pwd()).map(|d| println!("{}", escape(&d))).map_err(Failure::from)
-            }
-            ShellCommand::Cd { path } => match runtime.block_on(client.borrow_mut().cd(path.as_deref())) {
-                Ok(dir) => {
-                    cwd = dir;
-                    Ok(())
-                }
-                Err(e) => Err(e.into()),
-            },
-            ShellCommand::Remote(command) => runtime.block_on(commands::run(&mut client.borrow_mut(), command, ui)),
-        };
-        if let Err(Failure(code, message)) = result {
-            eprintln!("ftpc: {message}");
-            first_failure.get_or_insert(code);
-            if code == exit::CONNECT || client.borrow().is_broken() {
-                reconnect(runtime, login, in_flight, &client, &cwd);
-            }
+            Ok(()) => {}
         }
     }
     lines.save();
@@ -133,8 +125,53 @@ pub fn run(runtime: &Runtime, login: &Login, ui: Ui, in_flight: usize) -> Result
     }
 }
 
+/// Not an exit code: how `execute` says the session should end.
+const EXIT: u8 = 0;
+
+/// Runs one shell command.
+fn execute(
+    command: ShellCommand,
+    runtime: &Runtime,
+    client: &Rc<RefCell<Client<Box<dyn Io>>>>,
+    cwd: &mut String,
+    ui: Ui,
+) -> Result<(), Failure> {
+    match command {
+        ShellCommand::Exit => Err(Failure(EXIT, String::new())),
+        ShellCommand::Help { command } => {
+            help(command.as_deref());
+            Ok(())
+        }
+        ShellCommand::Lpwd => std::env::current_dir()
+            .map(|d| println!("{}", d.display()))
+            .map_err(|e| local(format!("cannot read the local working directory: {e}"))),
+        ShellCommand::Lcd { path } => {
+            let path = path.or_else(dirs::home_dir).unwrap_or_else(|| PathBuf::from("/"));
+            std::env::set_current_dir(&path).map_err(|e| local(format!("{}: {e}", path.display())))
+        }
+        ShellCommand::Pwd => {
+            runtime.block_on(client.borrow_mut().pwd()).map(|d| println!("{}", escape(&d))).map_err(Failure::from)
+        }
+        ShellCommand::Cd { path } => match runtime.block_on(client.borrow_mut().cd(path.as_deref())) {
+            Ok(dir) => {
+                *cwd = dir;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
+        ShellCommand::Remote(command) => runtime.block_on(commands::run(&mut client.borrow_mut(), command, ui)),
+    }
+}
+
 /// Connects again with the same login, back in the same directory.
-fn reconnect(runtime: &Runtime, login: &Login, in_flight: usize, client: &Rc<RefCell<Client<Box<dyn Io>>>>, cwd: &str) {
+/// Returns whether it worked.
+fn reconnect(
+    runtime: &Runtime,
+    login: &Login,
+    in_flight: usize,
+    client: &Rc<RefCell<Client<Box<dyn Io>>>>,
+    cwd: &str,
+) -> bool {
     let again = runtime.block_on(async {
         let mut fresh = login.connect(in_flight).await?;
         let back = cwd.trim_start_matches('/');
@@ -147,8 +184,12 @@ fn reconnect(runtime: &Runtime, login: &Login, in_flight: usize, client: &Rc<Ref
         Ok(fresh) => {
             *client.borrow_mut() = fresh;
             eprintln!("ftpc: reconnected to {}", escape(&login.server));
+            true
         }
-        Err(Failure(_, message)) => eprintln!("ftpc: cannot reconnect: {message} (will try again)"),
+        Err(Failure(_, message)) => {
+            eprintln!("ftpc: cannot reconnect: {message} (will try again)");
+            false
+        }
     }
 }
 
@@ -257,10 +298,21 @@ impl Completer for Helper {
         };
         let listed = {
             let Ok(mut client) = self.client.try_borrow_mut() else { return Ok((start, Vec::new())) };
+            if client.is_broken() {
+                return Ok((start, Vec::new()));
+            }
             let target = if dir.is_empty() { None } else { Some(dir) };
-            self.runtime.block_on(client.list(target))
+            // Completion must not hang the terminal: a slow answer is given
+            // up, and with it the connection (its reply may still come).
+            // (The timer is made inside the runtime: outside it, it can't be.)
+            let listed =
+                self.runtime.block_on(async { tokio::time::timeout(COMPLETION_WAIT, client.list(target)).await });
+            if listed.is_err() {
+                client.abandon();
+            }
+            listed
         };
-        let Ok(entries) = listed else { return Ok((start, Vec::new())) };
+        let Ok(Ok(entries)) = listed else { return Ok((start, Vec::new())) };
         Ok((start, complete_remote(dir, prefix, &entries)))
     }
 }

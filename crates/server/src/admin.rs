@@ -18,10 +18,11 @@ use tracing::{debug, warn};
 
 /// Largest request head read.
 const MAX_HEAD: usize = 8 << 10;
-/// Time a client gets to send its request and read the answer.
-const DEADLINE: Duration = Duration::from_secs(5);
-/// Admin connections served at once; more are closed.
-const MAX_CLIENTS: usize = 16;
+/// Time a client gets to send its request and read the answer (a health
+/// probe has a few seconds in all: a slow client must not hold a slot long).
+const DEADLINE: Duration = Duration::from_secs(2);
+/// Admin connections served at once; more get a quick 503.
+const MAX_CLIENTS: usize = 64;
 
 /// Serves the admin endpoints on `listener` until `stop` is cancelled.
 /// `/readyz` answers 503 once `draining` is cancelled.
@@ -39,7 +40,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, draining: Cancell
                 }
             },
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Full: say so at once rather than leave the caller waiting.
+            let _ = stream
+                .try_write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n");
+            continue;
+        };
         let (shared, draining) = (shared.clone(), draining.clone());
         tokio::spawn(async move {
             if tokio::time::timeout(DEADLINE, answer(stream, &shared, &draining)).await.is_err() {

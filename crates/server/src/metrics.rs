@@ -67,6 +67,8 @@ pub struct Metrics {
     durations: HistogramFamily,
     used: Family<UserLabels, Gauge>,
     quota: Family<UserLabels, Gauge>,
+    /// One render at a time: each refills the per-user families.
+    rendering: std::sync::Mutex<()>,
 }
 
 fn transfer_buckets() -> Histogram {
@@ -99,7 +101,19 @@ impl Default for Metrics {
         );
         registry.register("user_used_bytes", "Disk space used per user (users logged in since start)", used.clone());
         registry.register("user_quota_bytes", "Quota per user (users logged in since start)", quota.clone());
-        Metrics { registry, connections, sessions, logins, requests, bytes_in, bytes_out, durations, used, quota }
+        Metrics {
+            registry,
+            connections,
+            sessions,
+            logins,
+            requests,
+            bytes_in,
+            bytes_out,
+            durations,
+            used,
+            quota,
+            rendering: Default::default(),
+        }
     }
 }
 
@@ -154,6 +168,7 @@ impl Metrics {
 
     /// Renders every metric, with per-user usage read now.
     pub fn render(&self, accounts: &Accounts, users: &UserStore) -> String {
+        let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         self.used.clear();
         self.quota.clear();
         for (user, usage) in accounts.usage_by_user() {

@@ -65,7 +65,18 @@ pub fn activated_listener() -> std::io::Result<Option<std::net::TcpListener>> {
     // SAFETY: systemd passed this descriptor to us alone (LISTEN_PID is our
     // pid, checked by listen_fds), and nothing else in the process owns it.
     let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-    // A passed socket that is not a listening TCP socket fails here.
+    // Only a listening stream socket will do (a datagram socket, or one
+    // not listening, would make the accept loop fail forever).
+    let int_opt = |name| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`.
+        let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, name, (&raw mut value).cast(), &mut len) };
+        if rc == 0 { Ok(value) } else { Err(std::io::Error::last_os_error()) }
+    };
+    if int_opt(libc::SO_TYPE)? != libc::SOCK_STREAM || int_opt(libc::SO_ACCEPTCONN)? == 0 {
+        return Err(std::io::Error::other("the passed socket is not a listening TCP socket (ListenStream=)"));
+    }
     listener.local_addr()?;
     listener.set_nonblocking(true)?;
     Ok(Some(listener))

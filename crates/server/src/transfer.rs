@@ -253,9 +253,11 @@ where
             Ok(hex) => {
                 let fsync = self.user().home.fsync();
                 let t = target.clone();
-                // Measuring the file replaced and replacing it are one step
-                // for the quota: no other operation of this user in between.
-                let _ops = account.ops.lock().await;
+                let ops = account.clone();
+                // Written and synced first; then measuring the file replaced
+                // and replacing it are one step for the quota (no other
+                // operation of this user in between), all in one trip to the
+                // blocking pool.
                 let stored = self
                     .fs(move |h| {
                         let mut start = h.begin_private_upload(&t)?;
@@ -263,13 +265,15 @@ where
                         if fsync {
                             start.file.sync_all()?;
                         }
-                        start.upload.commit(fsync)
+                        let _ops = ops.ops.blocking_lock();
+                        let replaced = start.upload.commit(fsync)?;
+                        ops.adjust(-(replaced as i64));
+                        Ok(())
                     })
                     .await;
                 match stored {
-                    Ok(replaced) => {
+                    Ok(()) => {
                         reservation.written = received;
-                        account.adjust(-(replaced as i64));
                         Ok(hex)
                     }
                     Err(e) => Err(io_error(&e, &target)),

@@ -50,6 +50,9 @@ where
         progress: &mut dyn Progress,
     ) -> Vec<Result<PutSummary>> {
         let mut results: Vec<Option<Result<PutSummary>>> = (0..items.len()).map(|_| None).collect();
+        if self.broken {
+            return finish(results, Some("the connection is out of step after an earlier failure".into()));
+        }
         let mut large = Vec::new();
         let mut loaded = spawn_reader(items.iter().map(|(local, _)| local.clone()).collect());
         // (index, size, hash) of each upload whose reply is due.
@@ -89,6 +92,9 @@ where
                 lost = Some(e.to_string());
             }
         }
+        if lost.is_some() {
+            self.broken = true; // replies or data may be left unread
+        }
         for index in large {
             if lost.is_some() {
                 break;
@@ -106,6 +112,9 @@ where
 
     /// Queues one small upload: request, data, end frame.
     async fn feed_put(&mut self, remote: &str, data: Bytes, hash: &str) -> Result<()> {
+        if self.broken {
+            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
+        }
         let request = Request::Put { path: remote.to_owned(), size: data.len() as u64, resume: false, hash: None };
         let trailer = Trailer { hash: Some(hash.to_owned()), ..Trailer::default() };
         let mut frames = vec![Frame::Message(request.encode())];
@@ -167,12 +176,16 @@ where
         progress: &mut dyn Progress,
     ) -> Vec<Result<GetSummary>> {
         let mut results: Vec<Option<Result<GetSummary>>> = (0..items.len()).map(|_| None).collect();
+        if self.broken {
+            return finish(results, Some("the connection is out of step after an earlier failure".into()));
+        }
         let mut pending: VecDeque<(usize, PendingGet)> = VecDeque::new();
         let mut next = 0;
         let mut lost: Option<String> = None;
         // Small files arrive whole and verified; a helper thread writes them
         // while the next ones come in.
         let (writes, mut queue) = mpsc::channel::<(usize, PathBuf, Vec<u8>)>(READ_AHEAD);
+        let mut queued = Vec::new();
         let writer = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
             while let Some(first) = queue.blocking_recv() {
@@ -209,10 +222,14 @@ where
             }
             let (remote, local) = &items[index];
             progress.begin(remote);
-            let result = match self.complete_get(remote, local, p, progress).await {
+            let got = self.complete_get(remote, local, p, progress).await;
+            let result = match self.settle(got) {
                 Ok(Got::Written(summary)) => Ok(summary),
                 Ok(Got::Verified(summary, data)) => match writes.send((index, local.clone(), data)).await {
-                    Ok(()) => Ok(summary),
+                    Ok(()) => {
+                        queued.push(index);
+                        Ok(summary)
+                    }
                     Err(_) => {
                         Err(ClientError::Local { path: local.clone(), source: io::Error::other("writer stopped") })
                     }
@@ -226,7 +243,13 @@ where
             results[index] = Some(result);
         }
         drop(writes);
-        let failed = writer.await.unwrap_or_else(|e| vec![(usize::MAX, io::Error::other(e))]);
+        if lost.is_some() {
+            self.broken = true;
+        }
+        // A writer that died takes every file handed to it down with it.
+        let failed = writer
+            .await
+            .unwrap_or_else(|e| queued.iter().map(|&i| (i, io::Error::other(format!("writer failed: {e}")))).collect());
         for (index, source) in failed {
             if let Some((_, local)) = items.get(index) {
                 results[index] = Some(Err(ClientError::Local { path: local.clone(), source }));
@@ -264,9 +287,20 @@ fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>) -> Vec<(usize, io::Error)>
             Err(e) => failed.push((index, e)),
         }
     }
+    let mut dirs = std::collections::BTreeSet::new();
     for (index, target, file) in synced {
-        if let Err(e) = file.persist(&target) {
-            failed.push((index, e.error));
+        match file.persist(&target) {
+            Ok(_) => {
+                dirs.insert(target.parent().map(Path::to_owned).unwrap_or_default());
+            }
+            Err(e) => failed.push((index, e.error)),
+        }
+    }
+    // The new names themselves, durable.
+    for dir in dirs {
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        if let Ok(handle) = std::fs::File::open(&dir) {
+            let _ = handle.sync_all();
         }
     }
     failed
