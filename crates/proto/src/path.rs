@@ -96,6 +96,11 @@ impl RemotePath {
         RemotePath { parts }
     }
 
+    /// The components, from the home down (none for the home itself).
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(String::as_str)
+    }
+
     /// The path relative to the home, for filesystem calls (`.` for the home).
     pub fn to_relative(&self) -> PathBuf {
         if self.parts.is_empty() { PathBuf::from(".") } else { self.parts.iter().collect() }

@@ -14,6 +14,7 @@ pub mod config;
 mod errors;
 pub mod home;
 pub mod metrics;
+pub mod objstore;
 pub mod server;
 mod session;
 pub mod systemd;

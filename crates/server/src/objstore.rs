@@ -1,0 +1,429 @@
+//! A user's home on S3-compatible object storage: the building block of
+//! the object-storage backend (issue 7). The daemon does not select it yet;
+//! this module gives the filesystem backend's operations the same meaning
+//! on a bucket, and its tests run against a real S3 server.
+//!
+//! Layout under the configured prefix `P`:
+//!
+//! ```text
+//! P/homes/<user>/<path>         a file: one object, whole and verified
+//! P/homes/<user>/<dir>/\dir     an (empty) object marking a directory
+//! ```
+//!
+//! Object stores have no directories, only keys with `/` in them. A
+//! directory here is a marker object named `\dir` inside it, which no user
+//! can name (a name with a backslash is refused, see
+//! [`ftp_proto::validate_name`]); a key prefix with objects under it counts
+//! as a directory too. Listing hides the markers.
+//!
+//! Uploads are multipart uploads, streamed in parts of [`PART_SIZE`] with
+//! at most [`PARTS_IN_FLIGHT`] parts in flight, so memory stays constant.
+//! The object only becomes visible when the upload is completed, which
+//! happens after the whole content's BLAKE3 matched the client's; on any
+//! mismatch or failure the upload is aborted and the store drops its parts.
+//! Renames are a copy then a delete (object stores have no rename): a
+//! reader may see both names for a moment, never a partial object.
+
+use bytes::Bytes;
+use ftp_proto::{Entry, EntryKind, RemotePath};
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use std::io;
+use std::sync::Arc;
+
+/// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts of one upload in flight at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// Name of the marker object of a directory.
+pub const DIR_MARKER: &str = "\\dir";
+
+/// Where and how to reach the bucket. The secret is never printed.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://127.0.0.1:3900` (AWS's when `None`).
+    pub endpoint: Option<String>,
+    /// Region (`us-east-1` when unsure; Garage wants its configured one).
+    pub region: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (may be empty).
+    pub prefix: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Connects (lazily: the first request reaches the store).
+    pub fn connect(&self) -> io::Result<Arc<dyn ObjectStore>> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_region(&self.region)
+            .with_bucket_name(&self.bucket)
+            .with_access_key_id(&self.access_key_id)
+            .with_secret_access_key(&self.secret_access_key);
+        // A few quick retries: a client waits on each request.
+        let retry = object_store::RetryConfig { max_retries: 3, ..Default::default() };
+        builder = builder.with_retry(retry);
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        Ok(Arc::new(builder.build().map_err(to_io)?))
+    }
+}
+
+/// Maps the store's errors onto the `io::ErrorKind`s the filesystem
+/// backend reports, so both answer alike.
+fn to_io(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, "not found"),
+        object_store::Error::AlreadyExists { .. } => io::Error::new(io::ErrorKind::AlreadyExists, "already exists"),
+        other => io::Error::other(other),
+    }
+}
+
+/// A key's last part as the name it was made from (parts are stored
+/// percent-encoded); `None` for one no valid name encodes to.
+fn decode(part: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(part).decode_utf8().ok().map(|n| n.into_owned())
+}
+
+/// One user's home in the bucket.
+#[derive(Debug, Clone)]
+pub struct ObjectHome {
+    store: Arc<dyn ObjectStore>,
+    home: Path,
+}
+
+impl ObjectHome {
+    /// The home of `user` (an already validated user name) under `prefix`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, user: &str) -> ObjectHome {
+        let base = Path::from(prefix.trim_matches('/'));
+        let home = base.child("homes").child(user);
+        ObjectHome { store, home }
+    }
+
+    /// The key of a (confined, already resolved) path.
+    fn key(&self, path: &RemotePath) -> Path {
+        path.parts().fold(self.home.clone(), |key, part| key.child(part))
+    }
+
+    fn marker(&self, path: &RemotePath) -> Path {
+        self.key(path).child(DIR_MARKER)
+    }
+
+    /// Whether `path` is a directory: the home, a marked directory, or a
+    /// prefix with objects under it.
+    pub async fn is_dir(&self, path: &RemotePath) -> io::Result<bool> {
+        if path.is_root() {
+            return Ok(true);
+        }
+        match self.store.head(&self.marker(path)).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(to_io(e)),
+        }
+        let listed = self.store.list_with_delimiter(Some(&self.key(path))).await.map_err(to_io)?;
+        Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
+    }
+
+    /// Whether `path` is a file, and its size.
+    async fn file_size(&self, path: &RemotePath) -> io::Result<Option<u64>> {
+        // A directory is never a file; asking first also spares stores
+        // that keep objects as files (s3s-fs) a HEAD on a directory.
+        if path.is_root() || self.is_dir(path).await? {
+            return Ok(None);
+        }
+        Ok(self.head(path).await?.map(|meta| meta.size))
+    }
+
+    /// The object at `path`, if there is one. Stores that keep objects as
+    /// files (s3s-fs) fail a HEAD on a key that is a directory on their
+    /// disk instead of answering 404; then the parent's listing decides.
+    async fn head(&self, path: &RemotePath) -> io::Result<Option<object_store::ObjectMeta>> {
+        let key = self.key(path);
+        match self.store.head(&key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(first) => {
+                let parent = self.key(&path.parent());
+                let listed = self.store.list_with_delimiter(Some(&parent)).await.map_err(|_| to_io(first))?;
+                Ok(listed.objects.into_iter().find(|o| o.location == key))
+            }
+        }
+    }
+
+    /// The entries of a directory, sorted by name (markers hidden).
+    pub async fn list(&self, path: &RemotePath) -> io::Result<Vec<Entry>> {
+        if !self.is_dir(path).await? {
+            return Err(match self.file_size(path).await? {
+                Some(_) => io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                None => io::Error::new(io::ErrorKind::NotFound, "not found"),
+            });
+        }
+        let dir = self.key(path);
+        let listed = self.store.list_with_delimiter(Some(&dir)).await.map_err(to_io)?;
+        let mut entries = Vec::new();
+        for prefix in listed.common_prefixes {
+            if let Some(name) = prefix.filename().and_then(decode) {
+                entries.push(Entry { name, kind: EntryKind::Dir, size: 0, mtime: 0 });
+            }
+        }
+        for object in listed.objects {
+            match object.location.filename().and_then(decode) {
+                None => {}
+                Some(name) if name == DIR_MARKER => {}
+                Some(name) => entries.push(Entry {
+                    name,
+                    kind: EntryKind::File,
+                    size: object.size,
+                    mtime: object.last_modified.timestamp(),
+                }),
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Describes one entry.
+    pub async fn stat(&self, path: &RemotePath) -> io::Result<Entry> {
+        let name = path.file_name().unwrap_or("/").to_owned();
+        if self.is_dir(path).await? {
+            return Ok(Entry { name, kind: EntryKind::Dir, size: 0, mtime: 0 });
+        }
+        match self.head(path).await? {
+            Some(meta) => {
+                let mtime = meta.last_modified.timestamp();
+                Ok(Entry { name, kind: EntryKind::File, size: meta.size, mtime })
+            }
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "not found")),
+        }
+    }
+
+    /// The BLAKE3 of a file, read back from the store.
+    pub async fn hash(&self, path: &RemotePath) -> io::Result<blake3::Hash> {
+        let mut stream = self.store.get(&self.key(path)).await.map_err(to_io)?.into_stream();
+        let mut hasher = blake3::Hasher::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk.map_err(to_io)?);
+        }
+        Ok(hasher.finalize())
+    }
+
+    /// Checks that `path`'s parent is a directory and `path` is not one.
+    async fn check_target(&self, path: &RemotePath) -> io::Result<()> {
+        if path.is_root() {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"));
+        }
+        if !self.is_dir(&path.parent()).await? {
+            return Err(match self.file_size(&path.parent()).await? {
+                Some(_) => io::Error::new(io::ErrorKind::NotADirectory, "a parent is not a directory"),
+                None => io::Error::new(io::ErrorKind::NotFound, "the parent directory does not exist"),
+            });
+        }
+        if self.is_dir(path).await? {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
+        }
+        Ok(())
+    }
+
+    /// Creates a directory (its parent must exist; nothing may have its name).
+    pub async fn create_dir(&self, path: &RemotePath) -> io::Result<()> {
+        match self.check_target(path).await {
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory && !path.is_root() => {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, "the directory exists"));
+            }
+            other => other?,
+        }
+        if self.file_size(path).await?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file of that name exists"));
+        }
+        self.store.put(&self.marker(path), PutPayload::default()).await.map_err(to_io)?;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&self, path: &RemotePath) -> io::Result<()> {
+        if path.is_root() {
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "the home can't be removed"));
+        }
+        if !self.is_dir(path).await? {
+            return Err(match self.file_size(path).await? {
+                Some(_) => io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+                None => io::Error::new(io::ErrorKind::NotFound, "not found"),
+            });
+        }
+        if !self.list(path).await?.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::DirectoryNotEmpty, "directory not empty"));
+        }
+        match self.store.delete(&self.marker(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    /// Removes a file; returns its size.
+    pub async fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
+        let Some(size) = self.file_size(path).await? else {
+            return Err(match self.is_dir(path).await? {
+                true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+                false => io::Error::new(io::ErrorKind::NotFound, "not found"),
+            });
+        };
+        self.store.delete(&self.key(path)).await.map_err(to_io)?;
+        Ok(size)
+    }
+
+    /// Renames a file, replacing a file at `to`; returns the size of the
+    /// file replaced. A directory moves object by object (not atomic: an
+    /// interrupted move of a directory leaves some of it at each name).
+    pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
+        if from == to {
+            self.stat(from).await?;
+            return Ok(0);
+        }
+        if self.file_size(from).await?.is_some() {
+            self.check_target(to).await?;
+            let replaced = self.file_size(to).await?.unwrap_or(0);
+            self.store.copy(&self.key(from), &self.key(to)).await.map_err(to_io)?;
+            self.store.delete(&self.key(from)).await.map_err(to_io)?;
+            return Ok(replaced);
+        }
+        if !self.is_dir(from).await? || from.is_root() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "not found"));
+        }
+        if to.to_string().starts_with(&format!("{}/", from.to_string().trim_end_matches('/'))) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "can't move a directory into itself"));
+        }
+        self.check_target(to).await?;
+        if self.file_size(to).await?.is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file of that name exists"));
+        }
+        let (src, dst) = (self.key(from), self.key(to));
+        let objects: Vec<_> = self.store.list(Some(&src)).collect().await;
+        for object in objects {
+            let object = object.map_err(to_io)?;
+            let rest: Vec<_> = object.location.prefix_match(&src).into_iter().flatten().collect();
+            let target = rest.into_iter().fold(dst.clone(), |key, part| key.child(part));
+            self.store.copy(&object.location, &target).await.map_err(to_io)?;
+            self.store.delete(&object.location).await.map_err(to_io)?;
+        }
+        Ok(0)
+    }
+
+    /// Starts an upload to `path`. Nothing is visible until
+    /// [`ObjectUpload::finish`] has checked the hash and completed it.
+    pub async fn upload(&self, path: &RemotePath) -> io::Result<ObjectUpload> {
+        self.check_target(path).await?;
+        let upload = self.store.put_multipart(&self.key(path)).await.map_err(to_io)?;
+        Ok(ObjectUpload {
+            parts: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        })
+    }
+
+    /// Opens a file for download from `offset`: its size, modification
+    /// time, and the stream of its bytes from there.
+    pub async fn download(&self, path: &RemotePath, offset: u64) -> io::Result<Download> {
+        let Some(size) = self.file_size(path).await? else {
+            return Err(match self.is_dir(path).await? {
+                true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
+                false => io::Error::new(io::ErrorKind::NotFound, "not found"),
+            });
+        };
+        let options = object_store::GetOptions {
+            range: (offset > 0).then_some(object_store::GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&self.key(path), options).await.map_err(to_io)?;
+        let mtime = result.meta.last_modified.timestamp();
+        let stream = result.into_stream().map(|chunk| chunk.map_err(to_io)).boxed();
+        Ok(Download { size, mtime, stream })
+    }
+
+    /// Bytes stored in the home.
+    pub async fn usage(&self) -> io::Result<u64> {
+        let mut total = 0;
+        let mut objects = self.store.list(Some(&self.home));
+        while let Some(object) = objects.next().await {
+            total += object.map_err(to_io)?.size;
+        }
+        Ok(total)
+    }
+}
+
+/// A download's size, time and bytes.
+pub struct Download {
+    /// Size of the whole file.
+    pub size: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// The bytes from the requested offset on, in the store's chunks.
+    pub stream: futures::stream::BoxStream<'static, io::Result<Bytes>>,
+}
+
+/// An upload in progress: parts go to the store as they fill.
+pub struct ObjectUpload {
+    parts: WriteMultipart,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl ObjectUpload {
+    /// Adds bytes; waits while [`PARTS_IN_FLIGHT`] parts are on their way.
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.parts.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(to_io)?;
+        self.parts.write(data);
+        self.hasher.update(data);
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the upload if `size` bytes hashing to `expected` (hex)
+    /// were written, making the object visible (replacing any object of
+    /// that name at once); otherwise aborts it, and nothing changes.
+    /// Returns the hash.
+    pub async fn finish(self, size: u64, expected: &str) -> io::Result<blake3::Hash> {
+        let hash = self.hasher.finalize();
+        if self.written != size || !expected.eq_ignore_ascii_case(hash.to_hex().as_str()) {
+            let _ = self.parts.abort().await;
+            let why = if self.written != size {
+                format!("received {} of {size} bytes declared", self.written)
+            } else {
+                format!("hash mismatch: the data received hashes to {}", hash.to_hex())
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        self.parts.finish().await.map_err(to_io)?;
+        Ok(hash)
+    }
+
+    /// Abandons the upload: the store drops its parts.
+    pub async fn abort(self) {
+        let _ = self.parts.abort().await;
+    }
+}
