@@ -720,3 +720,126 @@ pub fn connect_from(target: Target, source: std::net::Ipv4Addr) -> Raw {
     let stream: Box<dyn Stream> = if target.tls { tls_client(tcp) } else { Box::new(tcp) };
     Raw { stream }
 }
+
+/// A running s3s-fs with one bucket, killed on drop.
+pub struct S3 {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    dir: tempfile::TempDir,
+}
+
+/// The s3s-fs to run: `S3S_FS_BIN`, else one on the PATH or in cargo's
+/// bin directory, else one installed (once, a few minutes) into
+/// `target/tools` with `cargo install s3s-fs@0.14.1`, so that
+/// `cargo test --workspace` needs nothing set up by hand.
+pub fn s3s_fs_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("S3S_FS_BIN") {
+            return PathBuf::from(p);
+        }
+        let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
+            .unwrap_or_default();
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+        candidates.extend(cargo_home.map(|h| h.join("bin/s3s-fs")));
+        let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools");
+        candidates.push(tools.join("bin/s3s-fs"));
+        if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+            return found.clone();
+        }
+        eprintln!("installing s3s-fs 0.14.1 into {} (once)", tools.display());
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["install", "s3s-fs@0.14.1", "--features", "binary", "--locked", "--root"])
+            .arg(&tools)
+            .status()
+            .expect("run cargo install");
+        assert!(status.success(), "cargo install s3s-fs failed; install it yourself or set S3S_FS_BIN");
+        tools.join("bin/s3s-fs")
+    })
+    .clone()
+}
+
+impl S3 {
+    /// Starts s3s-fs on 127.0.0.1:0 with an empty bucket named `bucket`.
+    pub fn start() -> S3 {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bucket")).unwrap();
+        let mut child = Command::new(s3s_fs_bin())
+            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-ak", "--secret-key", "test-sk"])
+            .arg(dir.path())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start s3s-fs");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("server is running at ").nth(1) {
+                        let _ = tx.send(rest.trim().to_owned());
+                    }
+                }
+            });
+        }
+        let endpoint = rx.recv_timeout(Duration::from_secs(30)).expect("s3s-fs did not start");
+        S3 { child, endpoint, dir }
+    }
+
+    /// The `ftpd serve` flags that put files in this bucket under `prefix`.
+    pub fn daemon_args(&self, prefix: &str) -> Vec<String> {
+        [
+            "--storage",
+            "s3",
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-bucket",
+            "bucket",
+            "--s3-prefix",
+            prefix,
+            "--s3-access-key-id",
+            "test-ak",
+            "--s3-secret-access-key",
+            "test-sk",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Every file s3s-fs keeps, relative to its root (objects and the
+    /// parts of unfinished uploads alike).
+    pub fn stored_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path().strip_prefix(self.dir.path()).unwrap().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -195,6 +195,14 @@ impl Account {
             .map(drop)
     }
 
+    /// Loads the usage from `used` (the object store's count), once.
+    pub async fn load_from(&self, used: impl std::future::Future<Output = io::Result<u64>>) -> io::Result<()> {
+        self.usage
+            .get_or_try_init(|| async move { Ok::<_, io::Error>(Mutex::new(Usage { used: used.await?, reserved: 0 })) })
+            .await
+            .map(drop)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Usage) -> T) -> Option<T> {
         let usage = self.usage.get()?;
         let mut usage = usage.lock().unwrap_or_else(|p| p.into_inner());

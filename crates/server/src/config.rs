@@ -67,6 +67,9 @@ pub struct Config {
     pub login_block: Duration,
     /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); off when `None`.
     pub admin_listen: Option<SocketAddr>,
+    /// Where the files live: `None` for the data root's filesystem, or an
+    /// S3-compatible bucket.
+    pub s3: Option<crate::objstore::S3Config>,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -101,6 +104,7 @@ impl Default for Config {
             login_block_after: 10,
             login_block: Duration::from_secs(300),
             admin_listen: None,
+            s3: None,
         }
     }
 }
@@ -131,6 +135,13 @@ pub struct FileConfig {
     login_block_after: Option<u32>,
     login_block_secs: Option<u64>,
     admin_listen: Option<String>,
+    storage: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_bucket: Option<String>,
+    s3_prefix: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
 }
 
 /// Values from flags or `FTPD_*` variables (clap merges the two). `None`
@@ -204,6 +215,27 @@ pub struct Overrides {
     /// 127.0.0.1:9121 [default: off].
     #[arg(long, env = "FTPD_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// Where files live: `filesystem` (under the data root) or `s3`.
+    #[arg(long, env = "FTPD_STORAGE")]
+    pub storage: Option<String>,
+    /// S3 endpoint URL [default: AWS].
+    #[arg(long, env = "FTPD_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, env = "FTPD_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 bucket.
+    #[arg(long, env = "FTPD_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix in the bucket [default: none].
+    #[arg(long, env = "FTPD_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "FTPD_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the variable: flags show in `ps`).
+    #[arg(long, env = "FTPD_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
 }
 
 /// An invalid configuration, naming the key at fault.
@@ -264,6 +296,32 @@ impl Config {
                 message: format!("{s:?} is not an address like 127.0.0.1:9121 ({e})"),
             })?),
         };
+        let s3 = match over.storage.or(file.storage).as_deref() {
+            None | Some("filesystem") | Some("fs") => None,
+            Some("s3") => {
+                let need = |key: &'static str, v: Option<String>| {
+                    v.filter(|v| !v.is_empty())
+                        .ok_or(ConfigError::Invalid { key, message: "required with storage = \"s3\"".into() })
+                };
+                Some(crate::objstore::S3Config {
+                    endpoint: over.s3_endpoint.or(file.s3_endpoint),
+                    region: over.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
+                    bucket: need("s3_bucket", over.s3_bucket.or(file.s3_bucket))?,
+                    prefix: over.s3_prefix.or(file.s3_prefix).unwrap_or_default(),
+                    access_key_id: need("s3_access_key_id", over.s3_access_key_id.or(file.s3_access_key_id))?,
+                    secret_access_key: need(
+                        "s3_secret_access_key",
+                        over.s3_secret_access_key.or(file.s3_secret_access_key),
+                    )?,
+                })
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "storage",
+                    message: format!("{other:?}: expected \"filesystem\" or \"s3\""),
+                });
+            }
+        };
         let root = over.root.or(file.root).unwrap_or(d.root);
         let users = over.users.or(file.users).unwrap_or_else(|| root.join(DEFAULT_USERS_FILE));
         let secs = |key: &'static str, v: Option<u64>, default: Duration| match v {
@@ -301,6 +359,7 @@ impl Config {
         Ok(Config {
             listen,
             admin_listen,
+            s3,
             root,
             users,
             max_connections,

@@ -15,6 +15,7 @@ mod errors;
 pub mod home;
 pub mod metrics;
 pub mod objstore;
+mod objtransfer;
 pub mod server;
 mod session;
 pub mod systemd;

@@ -146,7 +146,7 @@ impl ObjectHome {
     }
 
     /// Whether `path` is a file, and its size.
-    async fn file_size(&self, path: &RemotePath) -> io::Result<Option<u64>> {
+    pub async fn file_size(&self, path: &RemotePath) -> io::Result<Option<u64>> {
         // A directory is never a file; asking first also spares stores
         // that keep objects as files (s3s-fs) a HEAD on a directory.
         if path.is_root() || self.is_dir(path).await? {

@@ -38,6 +38,8 @@ pub struct Shared {
     pub unauthenticated: Arc<Semaphore>,
     /// Counters for the admin listener's `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The bucket and key prefix, when files live in object storage.
+    pub objects: Option<(Arc<dyn object_store::ObjectStore>, String)>,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
@@ -65,6 +67,14 @@ pub async fn run(
         std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
     }
     let users = UserStore::open(&config.users).context("cannot load users")?;
+    let objects = match &config.s3 {
+        Some(s3) => {
+            let store = s3.connect().context("cannot set up the object store")?;
+            info!(endpoint = s3.endpoint.as_deref().unwrap_or("AWS"), bucket = %s3.bucket, prefix = %s3.prefix, "files in object storage");
+            Some((store, s3.prefix.clone()))
+        }
+        None => None,
+    };
     if users.is_empty() {
         warn!(users = %config.users.display(), "no users yet: add one with `ftpd user add NAME`");
     }
@@ -96,6 +106,7 @@ pub async fn run(
         throttle: Throttle::new(config_block.0, config_block.1).with_trusted_file(trusted_file),
         unauthenticated: Arc::new(Semaphore::new(max_unauth)),
         metrics: Default::default(),
+        objects,
     });
     let tracker = TaskTracker::new();
     // Refusals are answered (inside TLS) by at most this many tasks at once;
@@ -115,7 +126,9 @@ pub async fn run(
         tokio::spawn(crate::admin::serve(admin, shared.clone(), shutdown.clone(), done.clone()));
     }
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
-    tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
+    if shared.objects.is_none() {
+        tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
+    }
     tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
     crate::systemd::ready();
     let status = shared.clone();

@@ -10,6 +10,7 @@ use crate::accounts::{Account, AddressSlot, UserSlot};
 use crate::errors::{io_error, path_error};
 use crate::home::Home;
 use crate::metrics::LoginResult;
+use crate::objstore::ObjectHome;
 use crate::server::Shared;
 use crate::throttle::Blocked;
 use bytes::Bytes;
@@ -73,10 +74,19 @@ impl Outcome {
     }
 }
 
+/// Where a user's files are.
+#[derive(Clone)]
+pub(crate) enum Files {
+    /// Under the data root on this machine.
+    Local(Arc<Home>),
+    /// In the configured bucket.
+    Objects(ObjectHome),
+}
+
 /// A logged-in user.
 pub(crate) struct UserSession {
     pub name: String,
-    pub home: Arc<Home>,
+    pub files: Files,
     pub cwd: RemotePath,
     /// Holds one of the user's session slots; also their usage.
     pub slot: UserSlot,
@@ -304,28 +314,43 @@ where
                         self.send_err(ErrorBody::new(ErrorCode::TooManySessions, msg)).await?;
                         return Ok(false);
                     };
-                    let (root, fsync) = (shared.config.root.clone(), shared.config.fsync);
-                    let name = user.clone();
-                    let home = match slot.account.shared_home() {
-                        Some(home) => Ok(Ok(home)),
+                    let files = match &shared.objects {
+                        Some((store, prefix)) => Files::Objects(ObjectHome::new(store.clone(), prefix, &user)),
                         None => {
-                            tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync).map(Arc::new)).await
-                        }
-                    };
-                    let home = match home {
-                        Ok(Ok(home)) => {
-                            slot.account.share_home(&home);
-                            home
-                        }
-                        other => {
-                            tracing::error!(user = %user, error = ?other.err(), "cannot open home directory");
-                            self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot open your home directory"))
-                                .await?;
-                            return Ok(false);
+                            let (root, fsync) = (shared.config.root.clone(), shared.config.fsync);
+                            let name = user.clone();
+                            let home = match slot.account.shared_home() {
+                                Some(home) => Ok(Ok(home)),
+                                None => {
+                                    tokio::task::spawn_blocking(move || Home::open(&root, &name, fsync).map(Arc::new))
+                                        .await
+                                }
+                            };
+                            match home {
+                                Ok(Ok(home)) => {
+                                    slot.account.share_home(&home);
+                                    Files::Local(home)
+                                }
+                                other => {
+                                    tracing::error!(user = %user, error = ?other.err(), "cannot open home directory");
+                                    self.send_err(ErrorBody::new(
+                                        ErrorCode::Internal,
+                                        "cannot open your home directory",
+                                    ))
+                                    .await?;
+                                    return Ok(false);
+                                }
+                            }
                         }
                     };
                     let root = &shared.config.root;
-                    if let Err(e) = slot.account.load(&root.join(&user), &Home::partials_path(root, &user)).await {
+                    let loaded = match &files {
+                        Files::Local(_) => {
+                            slot.account.load(&root.join(&user), &Home::partials_path(root, &user)).await
+                        }
+                        Files::Objects(objects) => slot.account.load_from(objects.usage()).await,
+                    };
+                    if let Err(e) = loaded {
                         tracing::error!(user = %user, error = %e, "cannot compute disk usage");
                         self.send_err(ErrorBody::new(ErrorCode::Internal, "cannot read your home directory")).await?;
                         return Ok(false);
@@ -337,7 +362,7 @@ where
                     self.send_ok(&LoginOk { user: user.clone(), cwd: "/".into() }).await?;
                     let counted = self.shared.metrics.login(LoginResult::Ok);
                     self.user =
-                        Some(UserSession { name: user, home, cwd: RemotePath::root(), slot, _counted: counted });
+                        Some(UserSession { name: user, files, cwd: RemotePath::root(), slot, _counted: counted });
                     self.frames.codec_mut().set_max_frame(ftp_proto::MAX_FRAME);
                     return Ok(true);
                 }
@@ -377,9 +402,9 @@ where
             Request::Get { path, offset, since } => self.get(&path, offset, since).await?,
             Request::Ls { path } => self.ls(path.as_deref()).await?,
             Request::Stat { path } => self.stat(&path).await?,
-            Request::Rm { path } => self.simple(&path, |h, p| h.remove_file(p)).await?,
-            Request::Mkdir { path } => self.simple(&path, |h, p| h.create_dir(p).map(|()| 0)).await?,
-            Request::Rmdir { path } => self.simple(&path, |h, p| h.remove_dir(p).map(|()| 0)).await?,
+            Request::Rm { path } => self.simple(&path, Simple::Rm).await?,
+            Request::Mkdir { path } => self.simple(&path, Simple::Mkdir).await?,
+            Request::Rmdir { path } => self.simple(&path, Simple::Rmdir).await?,
             Request::Rename { from, to } => self.rename(&from, &to).await?,
             Request::Cd { path } => self.cd(path.as_deref()).await?,
             Request::Df => {
@@ -415,13 +440,16 @@ where
         RemotePath::resolve(&self.user().cwd, path).map_err(path_error)
     }
 
-    /// Runs a blocking filesystem call against the home.
+    /// Runs a blocking filesystem call against the home (local files only).
     pub(crate) async fn fs<T, F>(&self, f: F) -> io::Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Home) -> io::Result<T> + Send + 'static,
     {
-        let home = self.user().home.clone();
+        let Files::Local(home) = &self.user().files else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "not on object storage"));
+        };
+        let home = home.clone();
         tokio::task::spawn_blocking(move || f(&home)).await.unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 
@@ -443,12 +471,9 @@ where
         Ok(Outcome::new(path, Err(code)))
     }
 
-    /// A request with a path and an empty reply. `f` returns the bytes it
-    /// freed, which leave the user's usage.
-    async fn simple<F>(&mut self, path: &str, f: F) -> Result<Outcome, ConnError>
-    where
-        F: FnOnce(&Home, &RemotePath) -> io::Result<u64> + Send + 'static,
-    {
+    /// A request with a path and an empty reply; the bytes it frees leave
+    /// the user's usage.
+    async fn simple(&mut self, path: &str, op: Simple) -> Result<Outcome, ConnError> {
         let path = match self.resolve(path) {
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
@@ -456,7 +481,21 @@ where
         let p = path.clone();
         let account = self.user().account().clone();
         let _ops = account.ops.lock().await;
-        let result = self.fs(move |h| f(h, &p)).await;
+        let result = match self.user().files.clone() {
+            Files::Local(_) => {
+                self.fs(move |h| match op {
+                    Simple::Rm => h.remove_file(&p),
+                    Simple::Mkdir => h.create_dir(&p).map(|()| 0),
+                    Simple::Rmdir => h.remove_dir(&p).map(|()| 0),
+                })
+                .await
+            }
+            Files::Objects(o) => match op {
+                Simple::Rm => o.remove_file(&p).await,
+                Simple::Mkdir => o.create_dir(&p).await.map(|()| 0),
+                Simple::Rmdir => o.remove_dir(&p).await.map(|()| 0),
+            },
+        };
         if let Ok(freed) = result {
             account.adjust(-(freed as i64));
         }
@@ -471,7 +510,10 @@ where
         let (f, t) = (from.clone(), to.clone());
         let account = self.user().account().clone();
         let _ops = account.ops.lock().await;
-        let result = self.fs(move |h| h.rename(&f, &t)).await;
+        let result = match self.user().files.clone() {
+            Files::Local(_) => self.fs(move |h| h.rename(&f, &t)).await,
+            Files::Objects(o) => o.rename(&f, &t).await,
+        };
         if let Ok(replaced) = result {
             account.adjust(-(replaced as i64));
         }
@@ -486,16 +528,30 @@ where
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
         let p = path.clone();
-        let result = self
-            .fs(move |h| {
-                let entry = h.stat(&p)?;
-                let hash = match entry.kind {
-                    ftp_proto::EntryKind::File => Some(h.hash(&p)?.to_hex().to_string()),
-                    _ => None,
-                };
-                Ok(StatOk { entry, hash })
-            })
-            .await;
+        let result = match self.user().files.clone() {
+            Files::Local(_) => {
+                self.fs(move |h| {
+                    let entry = h.stat(&p)?;
+                    let hash = match entry.kind {
+                        ftp_proto::EntryKind::File => Some(h.hash(&p)?.to_hex().to_string()),
+                        _ => None,
+                    };
+                    Ok(StatOk { entry, hash })
+                })
+                .await
+            }
+            Files::Objects(o) => {
+                async {
+                    let entry = o.stat(&p).await?;
+                    let hash = match entry.kind {
+                        ftp_proto::EntryKind::File => Some(o.hash(&p).await?.to_hex().to_string()),
+                        _ => None,
+                    };
+                    Ok(StatOk { entry, hash })
+                }
+                .await
+            }
+        };
         self.reply(&path, result).await
     }
 
@@ -508,7 +564,11 @@ where
             },
         };
         let t = target.clone();
-        match self.fs(move |h| h.is_dir(&t)).await {
+        let is_dir = match self.user().files.clone() {
+            Files::Local(_) => self.fs(move |h| h.is_dir(&t)).await,
+            Files::Objects(o) => o.is_dir(&t).await,
+        };
+        match is_dir {
             Ok(true) => {
                 self.user.as_mut().expect("logged in").cwd = target.clone();
                 self.send_ok(&WorkingDir { cwd: target.to_string() }).await?;
@@ -531,7 +591,11 @@ where
             },
         };
         let p = path.clone();
-        let entries = match self.fs(move |h| h.list(&p)).await {
+        let listed = match self.user().files.clone() {
+            Files::Local(_) => self.fs(move |h| h.list(&p)).await,
+            Files::Objects(o) => o.list(&p).await,
+        };
+        let entries = match listed {
             Ok(entries) => entries,
             Err(e) => return self.refuse(path.to_string(), io_error(&e, &path)).await,
         };
@@ -630,4 +694,12 @@ fn log_request(op: &str, outcome: &Outcome, elapsed: Duration) {
 /// Escapes control characters so a hostile name can't forge log lines.
 pub(crate) fn escape(s: &str) -> String {
     s.chars().flat_map(char::escape_debug).collect::<String>()
+}
+
+/// The requests [`Session::simple`] serves.
+#[derive(Debug, Clone, Copy)]
+enum Simple {
+    Rm,
+    Mkdir,
+    Rmdir,
 }

@@ -9,7 +9,7 @@
 use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
 use crate::home::{Upload, UploadStart};
-use crate::session::{ConnError, Flow, Outcome, Session};
+use crate::session::{ConnError, Files, Flow, Outcome, Session};
 use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
 use ftp_proto::{
     DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version,
@@ -46,6 +46,9 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse_upload(path.to_owned(), e, size, resume).await,
         };
+        if let Files::Objects(objects) = &self.user().files {
+            return self.put_object(objects.clone(), target, size, resume).await;
+        }
         if !resume && size <= SMALL_FILE {
             return self.put_small(target, size).await;
         }
@@ -80,7 +83,7 @@ where
         if resume {
             self.send_ok(&PutReady { offset, prefix_hash: start.prefix_hash }).await?;
         }
-        let fsync = self.user().home.fsync();
+        let fsync = self.shared.config.fsync;
         let mut sink = FileSink::spawn(start.file, 0, start.hasher, fsync);
         let expected = size - offset;
         let mut received: u64 = 0;
@@ -145,7 +148,7 @@ where
         let verdict = self.verify_upload(&target, expected, received, trailer, written);
         let result = match verdict {
             Ok(hash) => {
-                let fsync = self.user().home.fsync();
+                let fsync = self.shared.config.fsync;
                 let upload = rx_state.upload.take().expect("upload present until committed");
                 let resumable = upload.is_resumable();
                 // Measuring the file replaced and replacing it are one step
@@ -251,7 +254,7 @@ where
         let result = match self.verify_upload(&target, size, received, trailer, Ok(hash)) {
             Err((err, _)) => Err(err),
             Ok(hex) => {
-                let fsync = self.user().home.fsync();
+                let fsync = self.shared.config.fsync;
                 let t = target.clone();
                 let ops = account.clone();
                 // Written and synced first; then measuring the file replaced
@@ -397,7 +400,7 @@ where
     /// Refuses an upload before its data. A client that did not ask to
     /// resume has started streaming: read and drop its data frames up to its
     /// end frame. A resuming client waits for our answer and sends nothing.
-    async fn refuse_upload(
+    pub(crate) async fn refuse_upload(
         &mut self,
         path: String,
         err: ErrorBody,
@@ -413,7 +416,7 @@ where
 
     /// Reads and drops data frames until the end frame. More data than
     /// declared, or a request instead of data, ends the connection.
-    async fn discard_data(&mut self, size: u64, mut received: u64) -> Result<(), ConnError> {
+    pub(crate) async fn discard_data(&mut self, size: u64, mut received: u64) -> Result<(), ConnError> {
         let idle = self.shared.config.idle_timeout;
         loop {
             match tokio::time::timeout(idle, self.frames.next()).await {
@@ -445,6 +448,9 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
+        if let Files::Objects(objects) = &self.user().files {
+            return self.get_object(objects.clone(), target, offset, since).await;
+        }
         let t = target.clone();
         let opened = self.fs(move |h| {
             let (file, meta) = h.open_read(&t)?;

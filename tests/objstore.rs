@@ -2,123 +2,20 @@
 //! over a local directory), started here on 127.0.0.1:0 (see `s3s_fs_bin`
 //! for where it comes from).
 
+use ftp_e2e::S3;
 use ftp_proto::{EntryKind, RemotePath};
 use ftp_server::objstore::{ObjectHome, S3Config};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-/// A running s3s-fs with one bucket, killed on drop.
-struct S3 {
-    child: Child,
-    endpoint: String,
-    dir: tempfile::TempDir,
-}
-
-/// The s3s-fs to run: `S3S_FS_BIN`, else one on the PATH or in cargo's
-/// bin directory, else one installed (once, a few minutes) into
-/// `target/tools` with `cargo install s3s-fs@0.14.1`, so that
-/// `cargo test --workspace` needs nothing set up by hand.
-fn s3s_fs_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("S3S_FS_BIN") {
-            return PathBuf::from(p);
-        }
-        let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
-            .unwrap_or_default();
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-        candidates.extend(cargo_home.map(|h| h.join("bin/s3s-fs")));
-        let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools");
-        candidates.push(tools.join("bin/s3s-fs"));
-        if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-            return found.clone();
-        }
-        eprintln!("installing s3s-fs 0.14.1 into {} (once)", tools.display());
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["install", "s3s-fs@0.14.1", "--features", "binary", "--locked", "--root"])
-            .arg(&tools)
-            .status()
-            .expect("run cargo install");
-        assert!(status.success(), "cargo install s3s-fs failed; install it yourself or set S3S_FS_BIN");
-        tools.join("bin/s3s-fs")
-    })
-    .clone()
-}
-
-impl S3 {
-    fn start() -> S3 {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("bucket")).unwrap();
-        let mut child = Command::new(s3s_fs_bin())
-            .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-ak", "--secret-key", "test-sk"])
-            .arg(dir.path())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start s3s-fs");
-        let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("server is running at ").nth(1) {
-                        let _ = tx.send(rest.trim().to_owned());
-                    }
-                }
-            });
-        }
-        let endpoint = rx.recv_timeout(Duration::from_secs(30)).expect("s3s-fs did not start");
-        S3 { child, endpoint, dir }
-    }
-
-    fn home(&self, user: &str) -> ObjectHome {
-        let config = S3Config {
-            endpoint: Some(self.endpoint.clone()),
-            region: "us-east-1".into(),
-            bucket: "bucket".into(),
-            prefix: "ftpd".into(),
-            access_key_id: "test-ak".into(),
-            secret_access_key: "test-sk".into(),
-        };
-        ObjectHome::new(config.connect().unwrap(), &config.prefix, user)
-    }
-
-    /// Every file s3s-fs keeps, relative to its root (objects and the
-    /// parts of unfinished uploads alike).
-    fn stored_files(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.path().to_owned()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    out.push(e.path().strip_prefix(self.dir.path()).unwrap().to_string_lossy().into_owned());
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn home_in(s3: &S3, user: &str) -> ObjectHome {
+    let config = S3Config {
+        endpoint: Some(s3.endpoint.clone()),
+        region: "us-east-1".into(),
+        bucket: "bucket".into(),
+        prefix: "ftpd".into(),
+        access_key_id: "test-ak".into(),
+        secret_access_key: "test-sk".into(),
+    };
+    ObjectHome::new(config.connect().unwrap(), &config.prefix, user)
 }
 
 fn p(path: &str) -> RemotePath {
@@ -156,7 +53,7 @@ async fn get(home: &ObjectHome, path: &str, offset: u64) -> std::io::Result<Vec<
 #[test]
 fn directories_files_and_listings_behave_like_the_filesystem() {
     let s3 = S3::start();
-    let home = s3.home("alice");
+    let home = home_in(&s3, "alice");
     rt().block_on(async {
         use std::io::ErrorKind::*;
         assert!(home.list(&RemotePath::root()).await.unwrap().is_empty());
@@ -195,7 +92,7 @@ fn directories_files_and_listings_behave_like_the_filesystem() {
 #[test]
 fn an_upload_streams_in_parts_and_appears_only_when_verified() {
     let s3 = S3::start();
-    let home = s3.home("alice");
+    let home = home_in(&s3, "alice");
     let data = random(20 << 20, "big");
     rt().block_on(async {
         let mut up = home.upload(&p("big.bin")).await.unwrap();
@@ -218,7 +115,7 @@ fn an_upload_streams_in_parts_and_appears_only_when_verified() {
 #[test]
 fn a_failed_upload_leaves_nothing_and_the_old_file_intact() {
     let s3 = S3::start();
-    let home = s3.home("alice");
+    let home = home_in(&s3, "alice");
     let old = random(100_000, "old");
     let new = random(12 << 20, "new");
     rt().block_on(async {
@@ -251,7 +148,7 @@ fn a_failed_upload_leaves_nothing_and_the_old_file_intact() {
 #[test]
 fn renames_move_files_and_whole_directories() {
     let s3 = S3::start();
-    let home = s3.home("alice");
+    let home = home_in(&s3, "alice");
     rt().block_on(async {
         put(&home, "a.txt", b"aaa").await.unwrap();
         put(&home, "b.txt", b"bbbbbb").await.unwrap();
@@ -275,7 +172,7 @@ fn renames_move_files_and_whole_directories() {
 #[test]
 fn users_see_only_their_own_home() {
     let s3 = S3::start();
-    let (alice, bob) = (s3.home("alice"), s3.home("bob"));
+    let (alice, bob) = (home_in(&s3, "alice"), home_in(&s3, "bob"));
     rt().block_on(async {
         put(&alice, "same.txt", b"alice's").await.unwrap();
         put(&bob, "same.txt", b"bob's, longer").await.unwrap();

@@ -1,0 +1,124 @@
+//! The daemon with its files in object storage (a real s3s-fs on
+//! 127.0.0.1:0), driven by the real ftpc.
+
+use ftp_e2e::*;
+use serde_json::json;
+
+fn daemon_on(s3: &S3, extra: &[&str]) -> Daemon {
+    let mut args: Vec<String> = s3.daemon_args("ftpd");
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(&args)
+}
+
+#[test]
+fn transfers_and_file_operations_work_on_the_bucket() {
+    let s3 = S3::start();
+    let d = daemon_on(&s3, &[]);
+    d.add_user_with_quota("alice", "pw", "64MiB");
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big.bin");
+    random_file(&big, (20 << 20) + 123, "big");
+    let small = work.path().join("small.txt");
+    std::fs::write(&small, b"hello, bucket").unwrap();
+
+    ok(d.ftpc("alice", "pw").args(["mkdir", "docs"]));
+    ok(d.ftpc("alice", "pw").arg("put").arg(&big).arg("docs/big.bin"));
+    ok(d.ftpc("alice", "pw").arg("put").arg(&small).arg("docs/"));
+    assert_eq!(ok(d.ftpc("alice", "pw").args(["ls", "docs"])), "big.bin\nsmall.txt\n");
+    // Nothing lands on the daemon's own disk.
+    assert!(!d.home("alice").join("docs").exists());
+
+    let back = work.path().join("back.bin");
+    ok(d.ftpc("alice", "pw").args(["get", "docs/big.bin"]).arg(&back));
+    assert_eq!(hash_file(&back), hash_file(&big));
+    let stat: serde_json::Value =
+        serde_json::from_str(&ok(d.ftpc("alice", "pw").args(["stat", "--json", "docs/small.txt"]))).unwrap();
+    assert_eq!(stat["hash"], blake3::hash(b"hello, bucket").to_hex().as_str());
+
+    ok(d.ftpc("alice", "pw").args(["mv", "docs/small.txt", "moved.txt"]));
+    assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "docs/\nmoved.txt\n");
+    let df: serde_json::Value = serde_json::from_str(&ok(d.ftpc("alice", "pw").args(["df", "--json"]))).unwrap();
+    assert_eq!(df["used"], (20 << 20) + 123 + 13);
+    fails(d.ftpc("alice", "pw").args(["rmdir", "docs"]), 5);
+    ok(d.ftpc("alice", "pw").args(["rm", "docs/big.bin"]));
+    ok(d.ftpc("alice", "pw").args(["rmdir", "docs"]));
+    assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "moved.txt\n");
+
+    // Over quota: refused before anything is stored.
+    let huge = work.path().join("huge.bin");
+    random_file(&huge, 70 << 20, "huge");
+    let err = fails(d.ftpc("alice", "pw").arg("put").arg(&huge), 5);
+    assert!(err.contains("quota_exceeded"), "{err}");
+}
+
+#[test]
+fn a_bad_upload_leaves_nothing_in_the_bucket() {
+    let s3 = S3::start();
+    let d = daemon_on(&s3, &["--no-tls"]);
+    d.add_user("alice", "pw");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    assert_eq!(code(&raw.put("keep.txt", b"original", None)), "ok");
+    let before = s3.stored_files();
+    let data = vec![7u8; 3 << 20];
+    raw.send(&json!({"op": "put", "path": "keep.txt", "size": data.len()}));
+    for chunk in data.chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    raw.frame(TAG_END, json!({"hash": "0".repeat(64)}).to_string().as_bytes()).unwrap();
+    assert_eq!(code(&raw.reply()), "integrity");
+    assert_eq!(s3.stored_files(), before, "no object and no parts left");
+    let (got, _) = raw.get("keep.txt").unwrap();
+    assert_eq!(got, b"original");
+    // A client that vanishes mid-upload leaves nothing either.
+    let mut gone = Raw::login(d.target(), "alice", "pw");
+    gone.send(&json!({"op": "put", "path": "gone.bin", "size": 10 << 20}));
+    for chunk in data.chunks(1 << 20) {
+        gone.frame(TAG_DATA, chunk).unwrap();
+    }
+    drop(gone);
+    wait_until(std::time::Duration::from_secs(10), "the upload to be aborted", || s3.stored_files() == before);
+}
+
+#[test]
+fn two_daemons_on_one_bucket_serve_the_same_files() {
+    let s3 = S3::start();
+    let a = daemon_on(&s3, &[]);
+    let b = daemon_on(&s3, &[]);
+    // The operator distributes the users file: both read the same users.
+    a.add_user("alice", "pw");
+    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("shared.bin");
+    random_file(&src, 5 << 20, "shared");
+    ok(a.ftpc("alice", "pw").arg("put").arg(&src));
+    let back = work.path().join("back.bin");
+    ok(b.ftpc("alice", "pw").args(["get", "shared.bin"]).arg(&back));
+    assert_eq!(hash_file(&back), hash_file(&src));
+    ok(b.ftpc("alice", "pw").args(["rm", "shared.bin"]));
+    assert_eq!(ok(a.ftpc("alice", "pw").arg("ls")), "");
+}
+
+#[test]
+fn many_small_files_and_trees_on_the_bucket() {
+    let s3 = S3::start();
+    let d = daemon_on(&s3, &[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    for dir in ["a/b", "empty"] {
+        std::fs::create_dir_all(tree.join(dir)).unwrap();
+    }
+    for i in 0..60 {
+        let dir = ["", "a", "a/b"][i % 3];
+        random_file(&tree.join(dir).join(format!("f{i}.dat")), (i as u64 * 131) % 3000, &format!("f{i}"));
+    }
+    ok(d.ftpc("alice", "pw").args(["put", "-r"]).arg(&tree));
+    let back = work.path().join("back");
+    ok(d.ftpc("alice", "pw").args(["get", "-r", "tree"]).arg(&back));
+    for i in 0..60 {
+        let rel = std::path::Path::new(["", "a", "a/b"][i % 3]).join(format!("f{i}.dat"));
+        assert_eq!(hash_file(&back.join(&rel)), hash_file(&tree.join(&rel)), "{}", rel.display());
+    }
+    assert!(back.join("empty").is_dir(), "empty directories are kept");
+}
