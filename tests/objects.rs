@@ -122,3 +122,84 @@ fn many_small_files_and_trees_on_the_bucket() {
     }
     assert!(back.join("empty").is_dir(), "empty directories are kept");
 }
+
+/// The record of the one resumable upload of `user` kept in the bucket.
+fn partial_record(s3: &S3, user: &str) -> Option<serde_json::Value> {
+    let dir = s3.dir().join(format!("bucket/ftpd/partials/{user}"));
+    let file = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.file_name().to_string_lossy().ends_with(".json"))?;
+    serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()
+}
+
+#[test]
+fn an_upload_broken_on_one_daemon_is_resumed_on_another() {
+    let s3 = S3::start();
+    let a = daemon_on(&s3, &["--no-tls"]);
+    let b = daemon_on(&s3, &["--no-tls"]);
+    a.add_user("alice", "pw");
+    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    let mut data = vec![0u8; (20 << 20) + 5];
+    blake3::Hasher::new().update(b"resume").finalize_xof().fill(&mut data);
+    let whole = blake3::hash(&data).to_hex().to_string();
+
+    // On A: 17 MiB of it, then the client vanishes.
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "big.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"], 0);
+    for chunk in data[..17 << 20].chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(std::time::Duration::from_secs(30), "two parts recorded", || {
+        partial_record(&s3, "alice").is_some_and(|r| r["parts"].as_array().is_some_and(|p| p.len() == 2))
+    });
+    drop(raw);
+    assert!(a.home("alice").join("big.bin").symlink_metadata().is_err(), "nothing on A's disk");
+
+    // On B: the two whole parts are held, their hash is right, the rest completes it.
+    let mut raw = Raw::login(b.target(), "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "big.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"], 16 << 20, "{ready}");
+    assert_eq!(ready["prefix_hash"], blake3::hash(&data[..16 << 20]).to_hex().as_str());
+    for chunk in data[16 << 20..].chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    raw.frame(TAG_END, json!({"hash": whole}).to_string().as_bytes()).unwrap();
+    let done = raw.reply();
+    assert_eq!(done["ok"], true, "{done}");
+    assert_eq!(done["hash"], whole.as_str());
+    assert!(partial_record(&s3, "alice").is_none(), "the record is gone once complete");
+    let (got, _) = Raw::login(a.target(), "alice", "pw").get("big.bin").unwrap();
+    assert!(got == data, "the object is the whole file");
+
+    // Held bytes that are not the client's are dropped on its word.
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "other.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"], 0);
+    for chunk in data[..9 << 20].chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(std::time::Duration::from_secs(30), "a part recorded", || {
+        partial_record(&s3, "alice").is_some_and(|r| r["parts"].as_array().is_some_and(|p| p.len() == 1))
+    });
+    drop(raw);
+    let mut raw = Raw::login(b.target(), "alice", "pw");
+    let ready = raw.request(&json!({"op": "put", "path": "other.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"], 8 << 20);
+    raw.frame(TAG_END, json!({"error": {"code": "integrity", "message": "not mine"}}).to_string().as_bytes()).unwrap();
+    assert_eq!(code(&raw.reply()), "aborted");
+    let ready = raw.request(&json!({"op": "put", "path": "other.bin", "size": data.len(), "resume": true}));
+    assert_eq!(ready["offset"], 0, "afresh");
+}
+
+#[test]
+fn ftpc_sends_large_files_through_the_resumable_path() {
+    let s3 = S3::start();
+    let d = daemon_on(&s3, &[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f.bin");
+    random_file(&src, 30 << 20, "f");
+    ok(d.ftpc("alice", "pw").arg("put").arg(&src));
+    let back = work.path().join("back.bin");
+    ok(d.ftpc("alice", "pw").args(["get", "f.bin"]).arg(&back));
+    assert_eq!(hash_file(&back), hash_file(&src));
+}

@@ -817,6 +817,11 @@ impl S3 {
         .collect()
     }
 
+    /// The directory s3s-fs keeps the bucket in (`bucket/` inside).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Every file s3s-fs keeps, relative to its root (objects and the
     /// parts of unfinished uploads alike).
     pub fn stored_files(&self) -> Vec<String> {

@@ -1,13 +1,12 @@
-//! A user's home on S3-compatible object storage: the building block of
-//! the object-storage backend (issue 7). The daemon does not select it yet;
-//! this module gives the filesystem backend's operations the same meaning
-//! on a bucket, and its tests run against a real S3 server.
+//! A user's home on S3-compatible object storage (`storage = "s3"`): the
+//! filesystem backend's operations with the same meaning on a bucket.
 //!
 //! Layout under the configured prefix `P`:
 //!
 //! ```text
 //! P/homes/<user>/<path>         a file: one object, whole and verified
 //! P/homes/<user>/<dir>/\dir     an (empty) object marking a directory
+//! P/partials/<user>/<id>.json   a resumable upload in progress (Resumable)
 //! ```
 //!
 //! Object stores have no directories, only keys with `/` in them. A
@@ -71,7 +70,7 @@ impl std::fmt::Debug for S3Config {
 
 impl S3Config {
     /// Connects (lazily: the first request reaches the store).
-    pub fn connect(&self) -> io::Result<Arc<dyn ObjectStore>> {
+    pub fn connect(&self) -> io::Result<Bucket> {
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_region(&self.region)
             .with_bucket_name(&self.bucket)
@@ -89,6 +88,10 @@ impl S3Config {
         Ok(Arc::new(builder.build().map_err(to_io)?))
     }
 }
+
+/// A connected bucket: objects, and multipart uploads that outlive a
+/// connection (resumable uploads continue them, on any daemon).
+pub type Bucket = Arc<object_store::aws::AmazonS3>;
 
 /// Maps the store's errors onto the `io::ErrorKind`s the filesystem
 /// backend reports, so both answer alike.
@@ -109,16 +112,18 @@ fn decode(part: &str) -> Option<String> {
 /// One user's home in the bucket.
 #[derive(Debug, Clone)]
 pub struct ObjectHome {
-    store: Arc<dyn ObjectStore>,
+    store: Bucket,
     home: Path,
+    partials: Path,
 }
 
 impl ObjectHome {
     /// The home of `user` (an already validated user name) under `prefix`.
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, user: &str) -> ObjectHome {
+    pub fn new(store: Bucket, prefix: &str, user: &str) -> ObjectHome {
         let base = Path::from(prefix.trim_matches('/'));
         let home = base.child("homes").child(user);
-        ObjectHome { store, home }
+        let partials = base.child("partials").child(user);
+        ObjectHome { store, home, partials }
     }
 
     /// The key of a (confined, already resolved) path.
@@ -425,5 +430,283 @@ impl ObjectUpload {
     /// Abandons the upload: the store drops its parts.
     pub async fn abort(self) {
         let _ = self.parts.abort().await;
+    }
+}
+
+/// What a resumable upload in progress holds, kept in the bucket beside the
+/// homes (`<prefix>/partials/<user>/<id>.json`) so that any daemon can
+/// continue it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PartialRecord {
+    path: String,
+    size: u64,
+    hash: Option<String>,
+    upload_id: String,
+    /// The parts uploaded, all [`PART_SIZE`] long: their ETags and BLAKE3
+    /// chaining values (hex).
+    parts: Vec<PartRecord>,
+    /// The BLAKE3 of the first part as a whole file (hex): the prefix hash
+    /// when it is the only part held.
+    first_root: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PartRecord {
+    etag: String,
+    cv: String,
+}
+
+/// An upload sent with `resume`: a multipart upload whose parts and record
+/// survive a broken connection, continued by the next attempt on any
+/// daemon. The hash of the bytes held comes from the parts' BLAKE3 chaining
+/// values (each part is a whole subtree of BLAKE3's tree), so nothing is
+/// read back.
+pub struct Resumable {
+    home: ObjectHome,
+    key: Path,
+    record_key: Path,
+    record: PartialRecord,
+    version: object_store::UpdateVersion,
+    buf: Vec<u8>,
+}
+
+fn hex32(cv: &[u8; 32]) -> String {
+    cv.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// BLAKE3's chaining value of one part of a file (`index` counts parts of
+/// `part_size`, a power of two of at least 1 KiB).
+pub fn part_cv(index: u64, part_size: usize, data: &[u8]) -> blake3::hazmat::ChainingValue {
+    use blake3::hazmat::HasherExt;
+    blake3::Hasher::new().set_input_offset(index * part_size as u64).update(data).finalize_non_root()
+}
+
+/// The BLAKE3 of a file of two or more parts from their chaining values,
+/// built the way BLAKE3 builds its tree: the left subtree always takes the
+/// largest power of two of parts less than the count.
+pub fn root_of(cvs: &[blake3::hazmat::ChainingValue]) -> blake3::Hash {
+    use blake3::hazmat::{Mode, merge_subtrees_non_root, merge_subtrees_root};
+    fn split(n: usize) -> usize {
+        1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    }
+    fn merge(cvs: &[blake3::hazmat::ChainingValue]) -> blake3::hazmat::ChainingValue {
+        if cvs.len() == 1 {
+            return cvs[0];
+        }
+        let left = split(cvs.len());
+        merge_subtrees_non_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash)
+    }
+    assert!(cvs.len() >= 2, "a single part is hashed as a whole");
+    let left = split(cvs.len());
+    merge_subtrees_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash)
+}
+
+impl ObjectHome {
+    fn record_key(&self, path: &RemotePath, size: u64) -> Path {
+        let id = blake3::hash(format!("{path}\n{size}").as_bytes()).to_hex();
+        self.partials.child(format!("{}.json", &id[..32]))
+    }
+
+    /// Starts or continues a resumable upload of `size` bytes to `path`.
+    /// Returns it with the bytes already held and their BLAKE3 (hex). Held
+    /// bytes recorded for another `size`, or under another `hash`, are
+    /// dropped and the upload starts afresh.
+    pub async fn begin_resumable(&self, path: &RemotePath, size: u64, hash: Option<&str>) -> io::Result<Resumable> {
+        use object_store::multipart::MultipartStore;
+        self.check_target(path).await?;
+        let key = self.key(path);
+        let record_key = self.record_key(path, size);
+        if let Some((record, version)) = self.read_record(&record_key).await? {
+            let same_hash = match (&record.hash, hash) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            };
+            if record.path == path.to_string() && record.size == size && same_hash {
+                return Ok(Resumable { home: self.clone(), key, record_key, record, version, buf: Vec::new() });
+            }
+            let _ = self.store.abort_multipart(&key, &record.upload_id).await;
+        }
+        let upload_id = self.store.create_multipart(&key).await.map_err(to_io)?;
+        let record = PartialRecord {
+            path: path.to_string(),
+            size,
+            hash: hash.map(str::to_owned),
+            upload_id,
+            parts: Vec::new(),
+            first_root: None,
+        };
+        let body = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        let put = self.store.put(&record_key, PutPayload::from(body)).await.map_err(to_io)?;
+        let version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
+        Ok(Resumable { home: self.clone(), key, record_key, record, version, buf: Vec::new() })
+    }
+
+    async fn read_record(&self, key: &Path) -> io::Result<Option<(PartialRecord, object_store::UpdateVersion)>> {
+        match self.store.get(key).await {
+            Ok(result) => {
+                let meta = result.meta.clone();
+                let bytes = result.bytes().await.map_err(to_io)?;
+                match serde_json::from_slice(&bytes) {
+                    Ok(record) => {
+                        Ok(Some((record, object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version })))
+                    }
+                    Err(_) => Ok(None), // unreadable: start afresh
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+}
+
+impl Resumable {
+    /// Bytes already held (whole parts).
+    pub fn offset(&self) -> u64 {
+        self.record.parts.len() as u64 * PART_SIZE as u64
+    }
+
+    /// BLAKE3 (hex) of the bytes already held.
+    pub fn prefix_hash(&self) -> io::Result<String> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "unreadable partial record");
+        match self.record.parts.len() {
+            0 => Ok(blake3::Hasher::new().finalize().to_hex().to_string()),
+            1 => self.record.first_root.clone().ok_or_else(bad),
+            _ => {
+                let cvs = self.cvs().ok_or_else(bad)?;
+                Ok(root_of(&cvs).to_hex().to_string())
+            }
+        }
+    }
+
+    fn cvs(&self) -> Option<Vec<blake3::hazmat::ChainingValue>> {
+        self.record.parts.iter().map(|p| unhex32(&p.cv)).collect()
+    }
+
+    /// Adds bytes; each full part goes to the store, and the record with it.
+    pub async fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let take = (PART_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == PART_SIZE && self.offset() + (PART_SIZE as u64) < self.record.size {
+                self.flush_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the buffered full part and records it. The record is
+    /// updated only if nobody else did meanwhile (another attempt took the
+    /// upload over): then this one stops.
+    async fn flush_part(&mut self) -> io::Result<()> {
+        use object_store::multipart::MultipartStore;
+        let index = self.record.parts.len();
+        let data = std::mem::take(&mut self.buf);
+        let cv = part_cv(index as u64, PART_SIZE, &data);
+        if index == 0 {
+            self.record.first_root = Some(blake3::hash(&data).to_hex().to_string());
+        }
+        let store = &self.home.store;
+        let part =
+            store.put_part(&self.key, &self.record.upload_id, index, PutPayload::from(data)).await.map_err(to_io)?;
+        self.record.parts.push(PartRecord { etag: part.content_id, cv: hex32(&cv) });
+        let body = serde_json::to_vec(&self.record).map_err(io::Error::other)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Update(self.version.clone()),
+            ..Default::default()
+        };
+        match store.put_opts(&self.record_key, PutPayload::from(body), opts).await {
+            Ok(put) => {
+                self.version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
+                Ok(())
+            }
+            Err(object_store::Error::Precondition { .. }) => {
+                Err(io::Error::new(io::ErrorKind::WouldBlock, "a newer attempt at this upload took over"))
+            }
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    /// Checks the whole file against `claimed` (hex) and, if it matches,
+    /// completes the upload (the object appears, whole) and forgets the
+    /// record. On a mismatch the upload and its record are dropped.
+    pub async fn finish(mut self, claimed: &str) -> io::Result<blake3::Hash> {
+        use object_store::multipart::{MultipartStore, PartId};
+        let held = self.offset() + self.buf.len() as u64;
+        if held != self.record.size {
+            let why = format!("received {held} of {} bytes declared", self.record.size);
+            self.discard().await;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        let last = std::mem::take(&mut self.buf);
+        let hash = match (self.record.parts.len(), last.is_empty()) {
+            (0, _) => blake3::hash(&last),
+            (1, true) => self
+                .record
+                .first_root
+                .as_deref()
+                .and_then(unhex32)
+                .map(blake3::Hash::from_bytes)
+                .unwrap_or(blake3::Hash::from_bytes([0; 32])),
+            (n, _) => {
+                let mut cvs = self.cvs().unwrap_or_default();
+                if !last.is_empty() {
+                    cvs.push(part_cv(n as u64, PART_SIZE, &last));
+                }
+                root_of(&cvs)
+            }
+        };
+        if !claimed.eq_ignore_ascii_case(hash.to_hex().as_str()) {
+            self.discard().await;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("hash mismatch: the data received hashes to {}", hash.to_hex()),
+            ));
+        }
+        let store = self.home.store.clone();
+        let mut parts: Vec<PartId> = self.record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
+        if !last.is_empty() || parts.is_empty() {
+            let part = store
+                .put_part(&self.key, &self.record.upload_id, parts.len(), PutPayload::from(last))
+                .await
+                .map_err(to_io)?;
+            parts.push(part);
+        }
+        store.complete_multipart(&self.key, &self.record.upload_id, parts).await.map_err(to_io)?;
+        let _ = store.delete(&self.record_key).await;
+        Ok(hash)
+    }
+
+    /// Drops the upload and its record (the bytes held can't be trusted).
+    pub async fn discard(self) {
+        use object_store::multipart::MultipartStore;
+        let _ = self.home.store.abort_multipart(&self.key, &self.record.upload_id).await;
+        let _ = self.home.store.delete(&self.record_key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_hash_comes_from_its_parts_chaining_values() {
+        const PART: usize = 4096;
+        for len in [PART + 1, 2 * PART, 2 * PART + 7, 3 * PART, 5 * PART + 100, 8 * PART, 9 * PART + 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let cvs: Vec<_> = data.chunks(PART).enumerate().map(|(i, part)| part_cv(i as u64, PART, part)).collect();
+            assert_eq!(root_of(&cvs), blake3::hash(&data), "length {len}");
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! bucket through [`ObjectHome`] (multipart uploads completed only after
 //! the hash check; downloads streamed from the store).
 //!
-//! Not yet here: keeping an interrupted upload for a resume (an upload sent
-//! with `resume` is answered with offset 0 and, if it breaks off, aborted).
+//! An upload sent with `resume` keeps its parts and a record in the bucket
+//! when it breaks off ([`crate::objstore::Resumable`]), and the next
+//! attempt, on this daemon or another, continues it.
 
 use crate::errors::io_error;
 use crate::objstore::ObjectHome;
@@ -29,7 +30,11 @@ where
         target: RemotePath,
         size: u64,
         resume: bool,
+        hash: Option<String>,
     ) -> Result<Outcome, ConnError> {
+        if resume && size > 0 {
+            return self.put_object_resumable(objects, target, size, hash).await;
+        }
         let account = self.user().account().clone();
         let quota = self.shared.users.quota(&self.user().name);
         let mut reservation = match account.reserve(size, quota) {
@@ -48,6 +53,7 @@ where
             Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
         };
         if resume {
+            // An empty file: nothing to hold.
             let empty = blake3::Hasher::new().finalize().to_hex().to_string();
             self.send_ok(&PutReady { offset: 0, prefix_hash: empty }).await?;
         }
@@ -141,6 +147,139 @@ where
             Ok(hash) => {
                 self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
                 Ok(Outcome { bytes: received, ..Outcome::new(&target, Ok(())) })
+            }
+            Err(err) => self.refused_upload(&target, err, received).await,
+        }
+    }
+
+    /// `put` with `resume` into the bucket: answer with the bytes held,
+    /// then take the rest.
+    async fn put_object_resumable(
+        &mut self,
+        objects: ObjectHome,
+        target: RemotePath,
+        size: u64,
+        hash: Option<String>,
+    ) -> Result<Outcome, ConnError> {
+        let mut upload = match objects.begin_resumable(&target, size, hash.as_deref()).await {
+            Ok(upload) => upload,
+            Err(e) => return self.refuse(target.to_string(), io_error(&e, &target)).await,
+        };
+        let offset = upload.offset();
+        let account = self.user().account().clone();
+        let quota = self.shared.users.quota(&self.user().name);
+        let mut reservation = match account.reserve(size - offset, quota) {
+            Ok(r) => r,
+            Err(over) => {
+                let msg = format!(
+                    "{target}: the upload needs {} more bytes but only {} are left in your quota",
+                    over.needed, over.available
+                );
+                return self.refuse(target.to_string(), ErrorBody::new(ErrorCode::QuotaExceeded, msg)).await;
+            }
+        };
+        let prefix_hash = match upload.prefix_hash() {
+            Ok(h) => h,
+            Err(e) => {
+                upload.discard().await;
+                return self.refuse(target.to_string(), io_error(&e, &target)).await;
+            }
+        };
+        self.send_ok(&PutReady { offset, prefix_hash }).await?;
+        let idle = self.shared.config.idle_timeout;
+        let mut buf = Vec::new();
+        let mut received = 0u64;
+        let expected = size - offset;
+        let trailer = loop {
+            let frame = match tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)).await {
+                Err(_) => {
+                    self.timed_out(idle).await?;
+                    return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
+                }
+                Ok(Ok(None) | Err(FrameError::Io(_))) => {
+                    warn!(path = %target, received, expected, "connection lost during upload; parts kept for resume");
+                    return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(Err(e)) => {
+                    self.framing_error(e).await?;
+                    unreachable!("framing_error always ends the session");
+                }
+                Ok(Ok(Some(frame))) => frame,
+            };
+            match frame {
+                Received::Data(n) if received + n as u64 > expected => {
+                    upload.discard().await;
+                    let msg = format!("{target}: more data than the {size} bytes declared");
+                    self.send_err(ErrorBody::new(ErrorCode::Integrity, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+                Received::Data(n) => {
+                    received += n as u64;
+                    if let Err(e) = upload.write(&buf[..n]).await {
+                        warn!(path = %target, error = %e, "upload stopped");
+                        let code = if e.kind() == io::ErrorKind::WouldBlock {
+                            ErrorCode::Aborted
+                        } else {
+                            io_error(&e, &target).code
+                        };
+                        let msg = format!("{target}: {e}");
+                        self.send_err(ErrorBody::new(code, msg.clone())).await.ok();
+                        return Err(ConnError::Protocol(msg));
+                    }
+                }
+                Received::Other(Frame::End(json)) => break Trailer::decode(&json),
+                Received::Other(_) => {
+                    let msg = "a request arrived in the middle of an upload".to_owned();
+                    self.send_err(ErrorBody::new(ErrorCode::BadRequest, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+            }
+        };
+        let claimed = match trailer {
+            Ok(Trailer { error: Some(err), .. }) => {
+                // `integrity`: the client found our bytes wrong; drop them.
+                // Anything else keeps them for the next attempt.
+                if err.code == ErrorCode::Integrity {
+                    upload.discard().await;
+                }
+                let msg = format!("{target}: upload abandoned by client: {}", err.message);
+                return self.refused_upload(&target, ErrorBody::new(ErrorCode::Aborted, msg), received).await;
+            }
+            Ok(Trailer { hash: Some(hash), .. }) => hash,
+            Ok(_) => {
+                let err = ErrorBody::new(ErrorCode::BadRequest, "the end frame of an upload must carry its hash");
+                return self.refused_upload(&target, err, received).await;
+            }
+            Err(e) => {
+                return self
+                    .refused_upload(&target, ErrorBody::new(ErrorCode::BadRequest, e.to_string()), received)
+                    .await;
+            }
+        };
+        let ops = account.ops.lock().await;
+        let replaced = objects.file_size(&target).await.ok().flatten().unwrap_or(0);
+        let result = match upload.finish(&claimed).await {
+            Ok(hash) => {
+                account.adjust(-(replaced as i64));
+                reservation.written = size - offset;
+                account.adjust(offset as i64);
+                Ok(hash.to_hex().to_string())
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(ErrorBody::new(ErrorCode::Integrity, format!("{target}: {e}")))
+            }
+            Err(e) => Err(io_error(&e, &target)),
+        };
+        drop(ops);
+        drop(reservation);
+        match result {
+            Ok(hash) => {
+                self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
+                let mut outcome = Outcome { bytes: received, ..Outcome::new(&target, Ok(())) };
+                if offset > 0 {
+                    outcome.path = format!("{target} (resumed at {offset})");
+                }
+                Ok(outcome)
             }
             Err(err) => self.refused_upload(&target, err, received).await,
         }

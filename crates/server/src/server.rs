@@ -39,7 +39,7 @@ pub struct Shared {
     /// Counters for the admin listener's `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// The bucket and key prefix, when files live in object storage.
-    pub objects: Option<(Arc<dyn object_store::ObjectStore>, String)>,
+    pub objects: Option<(crate::objstore::Bucket, String)>,
 }
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then

@@ -47,7 +47,7 @@ where
             Err(e) => return self.refuse_upload(path.to_owned(), e, size, resume).await,
         };
         if let Files::Objects(objects) = &self.user().files {
-            return self.put_object(objects.clone(), target, size, resume).await;
+            return self.put_object(objects.clone(), target, size, resume, hash).await;
         }
         if !resume && size <= SMALL_FILE {
             return self.put_small(target, size).await;
