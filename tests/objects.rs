@@ -203,3 +203,39 @@ fn ftpc_sends_large_files_through_the_resumable_path() {
     ok(d.ftpc("alice", "pw").args(["get", "f.bin"]).arg(&back));
     assert_eq!(hash_file(&back), hash_file(&src));
 }
+
+#[test]
+fn the_quota_holds_across_daemons_on_one_bucket() {
+    let s3 = S3::start();
+    let a = daemon_on(&s3, &["--no-tls"]);
+    let b = daemon_on(&s3, &["--no-tls"]);
+    a.add_user_with_quota("alice", "pw", "10MiB");
+    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    let df = |d: &Daemon| -> serde_json::Value { Raw::login(d.target(), "alice", "pw").request(&json!({"op": "df"})) };
+    let data = vec![5u8; 6 << 20];
+
+    // An upload in progress on A holds its 6 MiB...
+    let mut on_a = Raw::login(a.target(), "alice", "pw");
+    on_a.send(&json!({"op": "put", "path": "first.bin", "size": data.len()}));
+    on_a.frame(TAG_DATA, &data[..1 << 20]).unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the reservation to show", || df(&b)["available"] == 4 << 20);
+    // ...so B refuses what would pass the quota together with it.
+    let mut on_b = Raw::login(b.target(), "alice", "pw");
+    let refused = on_b.put("second.bin", &data, None);
+    assert_eq!(code(&refused), "quota_exceeded", "{refused}");
+
+    // A finishes: the space is used, seen from B too.
+    for chunk in data[1 << 20..].chunks(1 << 20) {
+        on_a.frame(TAG_DATA, chunk).unwrap();
+    }
+    let hash = blake3::hash(&data).to_hex().to_string();
+    on_a.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+    assert_eq!(code(&on_a.reply()), "ok");
+    assert_eq!(df(&b)["used"], 6 << 20);
+    assert_eq!(code(&on_b.put("third.bin", &data[..3 << 20], None)), "ok");
+    assert_eq!(code(&on_b.put("fourth.bin", &data[..2 << 20], None)), "quota_exceeded");
+    // Freed on B, available on A.
+    assert_eq!(code(&on_b.request(&json!({"op": "rm", "path": "first.bin"}))), "ok");
+    assert_eq!(df(&a)["used"], 3 << 20);
+    assert_eq!(code(&on_a.put("fourth.bin", &data[..2 << 20], None)), "ok");
+}

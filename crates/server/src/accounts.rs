@@ -219,6 +219,11 @@ impl Account {
         self.with(|u| u.used = u.used.saturating_add_signed(delta));
     }
 
+    /// Sets the bytes used (to what the object store's usage record says).
+    pub fn set_used(&self, used: u64) {
+        self.with(|u| u.used = used);
+    }
+
     /// Reserves `needed` bytes, or says how much is available.
     pub fn reserve(self: &Arc<Self>, needed: u64, quota: Option<u64>) -> Result<Reservation, OverQuota> {
         self.with(|u| {

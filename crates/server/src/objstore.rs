@@ -30,6 +30,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
 pub const PART_SIZE: usize = 8 << 20;
@@ -340,6 +341,8 @@ impl ObjectHome {
         self.check_target(path).await?;
         let upload = self.store.put_multipart(&self.key(path)).await.map_err(to_io)?;
         Ok(ObjectUpload {
+            home: self.clone(),
+            path: path.clone(),
             parts: WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
             hasher: blake3::Hasher::new(),
             written: 0,
@@ -388,6 +391,8 @@ pub struct Download {
 
 /// An upload in progress: parts go to the store as they fill.
 pub struct ObjectUpload {
+    home: ObjectHome,
+    path: RemotePath,
     parts: WriteMultipart,
     hasher: blake3::Hasher,
     written: u64,
@@ -422,6 +427,12 @@ impl ObjectUpload {
                 format!("hash mismatch: the data received hashes to {}", hash.to_hex())
             };
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
+        // The name may have become a directory (or lost its parent) since
+        // the upload began; the caller holds the user's operations lock.
+        if let Err(e) = self.home.check_target(&self.path).await {
+            let _ = self.parts.abort().await;
+            return Err(e);
         }
         self.parts.finish().await.map_err(to_io)?;
         Ok(hash)
@@ -463,6 +474,7 @@ struct PartRecord {
 /// read back.
 pub struct Resumable {
     home: ObjectHome,
+    path: RemotePath,
     key: Path,
     record_key: Path,
     record: PartialRecord,
@@ -533,7 +545,15 @@ impl ObjectHome {
                 _ => true,
             };
             if record.path == path.to_string() && record.size == size && same_hash {
-                return Ok(Resumable { home: self.clone(), key, record_key, record, version, buf: Vec::new() });
+                return Ok(Resumable {
+                    home: self.clone(),
+                    path: path.clone(),
+                    key,
+                    record_key,
+                    record,
+                    version,
+                    buf: Vec::new(),
+                });
             }
             let _ = self.store.abort_multipart(&key, &record.upload_id).await;
         }
@@ -549,7 +569,7 @@ impl ObjectHome {
         let body = serde_json::to_vec(&record).map_err(io::Error::other)?;
         let put = self.store.put(&record_key, PutPayload::from(body)).await.map_err(to_io)?;
         let version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
-        Ok(Resumable { home: self.clone(), key, record_key, record, version, buf: Vec::new() })
+        Ok(Resumable { home: self.clone(), path: path.clone(), key, record_key, record, version, buf: Vec::new() })
     }
 
     async fn read_record(&self, key: &Path) -> io::Result<Option<(PartialRecord, object_store::UpdateVersion)>> {
@@ -570,7 +590,49 @@ impl ObjectHome {
     }
 }
 
+/// Drops the resumable uploads, of any user, whose record has not changed
+/// for `max_age`: aborts the multipart upload (the store frees its parts),
+/// deletes the record, and takes its bytes out of the user's usage.
+/// Several daemons may sweep at once: each step is harmless twice.
+/// Returns each user with the bytes freed.
+pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duration) -> io::Result<Vec<(String, u64)>> {
+    use object_store::multipart::MultipartStore;
+    let base = Path::from(prefix.trim_matches('/')).child("partials");
+    let cutoff = now_secs().saturating_sub(max_age.as_secs().min(i64::MAX as u64) as i64);
+    let mut listing = store.list(Some(&base));
+    let mut freed = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(to_io)?;
+        if meta.last_modified.timestamp() > cutoff {
+            continue;
+        }
+        // partials/<user>/<id>.json
+        let parts: Vec<_> = meta.location.prefix_match(&base).map(|p| p.collect()).unwrap_or_default();
+        let [user, file] = parts.as_slice() else { continue };
+        let Some(id) = file.as_ref().strip_suffix(".json") else { continue };
+        let user = decode(user.as_ref()).unwrap_or_else(|| user.as_ref().to_owned());
+        let home = ObjectHome::new(store.clone(), prefix, &user);
+        let Some((record, _)) = home.read_record(&meta.location).await? else {
+            let _ = store.delete(&meta.location).await;
+            continue;
+        };
+        if let Ok(path) = RemotePath::resolve(&RemotePath::root(), &record.path) {
+            let _ = store.abort_multipart(&home.key(&path), &record.upload_id).await;
+        }
+        store.delete(&meta.location).await.map_err(to_io)?;
+        home.release(&[&format!("{PARTIAL_HOLD}{id}")], 0).await?;
+        freed.push((user, record.parts.len() as u64 * PART_SIZE as u64));
+    }
+    Ok(freed)
+}
+
 impl Resumable {
+    /// Names the partial in the usage record (the same for every attempt
+    /// at the same path and size).
+    pub fn partial_id(&self) -> String {
+        format!("{PARTIAL_HOLD}{}", self.record_key.filename().unwrap_or_default().trim_end_matches(".json"))
+    }
+
     /// Bytes already held (whole parts).
     pub fn offset(&self) -> u64 {
         self.record.parts.len() as u64 * PART_SIZE as u64
@@ -640,7 +702,8 @@ impl Resumable {
 
     /// Checks the whole file against `claimed` (hex) and, if it matches,
     /// completes the upload (the object appears, whole) and forgets the
-    /// record. On a mismatch the upload and its record are dropped.
+    /// record. On a mismatch, a target that became a directory meanwhile,
+    /// or a failure to complete, the upload and its record are dropped.
     pub async fn finish(mut self, claimed: &str) -> io::Result<blake3::Hash> {
         use object_store::multipart::{MultipartStore, PartId};
         let held = self.offset() + self.buf.len() as u64;
@@ -674,16 +737,23 @@ impl Resumable {
                 format!("hash mismatch: the data received hashes to {}", hash.to_hex()),
             ));
         }
+        if let Err(e) = self.home.check_target(&self.path).await {
+            self.discard().await;
+            return Err(e);
+        }
         let store = self.home.store.clone();
         let mut parts: Vec<PartId> = self.record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
-        if !last.is_empty() || parts.is_empty() {
-            let part = store
-                .put_part(&self.key, &self.record.upload_id, parts.len(), PutPayload::from(last))
-                .await
-                .map_err(to_io)?;
-            parts.push(part);
+        let completed = async {
+            if !last.is_empty() || parts.is_empty() {
+                let index = parts.len();
+                parts.push(store.put_part(&self.key, &self.record.upload_id, index, PutPayload::from(last)).await?);
+            }
+            store.complete_multipart(&self.key, &self.record.upload_id, parts).await
+        };
+        if let Err(e) = completed.await {
+            self.discard().await;
+            return Err(to_io(e));
         }
-        store.complete_multipart(&self.key, &self.record.upload_id, parts).await.map_err(to_io)?;
         let _ = store.delete(&self.record_key).await;
         Ok(hash)
     }
@@ -708,5 +778,197 @@ mod tests {
             let cvs: Vec<_> = data.chunks(PART).enumerate().map(|(i, part)| part_cv(i as u64, PART, part)).collect();
             assert_eq!(root_of(&cvs), blake3::hash(&data), "length {len}");
         }
+    }
+}
+
+/// The usage of one user, shared by every daemon on the bucket:
+/// `<prefix>/usage/<user>.json`, changed only by conditional writes
+/// (If-Match on the version read, or create-if-absent), retried on
+/// conflict. Uploads reserve their size in it before taking any data, so
+/// uploads on several daemons at once can't pass the quota together;
+/// a reservation left by a daemon that died lapses after [`HOLD_FOR`].
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Ledger {
+    used: u64,
+    holds: Vec<Hold>,
+}
+
+impl Ledger {
+    /// The space used, counting what broken uploads' partials hold (as
+    /// the filesystem backend does).
+    fn used_with_partials(&self) -> u64 {
+        self.used + self.holds.iter().filter(|h| h.id.starts_with(PARTIAL_HOLD)).map(|h| h.bytes).sum::<u64>()
+    }
+
+    /// The space reserved by uploads in progress.
+    fn reserved(&self) -> u64 {
+        self.holds.iter().filter(|h| !h.id.starts_with(PARTIAL_HOLD)).map(|h| h.bytes).sum()
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Hold {
+    id: String,
+    bytes: u64,
+    /// Unix seconds after which the hold no longer counts.
+    until: i64,
+}
+
+/// How the ids of partials' holds begin.
+const PARTIAL_HOLD: &str = "partial:";
+
+/// How long an upload's reservation counts if it is never released.
+pub const HOLD_FOR: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, Copy)]
+pub struct OverQuota {
+    /// Bytes the upload needs.
+    pub needed: u64,
+    /// Bytes left.
+    pub available: u64,
+}
+
+/// The lock serialising this daemon's changes to the ledger at `key`.
+fn ledger_lock(key: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    type Locks = std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>;
+    static LOCKS: std::sync::LazyLock<std::sync::Mutex<Locks>> = std::sync::LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(lock) = locks.get(key.as_ref()).and_then(std::sync::Weak::upgrade) {
+        return lock;
+    }
+    locks.retain(|_, weak| weak.strong_count() > 0);
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(key.to_string(), Arc::downgrade(&lock));
+    lock
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl ObjectHome {
+    fn ledger_key(&self) -> Path {
+        let user = self.home.filename().unwrap_or_default().to_owned();
+        let base: Vec<_> = self.home.parts().collect();
+        // <prefix>/homes/<user> -> <prefix>/usage/<user>.json
+        let prefix = base[..base.len().saturating_sub(2)].iter().fold(Path::default(), |p, part| p.child(part.clone()));
+        prefix.child("usage").child(format!("{}.json", decode(&user).unwrap_or(user)))
+    }
+
+    /// Reads the ledger (made from a listing of the home the first time),
+    /// applies `change`, and writes it back if nobody wrote meanwhile;
+    /// otherwise reads again. `change` returns what to answer, or `None`
+    /// to leave the ledger as it is.
+    async fn with_ledger<T>(&self, mut change: impl FnMut(&mut Ledger) -> (T, bool)) -> io::Result<T> {
+        let key = self.ledger_key();
+        // One change at a time per user within this daemon: conflicts are
+        // then only between daemons, and a store whose conditional writes
+        // are checked but not atomic (s3s-fs) stays exact for one daemon.
+        let lock = ledger_lock(&key);
+        let _one_at_a_time = lock.lock().await;
+        for _ in 0..50 {
+            let (mut ledger, version) = match self.store.get(&key).await {
+                Ok(result) => {
+                    let meta = result.meta.clone();
+                    let bytes = result.bytes().await.map_err(to_io)?;
+                    let ledger = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+                    (ledger, Some(object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version }))
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    (Ledger { used: self.usage().await?, holds: Vec::new() }, None)
+                }
+                Err(e) => return Err(to_io(e)),
+            };
+            let now = now_secs();
+            ledger.holds.retain(|h| h.until > now);
+            let (answer, write) = change(&mut ledger);
+            if !write {
+                return Ok(answer);
+            }
+            let mode = match version {
+                Some(v) => object_store::PutMode::Update(v),
+                None => object_store::PutMode::Create,
+            };
+            let body = serde_json::to_vec(&ledger).map_err(io::Error::other)?;
+            let opts = object_store::PutOptions { mode, ..Default::default() };
+            match self.store.put_opts(&key, PutPayload::from(body), opts).await {
+                Ok(_) => return Ok(answer),
+                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
+                }
+                Err(e) => return Err(to_io(e)),
+            }
+        }
+        Err(io::Error::other("the usage record keeps changing; try again"))
+    }
+
+    /// Space used (the partials of broken uploads included, as on the
+    /// filesystem), and reserved by uploads in progress on any daemon.
+    pub async fn ledger_usage(&self) -> io::Result<(u64, u64)> {
+        self.with_ledger(|l| ((l.used_with_partials(), l.reserved()), false)).await
+    }
+
+    /// Reserves `bytes` for an upload unless that would pass `quota`.
+    /// Returns the reservation's id, for [`ObjectHome::release`]. An
+    /// upload that continues a partial names it in `continues`: the
+    /// partial's own hold (see [`ObjectHome::keep_partial`]) gives way to
+    /// the new reservation, which covers the whole size.
+    pub async fn reserve(
+        &self,
+        bytes: u64,
+        quota: Option<u64>,
+        continues: Option<&str>,
+    ) -> io::Result<Result<String, OverQuota>> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        self.with_ledger(|l| {
+            let replaced = |h: &Hold| continues.is_some_and(|p| h.id == p);
+            let held: u64 = l.holds.iter().filter(|h| !replaced(h)).map(|h| h.bytes).sum();
+            let taken = l.used + held;
+            if let Some(q) = quota
+                && taken.saturating_add(bytes) > q
+            {
+                return (Err(OverQuota { needed: bytes, available: q.saturating_sub(taken) }), false);
+            }
+            l.holds.retain(|h| !replaced(h));
+            l.holds.push(Hold { id: id.clone(), bytes, until: now_secs() + HOLD_FOR.as_secs() as i64 });
+            (Ok(id.clone()), true)
+        })
+        .await
+    }
+
+    /// Ends the reservation `hold` of an upload that broke off, leaving
+    /// the bytes its partial keeps counted, under the partial's id, until
+    /// `keep_for` from now (when the partial becomes stale and is swept).
+    pub async fn keep_partial(&self, hold: &str, partial: &str, bytes: u64, keep_for: Duration) -> io::Result<()> {
+        // A newer attempt may have completed the upload meanwhile.
+        let record = self.partials.child(format!("{}.json", partial.trim_start_matches(PARTIAL_HOLD)));
+        let bytes = match self.store.head(&record).await {
+            Ok(_) => bytes,
+            Err(object_store::Error::NotFound { .. }) => 0,
+            Err(e) => return Err(to_io(e)),
+        };
+        self.with_ledger(|l| {
+            l.holds.retain(|h| h.id != hold && h.id != partial);
+            if bytes > 0 {
+                let until = now_secs().saturating_add(keep_for.as_secs().min(i64::MAX as u64) as i64);
+                l.holds.push(Hold { id: partial.to_owned(), bytes, until });
+            }
+            ((), true)
+        })
+        .await
+    }
+
+    /// Ends the reservations `holds` (an upload's, and its partial's), and
+    /// changes the space used by `delta` (what an upload added less what
+    /// it replaced; 0 for one that failed).
+    /// Returns the space used after (partials included).
+    pub async fn release(&self, holds: &[&str], delta: i64) -> io::Result<u64> {
+        self.with_ledger(|l| {
+            l.holds.retain(|h| !holds.contains(&h.id.as_str()));
+            l.used = l.used.saturating_add_signed(delta);
+            (l.used_with_partials(), true)
+        })
+        .await
     }
 }

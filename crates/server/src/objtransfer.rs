@@ -7,15 +7,18 @@
 //! when it breaks off ([`crate::objstore::Resumable`]), and the next
 //! attempt, on this daemon or another, continues it.
 
+use crate::accounts::Account;
 use crate::errors::io_error;
 use crate::objstore::ObjectHome;
 use crate::session::{ConnError, Flow, Outcome, Session};
+use crate::transfer::Holding;
 use ftp_proto::bulk::{Received, read_frame};
 use ftp_proto::{
     ErrorBody, ErrorCode, Frame, FrameError, GetOk, MAX_CHUNK, PutOk, PutReady, RemotePath, Trailer, Version,
 };
 use futures::StreamExt;
 use std::io;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::warn;
 
@@ -33,13 +36,20 @@ where
         hash: Option<String>,
     ) -> Result<Outcome, ConnError> {
         if resume && size > 0 {
-            return self.put_object_resumable(objects, target, size, hash).await;
+            let key = (self.user().name.clone(), target.to_string(), size);
+            let shared = self.shared.clone();
+            if shared.uploads.free_or_taken_over(&key).await {
+                let holding = shared.uploads.hold(key);
+                return self.put_object_resumable(objects, target, size, hash, &holding).await;
+            }
+            // Another session here is sending this very upload: this one
+            // goes to an upload of its own (from offset 0), and the last
+            // to complete wins.
         }
-        let account = self.user().account().clone();
         let quota = self.shared.users.quota(&self.user().name);
-        let mut reservation = match account.reserve(size, quota) {
-            Ok(r) => r,
-            Err(over) => {
+        let mut hold = match objects.reserve(size, quota, None).await {
+            Ok(Ok(id)) => Hold::new(&objects, self.user().account(), id),
+            Ok(Err(over)) => {
                 let msg = format!(
                     "{target}: the upload needs {} more bytes but only {} are left in your quota",
                     over.needed, over.available
@@ -47,7 +57,9 @@ where
                 let err = ErrorBody::new(ErrorCode::QuotaExceeded, msg);
                 return self.refuse_upload(target.to_string(), err, size, resume).await;
             }
+            Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
         };
+        let account = self.user().account().clone();
         let mut upload = match objects.upload(&target).await {
             Ok(upload) => upload,
             Err(e) => return self.refuse_upload(target.to_string(), io_error(&e, &target), size, resume).await,
@@ -67,7 +79,7 @@ where
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
                 }
                 Ok(Ok(None) | Err(FrameError::Io(_))) => {
-                    warn!(path = %target, received = upload.written(), "connection lost during upload; upload aborted");
+                    warn!(path = %target, received = upload.written(), "connection lost during upload; partial discarded");
                     upload.abort().await;
                     return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
@@ -132,8 +144,7 @@ where
         let replaced = objects.file_size(&target).await.ok().flatten().unwrap_or(0);
         let result = match upload.finish(size, &claimed).await {
             Ok(hash) => {
-                account.adjust(-(replaced as i64));
-                reservation.written = size;
+                hold.settle(size as i64 - replaced as i64).await;
                 Ok(hash.to_hex().to_string())
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -142,7 +153,7 @@ where
             Err(e) => Err(io_error(&e, &target)),
         };
         drop(ops);
-        drop(reservation);
+        drop(hold);
         match result {
             Ok(hash) => {
                 self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
@@ -160,6 +171,7 @@ where
         target: RemotePath,
         size: u64,
         hash: Option<String>,
+        holding: &Holding<'_>,
     ) -> Result<Outcome, ConnError> {
         let mut upload = match objects.begin_resumable(&target, size, hash.as_deref()).await {
             Ok(upload) => upload,
@@ -168,19 +180,25 @@ where
         let offset = upload.offset();
         let account = self.user().account().clone();
         let quota = self.shared.users.quota(&self.user().name);
-        let mut reservation = match account.reserve(size - offset, quota) {
-            Ok(r) => r,
-            Err(over) => {
+        // The whole size; the partial's own hold gives way to it.
+        let partial_id = upload.partial_id();
+        let mut hold = match objects.reserve(size, quota, Some(&partial_id)).await {
+            Ok(Ok(id)) => Hold::new(&objects, self.user().account(), id),
+            Ok(Err(over)) => {
                 let msg = format!(
                     "{target}: the upload needs {} more bytes but only {} are left in your quota",
                     over.needed, over.available
                 );
                 return self.refuse(target.to_string(), ErrorBody::new(ErrorCode::QuotaExceeded, msg)).await;
             }
+            Err(e) => return self.refuse(target.to_string(), io_error(&e, &target)).await,
         };
+        let keep_for = self.shared.config.partial_max_age;
+        hold.partial = Some(Partial { id: partial_id, held: offset, kept: true, keep_for });
         let prefix_hash = match upload.prefix_hash() {
             Ok(h) => h,
             Err(e) => {
+                hold.forget_partial();
                 upload.discard().await;
                 return self.refuse(target.to_string(), io_error(&e, &target)).await;
             }
@@ -191,13 +209,23 @@ where
         let mut received = 0u64;
         let expected = size - offset;
         let trailer = loop {
-            let frame = match tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)).await {
+            let next = tokio::select! {
+                biased;
+                _ = holding.token.cancelled() => {
+                    warn!(path = %target, received, expected, "a newer attempt took over this upload; partial kept for resume");
+                    let msg = format!("{target}: a newer attempt at this upload took over");
+                    self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
+                    return Err(ConnError::Protocol(msg));
+                }
+                next = tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)) => next,
+            };
+            let frame = match next {
                 Err(_) => {
                     self.timed_out(idle).await?;
                     return Ok(Outcome { flow: Flow::Close, ..Outcome::new(&target, Err(ErrorCode::Timeout)) });
                 }
                 Ok(Ok(None) | Err(FrameError::Io(_))) => {
-                    warn!(path = %target, received, expected, "connection lost during upload; parts kept for resume");
+                    warn!(path = %target, received, expected, "connection lost during upload; partial kept for resume");
                     return Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
                 Ok(Err(e)) => {
@@ -208,6 +236,7 @@ where
             };
             match frame {
                 Received::Data(n) if received + n as u64 > expected => {
+                    hold.forget_partial();
                     upload.discard().await;
                     let msg = format!("{target}: more data than the {size} bytes declared");
                     self.send_err(ErrorBody::new(ErrorCode::Integrity, msg.clone())).await.ok();
@@ -215,7 +244,12 @@ where
                 }
                 Received::Data(n) => {
                     received += n as u64;
-                    if let Err(e) = upload.write(&buf[..n]).await {
+                    holding.touch();
+                    let written = upload.write(&buf[..n]).await;
+                    if let Some(p) = &mut hold.partial {
+                        p.held = upload.offset();
+                    }
+                    if let Err(e) = written {
                         warn!(path = %target, error = %e, "upload stopped");
                         let code = if e.kind() == io::ErrorKind::WouldBlock {
                             ErrorCode::Aborted
@@ -240,6 +274,7 @@ where
                 // `integrity`: the client found our bytes wrong; drop them.
                 // Anything else keeps them for the next attempt.
                 if err.code == ErrorCode::Integrity {
+                    hold.forget_partial();
                     upload.discard().await;
                 }
                 let msg = format!("{target}: upload abandoned by client: {}", err.message);
@@ -258,11 +293,11 @@ where
         };
         let ops = account.ops.lock().await;
         let replaced = objects.file_size(&target).await.ok().flatten().unwrap_or(0);
+        // However it ends, the partial is gone: completed or dropped.
+        hold.forget_partial();
         let result = match upload.finish(&claimed).await {
             Ok(hash) => {
-                account.adjust(-(replaced as i64));
-                reservation.written = size - offset;
-                account.adjust(offset as i64);
+                hold.settle(size as i64 - replaced as i64).await;
                 Ok(hash.to_hex().to_string())
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -271,7 +306,7 @@ where
             Err(e) => Err(io_error(&e, &target)),
         };
         drop(ops);
-        drop(reservation);
+        drop(hold);
         match result {
             Ok(hash) => {
                 self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
@@ -342,6 +377,78 @@ where
         let ok = trailer.error.is_none();
         self.send(Frame::End(trailer.encode())).await?;
         let result = if ok { Ok(()) } else { Err(ErrorCode::Internal) };
-        Ok(Outcome { bytes: sent, ..Outcome::new(&target, result) })
+        let mut outcome = Outcome { bytes: sent, ..Outcome::new(&target, result) };
+        if offset > 0 {
+            outcome.path = format!("{target} (resumed at {offset})");
+        }
+        Ok(outcome)
+    }
+}
+
+/// An upload's reservation in the bucket's usage record: settled with the
+/// space the upload added once it completes, released (adding nothing)
+/// however else it ends.
+///
+/// A resumable upload's hold knows its partial: if the upload breaks off
+/// with parts kept, the bytes they hold stay counted (until the partial
+/// is stale) rather than being released.
+struct Hold {
+    objects: ObjectHome,
+    account: Arc<Account>,
+    id: Option<String>,
+    partial: Option<Partial>,
+}
+
+/// The partial a resumable upload continues.
+struct Partial {
+    id: String,
+    /// Bytes its parts hold, counted if the upload breaks off.
+    held: u64,
+    /// Whether it is kept then (not dropped or completed).
+    kept: bool,
+    keep_for: std::time::Duration,
+}
+
+impl Hold {
+    fn new(objects: &ObjectHome, account: &Arc<Account>, id: String) -> Hold {
+        Hold { objects: objects.clone(), account: account.clone(), id: Some(id), partial: None }
+    }
+
+    /// The partial's parts were dropped or completed: nothing of it stays
+    /// counted.
+    fn forget_partial(&mut self) {
+        if let Some(p) = &mut self.partial {
+            p.kept = false;
+        }
+    }
+
+    async fn settle(&mut self, delta: i64) {
+        if let Some(id) = self.id.take() {
+            let partial = self.partial.take().map(|p| p.id);
+            let ids: Vec<&str> = [Some(id.as_str()), partial.as_deref()].into_iter().flatten().collect();
+            match self.objects.release(&ids, delta).await {
+                Ok(used) => self.account.set_used(used),
+                Err(e) => tracing::error!(error = %e, "cannot record an upload in the usage record"),
+            }
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let objects = self.objects.clone();
+            let partial = self.partial.take();
+            tokio::spawn(async move {
+                let result = match partial {
+                    Some(p) if p.kept => objects.keep_partial(&id, &p.id, p.held, p.keep_for).await,
+                    Some(p) => objects.release(&[&id, &p.id], 0).await.map(drop),
+                    None => objects.release(&[&id], 0).await.map(drop),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cannot end an upload's reservation; it lapses by itself");
+                }
+            });
+        }
     }
 }

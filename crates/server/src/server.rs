@@ -126,9 +126,7 @@ pub async fn run(
         tokio::spawn(crate::admin::serve(admin, shared.clone(), shutdown.clone(), done.clone()));
     }
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
-    if shared.objects.is_none() {
-        tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
-    }
+    tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
     tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
     crate::systemd::ready();
     let status = shared.clone();
@@ -251,12 +249,28 @@ async fn refuse(stream: TcpStream, tls: Option<Arc<TlsIdentity>>, code: ErrorCod
     let _ = tokio::time::timeout(Duration::from_secs(5), answer).await;
 }
 
-/// Removes partial uploads older than the configured age: once at start,
-/// then periodically, until shutdown.
+/// Removes partial uploads older than the configured age (from the data
+/// root, or from the bucket): once at start, then periodically, until
+/// shutdown.
 async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken) {
     let max_age = shared.config.partial_max_age;
     let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
+        if let Some((store, prefix)) = &shared.objects {
+            match crate::objstore::sweep_stale_partials(store, prefix, max_age).await {
+                Ok(freed) => {
+                    for (user, bytes) in freed {
+                        info!(user = %user, bytes, "removed stale partial uploads");
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot sweep partial uploads in the bucket"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            continue;
+        }
         let s = shared.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let dir = s.config.root.join(STATE_DIR).join("partial");

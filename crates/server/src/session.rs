@@ -348,7 +348,9 @@ where
                         Files::Local(_) => {
                             slot.account.load(&root.join(&user), &Home::partials_path(root, &user)).await
                         }
-                        Files::Objects(objects) => slot.account.load_from(objects.usage()).await,
+                        Files::Objects(objects) => {
+                            slot.account.load_from(async { objects.ledger_usage().await.map(|(used, _)| used) }).await
+                        }
                     };
                     if let Err(e) = loaded {
                         tracing::error!(user = %user, error = %e, "cannot compute disk usage");
@@ -409,10 +411,26 @@ where
             Request::Cd { path } => self.cd(path.as_deref()).await?,
             Request::Df => {
                 let user = self.user();
-                let usage = user.account().usage();
                 let quota = self.shared.users.quota(&user.name);
-                let available = quota.map(|q| q.saturating_sub(usage.used + usage.reserved));
-                self.send_ok(&DfOk { used: usage.used, quota, available }).await?;
+                let (used, reserved) = match user.files.clone() {
+                    Files::Local(_) => {
+                        let usage = user.account().usage();
+                        (usage.used, usage.reserved)
+                    }
+                    // Shared by every daemon on the bucket.
+                    Files::Objects(o) => match o.ledger_usage().await {
+                        Ok(pair) => {
+                            user.account().set_used(pair.0);
+                            pair
+                        }
+                        Err(e) => {
+                            let err = io_error(&e, &RemotePath::root());
+                            return self.refuse(String::new(), err).await;
+                        }
+                    },
+                };
+                let available = quota.map(|q| q.saturating_sub(used + reserved));
+                self.send_ok(&DfOk { used, quota, available }).await?;
                 Outcome::new("", Ok(()))
             }
             Request::Pwd => {
@@ -490,11 +508,19 @@ where
                 })
                 .await
             }
-            Files::Objects(o) => match op {
-                Simple::Rm => o.remove_file(&p).await,
-                Simple::Mkdir => o.create_dir(&p).await.map(|()| 0),
-                Simple::Rmdir => o.remove_dir(&p).await.map(|()| 0),
-            },
+            Files::Objects(o) => {
+                let freed = match op {
+                    Simple::Rm => o.remove_file(&p).await,
+                    Simple::Mkdir => o.create_dir(&p).await.map(|()| 0),
+                    Simple::Rmdir => o.remove_dir(&p).await.map(|()| 0),
+                };
+                if let Ok(bytes @ 1..) = freed
+                    && let Ok(used) = o.release(&[], -(bytes as i64)).await
+                {
+                    account.set_used(used);
+                }
+                return self.reply(&path, freed.map(|_| Empty {})).await;
+            }
         };
         if let Ok(freed) = result {
             account.adjust(-(freed as i64));
@@ -512,10 +538,18 @@ where
         let _ops = account.ops.lock().await;
         let result = match self.user().files.clone() {
             Files::Local(_) => self.fs(move |h| h.rename(&f, &t)).await,
-            Files::Objects(o) => o.rename(&f, &t).await,
+            Files::Objects(o) => {
+                let replaced = o.rename(&f, &t).await;
+                if let Ok(bytes @ 1..) = replaced
+                    && let Ok(used) = o.release(&[], -(bytes as i64)).await
+                {
+                    account.set_used(used);
+                }
+                replaced
+            }
         };
-        if let Ok(replaced) = result {
-            account.adjust(-(replaced as i64));
+        if let (Ok(replaced), Files::Local(_)) = (&result, &self.user().files) {
+            account.adjust(-(*replaced as i64));
         }
         let mut outcome = self.reply(&from, result.map(|_| Empty {})).await?;
         outcome.path = format!("{from} -> {to}");

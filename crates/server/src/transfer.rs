@@ -536,7 +536,7 @@ enum Opened {
 }
 
 /// Identifies a resumable upload: user, target path, size.
-type HolderKey = (String, String, u64);
+pub(crate) type HolderKey = (String, String, u64);
 
 /// How long a session holding a partial may go without receiving data
 /// before a new attempt at the same upload may take the partial over.
@@ -576,13 +576,33 @@ pub(crate) struct Holding<'a> {
 
 impl Holders {
     /// Registers the caller as the holder of `key`.
-    fn hold(&self, key: HolderKey) -> Holding<'_> {
+    pub(crate) fn hold(&self, key: HolderKey) -> Holding<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
         let last_data = Arc::new(Mutex::new(Instant::now()));
         let holder = Holder { id, token: token.clone(), last_data: last_data.clone() };
         self.map.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), holder);
         Holding { holders: self, key, id, last_data, token }
+    }
+
+    fn is_held(&self, key: &HolderKey) -> bool {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).contains_key(key)
+    }
+
+    /// Whether a new attempt at upload `key` may continue its held parts:
+    /// nobody in this daemon holds them, the holder lets go within a few
+    /// polls, or it has stalled (and is told to stop). `false` means a
+    /// live session is sending the same upload: the new attempt goes to
+    /// a private upload instead, as [`Session::put`] does on the
+    /// filesystem.
+    pub(crate) async fn free_or_taken_over(&self, key: &HolderKey) -> bool {
+        for _ in 0..GRACE_POLLS {
+            if !self.is_held(key) {
+                return true;
+            }
+            tokio::time::sleep(TAKEOVER_POLL).await;
+        }
+        self.take_over_if_stalled(key)
     }
 
     /// Tells the holder of `key` to let go if it has received nothing for
@@ -601,7 +621,7 @@ impl Holders {
 
 impl Holding<'_> {
     /// Records that data arrived.
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.last_data.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }
