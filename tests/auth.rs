@@ -3,7 +3,15 @@
 use ftp_e2e::*;
 use serde_json::json;
 
-#[test]
+on_both_backends!(
+    wrong_password_and_unknown_user_are_refused_alike,
+    nothing_but_hello_and_login_before_login,
+    incompatible_version_gets_a_clear_error,
+    three_failed_logins_close_the_connection,
+    login_deadline_closes_silent_connections,
+    users_added_while_running_can_log_in,
+);
+
 fn wrong_password_and_unknown_user_are_refused_alike() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "right");
@@ -29,7 +37,6 @@ fn wrong_password_and_unknown_user_are_refused_alike() {
     assert!(!d.home("nobody").exists(), "no home for a failed login");
 }
 
-#[test]
 fn nothing_but_hello_and_login_before_login() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -64,7 +71,6 @@ fn nothing_but_hello_and_login_before_login() {
     assert_eq!(code(&raw.request(&json!({"op": "login", "user": "alice", "password": "pw"}))), "bad_request");
 }
 
-#[test]
 fn incompatible_version_gets_a_clear_error() {
     let d = Daemon::start(&[]);
     let mut raw = Raw::connect(d.target());
@@ -74,7 +80,6 @@ fn incompatible_version_gets_a_clear_error() {
     assert!(raw.closed());
 }
 
-#[test]
 fn three_failed_logins_close_the_connection() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -87,7 +92,6 @@ fn three_failed_logins_close_the_connection() {
     assert!(raw.closed());
 }
 
-#[test]
 fn login_deadline_closes_silent_connections() {
     let d = Daemon::start(&["--login-timeout-secs", "1"]);
     d.add_user("alice", "pw");
@@ -100,7 +104,6 @@ fn login_deadline_closes_silent_connections() {
     assert_eq!(code(&raw.request(&json!({"op": "pwd"}))), "ok");
 }
 
-#[test]
 fn users_added_while_running_can_log_in() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");

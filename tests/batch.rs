@@ -2,6 +2,14 @@
 
 use ftp_e2e::*;
 
+on_both_backends!(
+    mput_then_mget_many_files_byte_identical,
+    a_failing_file_does_not_stop_the_batch,
+    mget_refuses_two_files_with_one_local_name,
+    mput_pipelines_in_plaintext_too,
+    mid_sized_files_and_overwrites_keep_the_quota_exact,
+);
+
 /// Runs a command that must succeed; returns its stderr (where summaries go).
 fn ok_err(cmd: &mut std::process::Command) -> String {
     let out = run(cmd);
@@ -25,7 +33,6 @@ fn small_files(dir: &std::path::Path, count: usize) -> Vec<std::path::PathBuf> {
     paths
 }
 
-#[test]
 fn mput_then_mget_many_files_byte_identical() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -53,7 +60,6 @@ fn mput_then_mget_many_files_byte_identical() {
     assert_eq!(std::fs::read_dir(&back).unwrap().count(), files.len(), "no partials left behind");
 }
 
-#[test]
 fn a_failing_file_does_not_stop_the_batch() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("bob", "pw", "20KiB");
@@ -85,7 +91,6 @@ fn a_failing_file_does_not_stop_the_batch() {
     assert!(!back.join("nope.txt").exists());
 }
 
-#[test]
 fn mget_refuses_two_files_with_one_local_name() {
     let d = Daemon::start(&[]);
     d.add_user("carol", "pw");
@@ -94,7 +99,6 @@ fn mget_refuses_two_files_with_one_local_name() {
     assert!(err.contains("two of the files are named a"), "{err}");
 }
 
-#[test]
 fn mput_pipelines_in_plaintext_too() {
     let d = Daemon::start(&["--no-tls"]);
     d.add_user("dave", "pw");
@@ -106,7 +110,6 @@ fn mput_pipelines_in_plaintext_too() {
     }
 }
 
-#[test]
 fn mid_sized_files_and_overwrites_keep_the_quota_exact() {
     let d = Daemon::start(&["--no-tls"]);
     d.add_user_with_quota("erin", "pw", "10MiB");

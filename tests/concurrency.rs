@@ -4,6 +4,13 @@ use ftp_e2e::*;
 use serde_json::json;
 use std::sync::Arc;
 
+on_both_backends!(
+    two_puts_of_the_same_name_leave_exactly_one_complete_file,
+    a_get_during_a_put_returns_the_old_or_the_new_file_whole,
+    sessions_are_limited_per_user_and_per_address,
+    fifty_clients_of_several_users_at_once_all_verified,
+);
+
 fn begin_put(raw: &mut Raw, path: &str, data: &[u8], upto: usize) {
     raw.send(&json!({"op": "put", "path": path, "size": data.len()}));
     for chunk in data[..upto].chunks(64 << 10) {
@@ -20,7 +27,6 @@ fn finish_put(raw: &mut Raw, data: &[u8], from: usize) -> String {
     code(&raw.reply())
 }
 
-#[test]
 fn two_puts_of_the_same_name_leave_exactly_one_complete_file() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -69,7 +75,6 @@ fn two_puts_of_the_same_name_leave_exactly_one_complete_file() {
     assert!(d.partials("alice").is_empty());
 }
 
-#[test]
 fn a_get_during_a_put_returns_the_old_or_the_new_file_whole() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -99,7 +104,6 @@ fn a_get_during_a_put_returns_the_old_or_the_new_file_whole() {
     assert_eq!(reader.get("doc").unwrap().0, new);
 }
 
-#[test]
 fn sessions_are_limited_per_user_and_per_address() {
     let d = Daemon::start(&["--max-sessions-per-user", "2", "--max-sessions-per-ip", "4"]);
     d.add_user("alice", "pw");
@@ -128,7 +132,6 @@ fn sessions_are_limited_per_user_and_per_address() {
     });
 }
 
-#[test]
 fn fifty_clients_of_several_users_at_once_all_verified() {
     // All fifty come from 127.0.0.1 and log in at the same moment.
     let d = Daemon::start(&["--max-unauthenticated-per-ip", "64"]);

@@ -3,6 +3,12 @@
 use ftp_e2e::*;
 use serde_json::json;
 
+on_both_backends!(
+    two_users_at_once_cannot_touch_each_other,
+    traversal_attempts_are_refused_on_every_operation,
+    malformed_names_are_bad_requests,
+);
+
 /// Every request that carries a path, with `p` in each path field.
 fn every_path_request(p: &str) -> Vec<serde_json::Value> {
     vec![
@@ -23,7 +29,6 @@ fn put_reply(raw: &mut Raw, path: &str) -> serde_json::Value {
     raw.put(path, b"intruder", None)
 }
 
-#[test]
 fn two_users_at_once_cannot_touch_each_other() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw-a");
@@ -68,7 +73,6 @@ fn two_users_at_once_cannot_touch_each_other() {
     assert!(err.contains("permission_denied"), "{err}");
 }
 
-#[test]
 fn traversal_attempts_are_refused_on_every_operation() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -86,7 +90,6 @@ fn traversal_attempts_are_refused_on_every_operation() {
     assert_eq!(raw.get("mine.txt").unwrap().0, b"mine");
 }
 
-#[test]
 fn malformed_names_are_bad_requests() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -103,6 +106,7 @@ fn malformed_names_are_bad_requests() {
     assert_eq!(raw.ls(None).unwrap(), Vec::<String>::new());
 }
 
+// Filesystem only: a bucket has no symlinks.
 #[test]
 fn symlinks_planted_in_a_home_cannot_lead_outside() {
     let d = Daemon::start(&[]);

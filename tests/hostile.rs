@@ -6,6 +6,14 @@ use serde_json::json;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+on_both_backends!(
+    failed_logins_are_throttled_then_the_address_is_blocked_for_a_while,
+    a_user_under_attack_from_many_addresses_can_still_log_in_from_home,
+    connections_waiting_to_log_in_are_capped,
+    thousands_of_connections_that_never_log_in_harm_nobody,
+    slow_clients_are_dropped_by_the_timeouts,
+);
+
 fn try_login(raw: &mut Raw, user: &str, password: &str) -> serde_json::Value {
     let hello = raw.request(&json!({"op": "hello", "version": 1}));
     if hello["ok"] != true {
@@ -14,7 +22,6 @@ fn try_login(raw: &mut Raw, user: &str, password: &str) -> serde_json::Value {
     raw.request(&json!({"op": "login", "user": user, "password": password}))
 }
 
-#[test]
 fn failed_logins_are_throttled_then_the_address_is_blocked_for_a_while() {
     let d = Daemon::start(&["--login-block-after", "3", "--login-block-secs", "3"]);
     d.add_user("alice", "pw");
@@ -41,7 +48,6 @@ fn failed_logins_are_throttled_then_the_address_is_blocked_for_a_while() {
     assert!(d.log().contains("login failed") && d.log().contains("delay_ms"));
 }
 
-#[test]
 fn a_user_under_attack_from_many_addresses_can_still_log_in_from_home() {
     // Each address is blocked after one failure, a user name after four.
     let d = Daemon::start(&["--login-block-after", "1", "--login-block-secs", "300"]);
@@ -63,7 +69,6 @@ fn a_user_under_attack_from_many_addresses_can_still_log_in_from_home() {
     assert_eq!(code(&try_login(&mut connect_from(d.target(), Ipv4Addr::new(127, 0, 0, 41)), "bob", "pw")), "ok");
 }
 
-#[test]
 fn connections_waiting_to_log_in_are_capped() {
     let d = Daemon::start(&["--max-unauthenticated-per-ip", "5"]);
     d.add_user("alice", "pw");
@@ -82,7 +87,6 @@ fn connections_waiting_to_log_in_are_capped() {
     assert_eq!(code(&next.request(&json!({"op": "pwd"}))), "ok");
 }
 
-#[test]
 fn thousands_of_connections_that_never_log_in_harm_nobody() {
     let limit = raise_fd_limit();
     let count = 3000.min(limit.saturating_sub(200) as usize / 2);
@@ -103,7 +107,6 @@ fn thousands_of_connections_that_never_log_in_harm_nobody() {
     assert!(!d.log().contains("panicked"));
 }
 
-#[test]
 fn slow_clients_are_dropped_by_the_timeouts() {
     let d = Daemon::start(&["--idle-timeout-secs", "1", "--login-timeout-secs", "2"]);
     d.add_user("alice", "pw");
@@ -129,6 +132,7 @@ fn slow_clients_are_dropped_by_the_timeouts() {
     assert_eq!(code(&fine.request(&json!({"op": "pwd"}))), "ok");
 }
 
+// Filesystem only: a bucket has no links.
 #[test]
 fn hard_links_planted_in_a_home_are_not_followed_out() {
     let d = Daemon::start(&[]);
@@ -147,6 +151,7 @@ fn hard_links_planted_in_a_home_are_not_followed_out() {
     assert_eq!(raw.get("link").unwrap().0, b"mine now");
 }
 
+// Filesystem only: a bucket has no symlinks.
 #[test]
 fn a_directory_swapped_for_a_symlink_mid_request_never_leads_outside() {
     let d = Daemon::start(&[]);

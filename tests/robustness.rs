@@ -6,12 +6,23 @@ use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
 
+on_both_backends!(
+    a_client_killed_mid_upload_leaves_nothing_and_others_are_served,
+    a_put_whose_hash_does_not_match_is_refused,
+    declared_sizes_that_lie_are_refused,
+    an_abandoned_upload_is_discarded,
+    an_early_refusal_skips_the_data_already_sent,
+    oversized_and_garbage_frames_get_an_error_and_a_close,
+    connection_limit_refuses_with_busy,
+    idle_sessions_time_out,
+    sigterm_lets_a_running_upload_finish_then_exits_zero,
+);
+
 /// Files in the user's partial-upload directory (data and records).
 fn partial_files(d: &Daemon, user: &str) -> usize {
     std::fs::read_dir(d.root().join(".ftpd/partial").join(user)).map(|r| r.count()).unwrap_or(0)
 }
 
-#[test]
 fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -34,18 +45,8 @@ fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the daemon is writing the upload's partial file.
-    let partials = d.root().join(".ftpd/partial/alice");
-    let part_len = || -> u64 {
-        std::fs::read_dir(&partials)
-            .map(|r| {
-                r.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
+    // Wait until the daemon holds some of the upload in its partial.
+    let part_len = || -> u64 { d.partials("alice").iter().map(|p| p.1).sum() };
     wait_until(Duration::from_secs(60), "upload to start", || part_len() > 0);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -64,7 +65,6 @@ fn a_client_killed_mid_upload_leaves_nothing_and_others_are_served() {
     assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "target.bin\n");
 }
 
-#[test]
 fn a_put_whose_hash_does_not_match_is_refused() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -82,7 +82,6 @@ fn a_put_whose_hash_does_not_match_is_refused() {
     assert_eq!(raw.get("f").unwrap().0, b"original");
 }
 
-#[test]
 fn declared_sizes_that_lie_are_refused() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -107,7 +106,6 @@ fn declared_sizes_that_lie_are_refused() {
     assert_eq!(partial_files(&d, "alice"), 0);
 }
 
-#[test]
 fn an_abandoned_upload_is_discarded() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -120,7 +118,6 @@ fn an_abandoned_upload_is_discarded() {
     assert_eq!(code(&raw.request(&json!({"op": "pwd"}))), "ok");
 }
 
-#[test]
 fn an_early_refusal_skips_the_data_already_sent() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -132,7 +129,6 @@ fn an_early_refusal_skips_the_data_already_sent() {
     assert_eq!(code(&raw.request(&json!({"op": "pwd"}))), "ok");
 }
 
-#[test]
 fn oversized_and_garbage_frames_get_an_error_and_a_close() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -176,7 +172,6 @@ fn oversized_and_garbage_frames_get_an_error_and_a_close() {
     assert_eq!(code(&again.request(&json!({"op": "pwd"}))), "ok");
 }
 
-#[test]
 fn connection_limit_refuses_with_busy() {
     let d = Daemon::start(&["--max-connections", "1"]);
     d.add_user("alice", "pw");
@@ -193,7 +188,6 @@ fn connection_limit_refuses_with_busy() {
     });
 }
 
-#[test]
 fn idle_sessions_time_out() {
     let d = Daemon::start(&["--idle-timeout-secs", "1"]);
     d.add_user("alice", "pw");
@@ -202,7 +196,6 @@ fn idle_sessions_time_out() {
     assert!(raw.closed());
 }
 
-#[test]
 fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     let mut d = Daemon::start(&["--shutdown-grace-secs", "30"]);
     d.add_user("alice", "pw");
@@ -211,10 +204,7 @@ fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     let data = vec![9u8; 1 << 20];
     busy.send(&json!({"op": "put", "path": "during-shutdown", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
-    let staging = d.root().join(".ftpd/staging/alice");
-    wait_until(Duration::from_secs(10), "upload to start", || {
-        std::fs::read_dir(&staging).map(|r| r.count() == 1).unwrap_or(false)
-    });
+    wait_until(Duration::from_secs(10), "upload to start", || d.unfinished_uploads("alice") == 1);
     d.terminate();
     // The idle session is told and closed.
     assert_eq!(code(&idle.reply()), "shutting_down");

@@ -8,6 +8,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+on_both_backends!(
+    a_scripted_session_runs_every_command_and_goes_on_after_a_failure,
+    a_session_on_a_terminal_shows_the_prompt_and_completes_names,
+    a_broken_connection_is_made_again_with_the_same_login,
+    a_tree_round_trips_byte_identical_with_its_empty_directories,
+    patterns_select_files_on_either_side,
+    json_output_for_scripts,
+    get_r_never_writes_outside_the_target_whatever_the_server_lists,
+    a_command_the_server_did_not_serve_is_sent_again_after_a_restart,
+);
+
 /// Runs `cmd` with `input` on stdin; returns (exit code, stdout, stderr).
 fn with_input(cmd: &mut Command, input: &str) -> (Option<i32>, String, String) {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -20,7 +31,6 @@ fn with_input(cmd: &mut Command, input: &str) -> (Option<i32>, String, String) {
     )
 }
 
-#[test]
 fn a_scripted_session_runs_every_command_and_goes_on_after_a_failure() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -52,7 +62,6 @@ fn a_scripted_session_runs_every_command_and_goes_on_after_a_failure() {
     assert_eq!(hash_file(&dst), hash_file(&src));
 }
 
-#[test]
 fn a_session_on_a_terminal_shows_the_prompt_and_completes_names() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -99,7 +108,6 @@ fn a_session_on_a_terminal_shows_the_prompt_and_completes_names() {
     assert!(screen.lock().unwrap().contains("alice@"), "the prompt names the user");
 }
 
-#[test]
 fn a_broken_connection_is_made_again_with_the_same_login() {
     let d = Daemon::start(&["--no-tls"]);
     d.add_user("alice", "pw");
@@ -139,6 +147,9 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
             let entry = entry.unwrap();
             let rel = entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let kind = entry.file_type().unwrap();
+            if entry.file_name() == "%5Cdir" {
+                continue; // the object store's directory marker, `\dir`, as s3s-fs keeps it
+            }
             if kind.is_dir() {
                 out.insert(format!("{rel}/"), String::new());
                 stack.push(entry.path());
@@ -162,7 +173,6 @@ fn make_tree(root: &Path) {
     random_file(&root.join("d/zero.bin"), 0, "zero");
 }
 
-#[test]
 fn a_tree_round_trips_byte_identical_with_its_empty_directories() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -194,7 +204,6 @@ fn a_tree_round_trips_byte_identical_with_its_empty_directories() {
     assert_eq!(snapshot(&slow), expected);
 }
 
-#[test]
 fn patterns_select_files_on_either_side() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -223,7 +232,6 @@ fn patterns_select_files_on_either_side() {
     fails(d.ftpc("alice", "pw").args(["get", "reports/*.pdf"]).arg(&out), 5);
 }
 
-#[test]
 fn json_output_for_scripts() {
     let d = Daemon::start(&[]);
     d.add_user_with_quota("alice", "pw", "1MiB");
@@ -246,7 +254,6 @@ fn json_output_for_scripts() {
     assert_eq!(df, json!({"used": 5, "quota": 1048576, "available": 1048571}));
 }
 
-#[test]
 fn get_r_never_writes_outside_the_target_whatever_the_server_lists() {
     let addr = fake_server(|req, raw| match (req["op"].as_str(), req["path"].as_str()) {
         (Some("ls"), Some("evil")) => {
@@ -282,7 +289,6 @@ fn get_r_never_writes_outside_the_target_whatever_the_server_lists() {
     assert_eq!(err.matches("refused name").count(), 3, "{err}");
 }
 
-#[test]
 fn a_command_the_server_did_not_serve_is_sent_again_after_a_restart() {
     let mut d = Daemon::start(&["--no-tls"]);
     d.add_user("alice", "pw");

@@ -3,12 +3,22 @@
 use ftp_e2e::*;
 use std::time::Duration;
 
+on_both_backends!(
+    an_unknown_server_is_refused_until_accepted_then_pinned,
+    a_changed_certificate_is_a_hard_error_naming_both_fingerprints,
+    a_ca_file_verifies_the_server_by_name,
+    plaintext_only_when_both_sides_ask_for_it,
+    plaintext_on_a_public_address_is_logged_as_a_warning,
+    a_silent_tls_handshake_is_cut_off,
+    on_a_terminal_ftpc_asks_before_trusting_a_new_server,
+    a_server_first_trusted_through_a_root_must_keep_its_ca_signature,
+);
+
 fn fingerprint_of(d: &Daemon) -> String {
     let out = ok(std::process::Command::new(bin("ftpd")).args(["fingerprint", "--root"]).arg(d.root()));
     out.trim().to_owned()
 }
 
-#[test]
 fn an_unknown_server_is_refused_until_accepted_then_pinned() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -28,7 +38,6 @@ fn an_unknown_server_is_refused_until_accepted_then_pinned() {
     ok(d.ftpc_bare("alice", "pw").arg("ls"));
 }
 
-#[test]
 fn a_changed_certificate_is_a_hard_error_naming_both_fingerprints() {
     let mut d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -64,7 +73,6 @@ fn a_changed_certificate_is_a_hard_error_naming_both_fingerprints() {
     assert_eq!(d.wait(), Some(0));
 }
 
-#[test]
 fn a_ca_file_verifies_the_server_by_name() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -78,7 +86,6 @@ fn a_ca_file_verifies_the_server_by_name() {
     assert!(err.contains("TLS"), "{err}");
 }
 
-#[test]
 fn plaintext_only_when_both_sides_ask_for_it() {
     let tls = Daemon::start(&[]);
     tls.add_user("alice", "pw");
@@ -93,13 +100,11 @@ fn plaintext_only_when_both_sides_ask_for_it() {
     assert!(!plain.log().contains("PLAINTEXT"), "no warning on loopback");
 }
 
-#[test]
 fn plaintext_on_a_public_address_is_logged_as_a_warning() {
     let d = Daemon::start(&["--no-tls", "--listen", "0.0.0.0:0"]);
     assert!(d.log().contains("serving PLAINTEXT on a non-loopback address"), "{}", d.log());
 }
 
-#[test]
 fn a_silent_tls_handshake_is_cut_off() {
     let d = Daemon::start(&["--tls-handshake-timeout-secs", "1"]);
     let mut tcp = std::net::TcpStream::connect(d.addr).unwrap();
@@ -128,7 +133,6 @@ fn ftpc_on_a_terminal(d: &Daemon, args: &str, input: &str) -> (Option<i32>, Stri
     (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
 fn on_a_terminal_ftpc_asks_before_trusting_a_new_server() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
@@ -148,7 +152,6 @@ fn on_a_terminal_ftpc_asks_before_trusting_a_new_server() {
     assert!(!screen.contains("Trust this server"), "{screen}");
 }
 
-#[test]
 fn a_server_first_trusted_through_a_root_must_keep_its_ca_signature() {
     let mut d = Daemon::start(&[]);
     d.add_user("alice", "pw");

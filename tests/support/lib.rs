@@ -58,6 +58,55 @@ pub struct Target {
     pub tls: bool,
 }
 
+/// Where the daemons a test starts keep users' files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Under the data root (the default).
+    Filesystem,
+    /// In a bucket on an s3s-fs of the daemon's own (`storage = "s3"`).
+    ObjectStore,
+}
+
+thread_local! {
+    static STORAGE: std::cell::Cell<Storage> = const { std::cell::Cell::new(Storage::Filesystem) };
+}
+
+/// The backend daemons started on this thread use.
+pub fn storage() -> Storage {
+    STORAGE.get()
+}
+
+/// Runs `test` with daemons on `storage` (see [`on_both_backends!`]).
+pub fn run_on(storage: Storage, test: fn()) {
+    STORAGE.set(storage);
+    test()
+}
+
+/// Makes each named function (a test without `#[test]`) two tests,
+/// `filesystem::NAME` and `object_store::NAME`, so the same end-to-end
+/// test runs against both backends. A function left out is dead code,
+/// which clippy refuses, so no test is forgotten. Tests of what only the
+/// filesystem has (symlinks, files on the daemon's disk) stay plain
+/// `#[test]`s.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod filesystem {
+            $(#[test] fn $name() { $crate::run_on($crate::Storage::Filesystem, super::$name) })*
+        }
+        mod object_store {
+            $(#[test] fn $name() { $crate::run_on($crate::Storage::ObjectStore, super::$name) })*
+        }
+    };
+}
+
+/// The size of the parts of multipart uploads (the unit a resumable
+/// upload to the object store keeps).
+pub const OBJECT_PART_SIZE: u64 = 8 << 20;
+
+/// The bucket prefix daemons on [`Storage::ObjectStore`] use.
+const TEST_PREFIX: &str = "ftpd";
+
 /// A running daemon with its own data root; killed on drop.
 pub struct Daemon {
     child: Option<Child>,
@@ -68,6 +117,9 @@ pub struct Daemon {
     /// Temporary directory holding the data root and users file.
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
+    /// The daemon's own object store, on [`Storage::ObjectStore`]. Declared
+    /// after `child`, so it stops after the daemon.
+    s3: Option<S3>,
 }
 
 impl Daemon {
@@ -89,6 +141,13 @@ impl Daemon {
         cmd.arg("serve").args(["--fsync", "false"]);
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        // On the object store, the bucket's files live in the daemon's
+        // directory too, so a daemon restarted on it finds them again.
+        let s3 = (storage() == Storage::ObjectStore && !extra.contains(&"--storage"))
+            .then(|| S3::start_at(dir.path().join("s3")));
+        if let Some(s3) = &s3 {
+            cmd.args(s3.daemon_args(TEST_PREFIX));
         }
         cmd.arg("--root")
             .arg(dir.path().join("data"))
@@ -133,7 +192,7 @@ impl Daemon {
             }
         };
         let tls = !extra.contains(&"--no-tls");
-        Daemon { child: Some(child), addr, tls, dir, log }
+        Daemon { child: Some(child), addr, tls, dir, log, s3 }
     }
 
     /// The admin listener's address (started with `--admin-listen`).
@@ -160,9 +219,34 @@ impl Daemon {
         self.dir.path().join("data")
     }
 
-    /// A user's home directory.
+    /// A user's home directory: under the data root, or where s3s-fs
+    /// keeps the objects of the user's home (files written there are
+    /// objects in the bucket; the directory appears with the first).
     pub fn home(&self, user: &str) -> PathBuf {
-        self.root().join(user)
+        match &self.s3 {
+            None => self.root().join(user),
+            Some(s3) => s3.dir().join("bucket").join(TEST_PREFIX).join("homes").join(user),
+        }
+    }
+
+    /// How many uploads of `user` the daemon holds unfinished outside
+    /// the home: temporary files in its staging directory, or multipart
+    /// uploads in the object store (any user's: s3s-fs keeps them apart
+    /// from their keys).
+    pub fn unfinished_uploads(&self, user: &str) -> usize {
+        match &self.s3 {
+            None => std::fs::read_dir(self.root().join(".ftpd/staging").join(user)).map_or(0, |d| d.count()),
+            Some(s3) => std::fs::read_dir(s3.dir())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+                .count(),
+        }
+    }
+
+    /// Whether this daemon keeps files in an object store.
+    pub fn on_objects(&self) -> bool {
+        self.s3.is_some()
     }
 
     /// Everything the daemon logged so far.
@@ -188,7 +272,21 @@ impl Daemon {
     }
 
     /// The user's resumable partial upload files (`*.part`) and their sizes.
+    /// On the object store: the records of the user's resumable uploads
+    /// and the bytes their parts hold.
     pub fn partials(&self, user: &str) -> Vec<(PathBuf, u64)> {
+        if let Some(s3) = &self.s3 {
+            let dir = s3.dir().join("bucket").join(TEST_PREFIX).join("partials").join(user);
+            let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+            return entries
+                .flatten()
+                .filter_map(|e| {
+                    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+                    let parts = record["parts"].as_array()?.len() as u64;
+                    Some((e.path(), parts * OBJECT_PART_SIZE))
+                })
+                .collect();
+        }
         let dir = self.root().join(".ftpd/partial").join(user);
         let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         entries
@@ -726,7 +824,8 @@ pub struct S3 {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 /// The s3s-fs to run: `S3S_FS_BIN`, else one on the PATH or in cargo's
@@ -737,7 +836,9 @@ pub fn s3s_fs_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         if let Some(p) = std::env::var_os("S3S_FS_BIN") {
-            return PathBuf::from(p);
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "S3S_FS_BIN={} is not a file; unset it to have s3s-fs installed", p.display());
+            return p;
         }
         let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
@@ -767,11 +868,19 @@ pub fn s3s_fs_bin() -> PathBuf {
 impl S3 {
     /// Starts s3s-fs on 127.0.0.1:0 with an empty bucket named `bucket`.
     pub fn start() -> S3 {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("bucket")).unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let mut s3 = S3::start_at(temp.path().to_owned());
+        s3._temp = Some(temp);
+        s3
+    }
+
+    /// Starts s3s-fs on 127.0.0.1:0 keeping its bucket, `bucket`, in
+    /// `dir` (made if absent; what an earlier s3s-fs left there stays).
+    pub fn start_at(dir: PathBuf) -> S3 {
+        std::fs::create_dir_all(dir.join("bucket")).unwrap();
         let mut child = Command::new(s3s_fs_bin())
             .args(["--host", "127.0.0.1", "--port", "0", "--access-key", "test-ak", "--secret-key", "test-sk"])
-            .arg(dir.path())
+            .arg(&dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -793,7 +902,7 @@ impl S3 {
             });
         }
         let endpoint = rx.recv_timeout(Duration::from_secs(30)).expect("s3s-fs did not start");
-        S3 { child, endpoint, dir }
+        S3 { child, endpoint, dir, _temp: None }
     }
 
     /// The `ftpd serve` flags that put files in this bucket under `prefix`.
@@ -819,21 +928,21 @@ impl S3 {
 
     /// The directory s3s-fs keeps the bucket in (`bucket/` inside).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// Every file s3s-fs keeps, relative to its root (objects and the
     /// parts of unfinished uploads alike).
     pub fn stored_files(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut stack = vec![self.dir.path().to_owned()];
+        let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).unwrap() {
                 let e = e.unwrap();
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
                 } else {
-                    out.push(e.path().strip_prefix(self.dir.path()).unwrap().to_string_lossy().into_owned());
+                    out.push(e.path().strip_prefix(&self.dir).unwrap().to_string_lossy().into_owned());
                 }
             }
         }
