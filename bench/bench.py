@@ -423,6 +423,84 @@ def tree_rows(b):
             shutil.rmtree(path, ignore_errors=True)
 
 
+def s3s_fs_bin():
+    for cand in (REPO / "target" / "tools" / "bin" / "s3s-fs", shutil.which("s3s-fs")):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    raise RuntimeError("s3s-fs not found: bench/run.sh installs it into target/tools")
+
+
+def object_rows(b):
+    """The object-storage backend: ftpc put/get through an ftpd whose files
+    live in a bucket on s3s-fs (loopback), against the same bytes sent to
+    s3s-fs directly by its own client (`aws s3 cp`, the AWS CLI's default
+    8 MiB parts, 10 in flight). The filesystem rows of the same run give
+    the third comparison. s3s-fs writes each part to a file and copies the
+    parts into the object on completion, for both contenders alike."""
+    store = b.work / "s3"
+    shutil.rmtree(store, ignore_errors=True)
+    (store / "bucket").mkdir(parents=True)
+    s3port = free_port()
+    b.spawn(
+        [s3s_fs_bin(), "--host", "127.0.0.1", "--port", str(s3port), "--access-key", "bench", "--secret-key", "bench-secret", store]
+    )
+    wait_port(s3port)
+    endpoint = f"http://127.0.0.1:{s3port}"
+    port = free_port()
+    s3 = ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", "bucket", "--s3-prefix", "ftpd"]
+    s3 += ["--s3-access-key-id", "bench", "--s3-secret-access-key", "bench-secret"]
+    p = b.spawn(
+        [BIN / "ftpd", "serve", "--root", b.root, "--listen", f"127.0.0.1:{port}", "--no-tls"] + s3
+    )
+    wait_port(port)
+    b.ports["s3"] = port
+    aws_env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_DEFAULT_REGION="us-east-1")
+    aws = ["aws", "--endpoint-url", endpoint, "--only-show-errors", "s3", "cp"]
+    ftpc = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--no-tls"]
+    ours = store / "bucket" / "ftpd" / "homes" / USER / "big.bin"
+    direct = store / "bucket" / "direct" / "big.bin"
+    peak = 0
+
+    def ftpd_put():
+        nonlocal peak
+        rm(ours)
+        took, top = Rss(p.pid).during(ftpc + ["put", b.src], env=b.ftpc_env)
+        peak = max(peak, top)
+        return took
+
+    def ftpd_get():
+        nonlocal peak
+        rm(b.dl / "big.bin")
+        took, top = Rss(p.pid).during(ftpc + ["get", "big.bin"], env=b.ftpc_env, cwd=b.dl)
+        peak = max(peak, top)
+        return took
+
+    def aws_put():
+        rm(direct)
+        return timed(aws + [b.src, "s3://bucket/direct/big.bin"], env=aws_env)
+
+    def aws_get():
+        rm(b.dl / "a.bin")
+        return timed(aws + ["s3://bucket/direct/big.bin", b.dl / "a.bin"], env=aws_env)
+
+    contenders = [
+        ("ftpd on the bucket put", ftpd_put),
+        ("ftpd on the bucket get", ftpd_get),
+        ("aws s3 cp put", aws_put),
+        ("aws s3 cp get", aws_get),
+    ]
+    b.objects = {}
+    for r in range(ROUNDS):
+        for name, fn in contenders:
+            took = fn()
+            b.objects.setdefault(name, []).append(took)
+            print(f"round {r + 1}/{ROUNDS}  {name:24} {SIZE / took / 1e6:8.0f} MB/s", flush=True)
+    b.objects_rss = peak
+    for f in (b.dl / "big.bin", b.dl / "a.bin"):
+        rm(f)
+    shutil.rmtree(store, ignore_errors=True)
+
+
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
 CLIENT_SIZE = 16 << 20
 IDLE = int(os.environ.get("BENCH_IDLE", "10000"))
@@ -543,6 +621,18 @@ def report(b):
         for name, rate in fps.items():
             base = fps[name.rsplit(",", 1)[0] + ", one at a time"]
             mem.append(f"| ftpc {name} | {rate:.0f} | {rate / base:.2f} |")
+    if hasattr(b, "objects"):
+        ombs = {k: SIZE / statistics.median(v) / 1e6 for k, v in b.objects.items()}
+        mem.append("")
+        mem.append(
+            "| object storage (s3s-fs on loopback) | MB/s (median) | × aws s3 cp | × ftpd on the filesystem |"
+        )
+        mem.append("|---|---:|---:|---:|")
+        for name, rate in ombs.items():
+            direction = name.split()[-1]
+            fs = mbs[f"ftpd plaintext {direction}"]
+            mem.append(f"| {name} | {rate:.0f} | {rate / ombs[f'aws s3 cp {direction}']:.2f} | {rate / fs:.2f} |")
+        mem.append(f"| ftpd peak RSS during the bucket transfers | {b.objects_rss / (1 << 20):.1f} MiB | | |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -599,10 +689,15 @@ def main():
         b.setup()
         if not os.environ.get("BENCH_NO_WARM"):
             touch_free_memory()
+        if os.environ.get("BENCH_ONLY_OBJECTS"):
+            object_rows(b)
+            print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
+            return
         if not os.environ.get("BENCH_ONLY_SMALL"):
             b.rounds()
         small_rows(b)
         tree_rows(b)
+        object_rows(b)
         if not os.environ.get("BENCH_ONLY_SMALL"):
             load_rows(b)
     finally:

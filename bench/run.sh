@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: ftpd/ftpc against the machine's limit and the peers
-# (vsftpd, sftp), all on loopback. Installs what it needs (root, Debian),
+# (vsftpd, sftp), all on loopback, and the object-storage backend against
+# the store's own client (aws s3 cp to s3s-fs). Installs what it needs (root, Debian),
 # builds the release binaries, then runs bench/bench.py, which prints the
 # table and writes docs/BENCHMARKS.md and docs/benchmarks.png.
 #
@@ -20,6 +21,10 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" openssh-client
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
+# The object-storage rows: s3s-fs as the store, the AWS CLI as its client.
+command -v aws >/dev/null || python3 -m pip install -q awscli
+command -v s3s-fs >/dev/null || [ -x target/tools/bin/s3s-fs ] ||
+    cargo install s3s-fs@0.14.1 --features binary --locked --root target/tools
 
 cargo build --release --locked --bins
 cargo build --release --locked -p ftp-client --example load

@@ -36,6 +36,10 @@ use std::time::Duration;
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts of one upload in flight at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// Downloads fetch ranges of this size...
+pub const RANGE_SIZE: usize = 8 << 20;
+/// ...this many at a time (memory per download: their product).
+pub const RANGES_IN_FLIGHT: usize = 3;
 /// Name of the marker object of a directory.
 pub const DIR_MARKER: &str = "\\dir";
 
@@ -352,20 +356,36 @@ impl ObjectHome {
     /// Opens a file for download from `offset`: its size, modification
     /// time, and the stream of its bytes from there.
     pub async fn download(&self, path: &RemotePath, offset: u64) -> io::Result<Download> {
-        let Some(size) = self.file_size(path).await? else {
+        let meta = match path.is_root() || self.is_dir(path).await? {
+            true => None,
+            false => self.head(path).await?,
+        };
+        let Some(meta) = meta else {
             return Err(match self.is_dir(path).await? {
                 true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
                 false => io::Error::new(io::ErrorKind::NotFound, "not found"),
             });
         };
-        let options = object_store::GetOptions {
-            range: (offset > 0).then_some(object_store::GetRange::Offset(offset)),
-            ..Default::default()
-        };
-        let result = self.store.get_opts(&self.key(path), options).await.map_err(to_io)?;
-        let mtime = result.meta.last_modified.timestamp();
-        let stream = result.into_stream().map(|chunk| chunk.map_err(to_io)).boxed();
-        Ok(Download { size, mtime, stream })
+        // Ranges fetched a few at a time, each only from the version
+        // measured here (If-Match): a replaced object fails the download
+        // instead of mixing two versions.
+        let (store, key, e_tag) = (self.store.clone(), self.key(path), meta.e_tag.clone());
+        let ranges =
+            (offset..meta.size).step_by(RANGE_SIZE).map(move |start| start..(start + RANGE_SIZE as u64).min(meta.size));
+        let stream = futures::stream::iter(ranges)
+            .map(move |range| {
+                let (store, key) = (store.clone(), key.clone());
+                let options = object_store::GetOptions {
+                    range: Some(range.into()),
+                    if_match: e_tag.clone(),
+                    ..Default::default()
+                };
+                async move { store.get_opts(&key, options).await?.bytes().await }
+            })
+            .buffered(RANGES_IN_FLIGHT)
+            .map(|range| range.map_err(to_io))
+            .boxed();
+        Ok(Download { size: meta.size, mtime: meta.last_modified.timestamp(), stream })
     }
 
     /// Bytes stored in the home.
@@ -385,7 +405,7 @@ pub struct Download {
     pub size: u64,
     /// Modification time, Unix seconds.
     pub mtime: i64,
-    /// The bytes from the requested offset on, in the store's chunks.
+    /// The bytes from the requested offset on, in ranges of [`RANGE_SIZE`].
     pub stream: futures::stream::BoxStream<'static, io::Result<Bytes>>,
 }
 
