@@ -7,6 +7,7 @@
 //! P/homes/<user>/<path>         a file: one object, whole and verified
 //! P/homes/<user>/<dir>/\dir     an (empty) object marking a directory
 //! P/partials/<user>/<id>.json   a resumable upload in progress (Resumable)
+//! P/usage/<user>.json           the user's usage, shared by every daemon (Ledger)
 //! ```
 //!
 //! Object stores have no directories, only keys with `/` in them. A
@@ -22,6 +23,12 @@
 //! mismatch or failure the upload is aborted and the store drops its parts.
 //! Renames are a copy then a delete (object stores have no rename): a
 //! reader may see both names for a moment, never a partial object.
+//! Downloads fetch ranges of [`RANGE_SIZE`], [`RANGES_IN_FLIGHT`] at a time,
+//! all from the version first measured.
+//!
+//! Quota: the usage record is changed only by conditional writes, so
+//! several daemons keep one count; uploads reserve their size in it before
+//! taking data (see [`ObjectHome::reserve`]).
 
 use bytes::Bytes;
 use ftp_proto::{Entry, EntryKind, RemotePath};
