@@ -239,3 +239,20 @@ fn the_quota_holds_across_daemons_on_one_bucket() {
     assert_eq!(df(&a)["used"], 3 << 20);
     assert_eq!(code(&on_a.put("fourth.bin", &data[..2 << 20], None)), "ok");
 }
+
+#[test]
+fn usage_starts_from_what_the_bucket_holds() {
+    let s3 = S3::start();
+    let d = daemon_on(&s3, &["--no-tls"]);
+    d.add_user_with_quota("alice", "pw", "1MiB");
+    // Files put in the bucket by other means before the user's first login.
+    let home = s3.dir().join("bucket/ftpd/homes/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("a"), vec![1u8; 1000]).unwrap();
+    std::fs::write(home.join("b"), vec![2u8; 2000]).unwrap();
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    assert_eq!(code(&raw.request(&json!({"op": "rm", "path": "a"}))), "ok");
+    let df = raw.request(&json!({"op": "df"}));
+    assert_eq!(df["used"], 2000, "{df}");
+    assert_eq!(df["available"], (1 << 20) - 2000, "{df}");
+}

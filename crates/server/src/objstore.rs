@@ -885,8 +885,8 @@ impl ObjectHome {
 
     /// Reads the ledger (made from a listing of the home the first time),
     /// applies `change`, and writes it back if nobody wrote meanwhile;
-    /// otherwise reads again. `change` returns what to answer, or `None`
-    /// to leave the ledger as it is.
+    /// otherwise reads again. `change` returns what to answer and whether
+    /// the ledger changed.
     async fn with_ledger<T>(&self, mut change: impl FnMut(&mut Ledger) -> (T, bool)) -> io::Result<T> {
         let key = self.ledger_key();
         // One change at a time per user within this daemon: conflicts are
@@ -910,7 +910,10 @@ impl ObjectHome {
             let now = now_secs();
             ledger.holds.retain(|h| h.until > now);
             let (answer, write) = change(&mut ledger);
-            if !write {
+            // A record made from a listing is written even when nothing
+            // changes: a later change (an rm) must start from the listing
+            // taken before it, not after.
+            if !write && version.is_some() {
                 return Ok(answer);
             }
             let mode = match version {
