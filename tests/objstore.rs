@@ -184,3 +184,31 @@ fn users_see_only_their_own_home() {
         assert!(RemotePath::resolve(&RemotePath::root(), "../bob/same.txt").is_err());
     });
 }
+
+#[test]
+fn reservations_count_against_the_quota_until_released_and_can_be_renewed() {
+    let s3 = S3::start();
+    let home = home_in(&s3, "alice");
+    let record = s3.dir().join("bucket/ftpd/usage/alice.json");
+    let hold_until = |id: &str| -> i64 {
+        let ledger: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        ledger["holds"].as_array().unwrap().iter().find(|h| h["id"] == id).unwrap()["until"].as_i64().unwrap()
+    };
+    rt().block_on(async {
+        put(&home, "f", &[1u8; 3000]).await.unwrap();
+        let quota = Some(10_000);
+        let first = home.reserve(6000, quota, None).await.unwrap().unwrap();
+        assert_eq!(home.ledger_usage().await.unwrap(), (3000, 6000), "the listing made the record");
+        let over = home.reserve(2000, quota, None).await.unwrap().unwrap_err();
+        assert_eq!((over.needed, over.available), (2000, 1000));
+        // Renewing pushes the lapse time forward.
+        let before = hold_until(&first);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        home.extend(&first).await.unwrap();
+        assert!(hold_until(&first) > before);
+        // Settled: what the upload added counts as used, the hold is gone.
+        assert_eq!(home.release(&[&first], 5000).await.unwrap(), 8000);
+        assert_eq!(home.ledger_usage().await.unwrap(), (8000, 0));
+        assert!(home.reserve(2001, quota, None).await.unwrap().is_err());
+    });
+}

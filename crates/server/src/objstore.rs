@@ -844,7 +844,8 @@ struct Hold {
 /// How the ids of partials' holds begin.
 const PARTIAL_HOLD: &str = "partial:";
 
-/// How long an upload's reservation counts if it is never released.
+/// How long an upload's reservation counts if it is never released (a
+/// running upload renews it every quarter of this).
 pub const HOLD_FOR: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// Why a reservation was refused.
@@ -963,6 +964,17 @@ impl ObjectHome {
             l.holds.retain(|h| !replaced(h));
             l.holds.push(Hold { id: id.clone(), bytes, until: now_secs() + HOLD_FOR.as_secs() as i64 });
             (Ok(id.clone()), true)
+        })
+        .await
+    }
+
+    /// Makes the reservation `hold` count for [`HOLD_FOR`] from now (an
+    /// upload still running when its reservation would lapse).
+    pub async fn extend(&self, hold: &str) -> io::Result<()> {
+        self.with_ledger(|l| {
+            let until = now_secs() + HOLD_FOR.as_secs() as i64;
+            let found = l.holds.iter_mut().find(|h| h.id == hold).map(|h| h.until = until).is_some();
+            ((), found)
         })
         .await
     }

@@ -98,6 +98,7 @@ where
                     return Err(ConnError::Protocol(msg));
                 }
                 Received::Data(n) => {
+                    hold.keep_alive();
                     if let Err(e) = upload.write(&buf[..n]).await {
                         let received = upload.written() + n as u64;
                         upload.abort().await;
@@ -245,6 +246,7 @@ where
                 Received::Data(n) => {
                     received += n as u64;
                     holding.touch();
+                    hold.keep_alive();
                     let written = upload.write(&buf[..n]).await;
                     if let Some(p) = &mut hold.partial {
                         p.held = upload.offset();
@@ -397,6 +399,7 @@ struct Hold {
     account: Arc<Account>,
     id: Option<String>,
     partial: Option<Partial>,
+    renewed: std::time::Instant,
 }
 
 /// The partial a resumable upload continues.
@@ -411,7 +414,24 @@ struct Partial {
 
 impl Hold {
     fn new(objects: &ObjectHome, account: &Arc<Account>, id: String) -> Hold {
-        Hold { objects: objects.clone(), account: account.clone(), id: Some(id), partial: None }
+        let renewed = std::time::Instant::now();
+        Hold { objects: objects.clone(), account: account.clone(), id: Some(id), partial: None, renewed }
+    }
+
+    /// Renews the reservation of a long upload before it would lapse.
+    fn keep_alive(&mut self) {
+        if self.renewed.elapsed() < crate::objstore::HOLD_FOR / 4 {
+            return;
+        }
+        self.renewed = std::time::Instant::now();
+        if let Some(id) = self.id.clone() {
+            let objects = self.objects.clone();
+            tokio::spawn(async move {
+                if let Err(e) = objects.extend(&id).await {
+                    tracing::warn!(error = %e, "cannot renew an upload's reservation");
+                }
+            });
+        }
     }
 
     /// The partial's parts were dropped or completed: nothing of it stays
