@@ -12,6 +12,8 @@ use crate::home::Home;
 use crate::metrics::LoginResult;
 use crate::objstore::ObjectHome;
 use crate::server::Shared;
+use crate::storage::Storage;
+pub(crate) use crate::storage::Files;
 use crate::throttle::Blocked;
 use bytes::Bytes;
 use ftp_proto::{
@@ -72,15 +74,6 @@ impl Outcome {
     pub fn new(path: impl ToString, result: Result<(), ErrorCode>) -> Outcome {
         Outcome { path: path.to_string(), bytes: 0, result, flow: Flow::Continue }
     }
-}
-
-/// Where a user's files are.
-#[derive(Clone)]
-pub(crate) enum Files {
-    /// Under the data root on this machine.
-    Local(Arc<Home>),
-    /// In the configured bucket.
-    Objects(ObjectHome),
 }
 
 /// A logged-in user.
@@ -496,34 +489,16 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
-        let p = path.clone();
         let account = self.user().account().clone();
+        let files = self.user().files.clone();
         let _ops = account.ops.lock().await;
-        let result = match self.user().files.clone() {
-            Files::Local(_) => {
-                self.fs(move |h| match op {
-                    Simple::Rm => h.remove_file(&p),
-                    Simple::Mkdir => h.create_dir(&p).map(|()| 0),
-                    Simple::Rmdir => h.remove_dir(&p).map(|()| 0),
-                })
-                .await
-            }
-            Files::Objects(o) => {
-                let freed = match op {
-                    Simple::Rm => o.remove_file(&p).await,
-                    Simple::Mkdir => o.create_dir(&p).await.map(|()| 0),
-                    Simple::Rmdir => o.remove_dir(&p).await.map(|()| 0),
-                };
-                if let Ok(bytes @ 1..) = freed
-                    && let Ok(used) = o.release(&[], -(bytes as i64)).await
-                {
-                    account.set_used(used);
-                }
-                return self.reply(&path, freed.map(|_| Empty {})).await;
-            }
+        let result = match op {
+            Simple::Rm => files.remove_file(&path).await,
+            Simple::Mkdir => files.create_dir(&path).await.map(|()| 0),
+            Simple::Rmdir => files.remove_dir(&path).await.map(|()| 0),
         };
-        if let Ok(freed) = result {
-            account.adjust(-(freed as i64));
+        if let Ok(freed @ 1..) = result {
+            files.freed(&account, freed).await;
         }
         self.reply(&path, result.map(|_| Empty {})).await
     }
@@ -533,23 +508,12 @@ where
             (Ok(f), Ok(t)) => (f, t),
             (Err(e), _) | (_, Err(e)) => return self.refuse(format!("{from} -> {to}"), e).await,
         };
-        let (f, t) = (from.clone(), to.clone());
         let account = self.user().account().clone();
+        let files = self.user().files.clone();
         let _ops = account.ops.lock().await;
-        let result = match self.user().files.clone() {
-            Files::Local(_) => self.fs(move |h| h.rename(&f, &t)).await,
-            Files::Objects(o) => {
-                let replaced = o.rename(&f, &t).await;
-                if let Ok(bytes @ 1..) = replaced
-                    && let Ok(used) = o.release(&[], -(bytes as i64)).await
-                {
-                    account.set_used(used);
-                }
-                replaced
-            }
-        };
-        if let (Ok(replaced), Files::Local(_)) = (&result, &self.user().files) {
-            account.adjust(-(*replaced as i64));
+        let result = files.rename(&from, &to).await;
+        if let Ok(replaced @ 1..) = result {
+            files.freed(&account, replaced).await;
         }
         let mut outcome = self.reply(&from, result.map(|_| Empty {})).await?;
         outcome.path = format!("{from} -> {to}");
@@ -561,31 +525,8 @@ where
             Ok(p) => p,
             Err(e) => return self.refuse(path.to_owned(), e).await,
         };
-        let p = path.clone();
-        let result = match self.user().files.clone() {
-            Files::Local(_) => {
-                self.fs(move |h| {
-                    let entry = h.stat(&p)?;
-                    let hash = match entry.kind {
-                        ftp_proto::EntryKind::File => Some(h.hash(&p)?.to_hex().to_string()),
-                        _ => None,
-                    };
-                    Ok(StatOk { entry, hash })
-                })
-                .await
-            }
-            Files::Objects(o) => {
-                async {
-                    let entry = o.stat(&p).await?;
-                    let hash = match entry.kind {
-                        ftp_proto::EntryKind::File => Some(o.hash(&p).await?.to_hex().to_string()),
-                        _ => None,
-                    };
-                    Ok(StatOk { entry, hash })
-                }
-                .await
-            }
-        };
+        let files = self.user().files.clone();
+        let result = files.stat(&path).await.map(|(entry, hash)| StatOk { entry, hash });
         self.reply(&path, result).await
     }
 
@@ -597,11 +538,7 @@ where
                 Err(e) => return self.refuse(p.to_owned(), e).await,
             },
         };
-        let t = target.clone();
-        let is_dir = match self.user().files.clone() {
-            Files::Local(_) => self.fs(move |h| h.is_dir(&t)).await,
-            Files::Objects(o) => o.is_dir(&t).await,
-        };
+        let is_dir = self.user().files.clone().is_dir(&target).await;
         match is_dir {
             Ok(true) => {
                 self.user.as_mut().expect("logged in").cwd = target.clone();
@@ -624,11 +561,7 @@ where
                 Err(e) => return self.refuse(p.to_owned(), e).await,
             },
         };
-        let p = path.clone();
-        let listed = match self.user().files.clone() {
-            Files::Local(_) => self.fs(move |h| h.list(&p)).await,
-            Files::Objects(o) => o.list(&p).await,
-        };
+        let listed = self.user().files.clone().list(&path).await;
         let entries = match listed {
             Ok(entries) => entries,
             Err(e) => return self.refuse(path.to_string(), io_error(&e, &path)).await,
