@@ -12,8 +12,8 @@ use crate::home::Home;
 use crate::metrics::LoginResult;
 use crate::objstore::ObjectHome;
 use crate::server::Shared;
-use crate::storage::Storage;
 pub(crate) use crate::storage::Files;
+use crate::storage::Storage;
 use crate::throttle::Blocked;
 use bytes::Bytes;
 use ftp_proto::{
