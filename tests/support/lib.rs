@@ -76,8 +76,17 @@ pub fn storage() -> Storage {
     STORAGE.get()
 }
 
-/// Runs `test` with daemons on `storage` (see [`on_both_backends!`]).
+/// Runs `test` with daemons on `storage` (see [`on_both_backends!`]),
+/// then goes back to the filesystem, even if `test` panics (with
+/// `--test-threads=1` every test runs on the same thread).
 pub fn run_on(storage: Storage, test: fn()) {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STORAGE.set(Storage::Filesystem);
+        }
+    }
+    let _reset = Reset;
     STORAGE.set(storage);
     test()
 }
@@ -117,8 +126,8 @@ pub struct Daemon {
     /// Temporary directory holding the data root and users file.
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
-    /// The daemon's own object store, on [`Storage::ObjectStore`]. Declared
-    /// after `child`, so it stops after the daemon.
+    /// The daemon's own object store, on [`Storage::ObjectStore`]; it
+    /// stops after the daemon (which `drop` kills first).
     s3: Option<S3>,
 }
 
