@@ -4,7 +4,7 @@
 
 use ftp_e2e::S3;
 use ftp_proto::{EntryKind, RemotePath};
-use ftp_server::objstore::{ObjectHome, S3Config};
+use ftp_server::objstore::{ObjectHome, Removed, S3Config};
 
 fn home_in(s3: &S3, user: &str) -> ObjectHome {
     let config = S3Config {
@@ -79,7 +79,7 @@ fn directories_files_and_listings_behave_like_the_filesystem() {
 
         assert_eq!(home.remove_dir(&p("a")).await.unwrap_err().kind(), DirectoryNotEmpty);
         assert_eq!(home.remove_file(&p("a/b")).await.unwrap_err().kind(), IsADirectory);
-        assert_eq!(home.remove_file(&p("a/x.txt")).await.unwrap(), 5);
+        assert_eq!(home.remove_file(&p("a/x.txt")).await.unwrap().bytes, 5);
         home.remove_file(&p(&format!("a/{odd}"))).await.unwrap();
         home.remove_dir(&p("a/b")).await.unwrap();
         assert_eq!(home.list(&p("a")).await.unwrap(), []);
@@ -152,7 +152,7 @@ fn renames_move_files_and_whole_directories() {
     rt().block_on(async {
         put(&home, "a.txt", b"aaa").await.unwrap();
         put(&home, "b.txt", b"bbbbbb").await.unwrap();
-        assert_eq!(home.rename(&p("a.txt"), &p("b.txt")).await.unwrap(), 6, "replaced b.txt");
+        assert_eq!(home.rename(&p("a.txt"), &p("b.txt")).await.unwrap().bytes, 6, "replaced b.txt");
         assert_eq!(get(&home, "b.txt", 0).await.unwrap(), b"aaa");
         assert_eq!(home.stat(&p("a.txt")).await.unwrap_err().kind(), std::io::ErrorKind::NotFound);
 
@@ -165,7 +165,7 @@ fn renames_move_files_and_whole_directories() {
         assert_eq!(home.stat(&p("d")).await.unwrap_err().kind(), std::io::ErrorKind::NotFound);
         let err = home.rename(&p("moved"), &p("moved/e/inside")).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-        assert_eq!(home.rename(&p("b.txt"), &p("b.txt")).await.unwrap(), 0);
+        assert_eq!(home.rename(&p("b.txt"), &p("b.txt")).await.unwrap().bytes, 0);
     });
 }
 
@@ -186,7 +186,7 @@ fn users_see_only_their_own_home() {
 }
 
 #[test]
-fn reservations_count_against_the_quota_until_released_and_can_be_renewed() {
+fn reservations_settlements_and_removals_count_once() {
     let s3 = S3::start();
     let home = home_in(&s3, "alice");
     let record = s3.dir().join("bucket/ftpd/usage/alice.json");
@@ -206,9 +206,19 @@ fn reservations_count_against_the_quota_until_released_and_can_be_renewed() {
         std::thread::sleep(std::time::Duration::from_millis(1100));
         home.extend(&first).await.unwrap();
         assert!(hold_until(&first) > before);
-        // Settled: what the upload added counts as used, the hold is gone.
-        assert_eq!(home.release(&[&first], 5000).await.unwrap(), 8000);
+        // Settled: what the upload added counts as used, the hold is gone;
+        // the same settlement again (a write retried after an unclear
+        // failure) counts nothing.
+        let nothing = Removed::default();
+        assert_eq!(home.settle(&first, None, 5000, &nothing).await.unwrap(), 8000);
+        assert_eq!(home.settle(&first, None, 5000, &nothing).await.unwrap(), 8000);
         assert_eq!(home.ledger_usage().await.unwrap(), (8000, 0));
         assert!(home.reserve(2001, quota, None).await.unwrap().is_err());
+        // An object's bytes leave the usage once, however many daemons
+        // report removing it (two racing `rm`s both see it, both delete).
+        let removed = home.remove_file(&p("f")).await.unwrap();
+        assert_eq!(removed.bytes, 3000);
+        assert_eq!(home.record_removed(&removed).await.unwrap(), 5000);
+        assert_eq!(home.record_removed(&removed).await.unwrap(), 5000);
     });
 }

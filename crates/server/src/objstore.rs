@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod ledger;
-pub use ledger::{HOLD_FOR, OverQuota};
+pub use ledger::{HOLD_FOR, OverQuota, Removed};
 use ledger::{PARTIAL_HOLD, now_secs};
 
 /// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
@@ -301,29 +301,39 @@ impl ObjectHome {
         }
     }
 
-    /// Removes a file; returns its size.
-    pub async fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
-        let Some(size) = self.file_size(path).await? else {
+    /// Removes a file; returns what was removed.
+    pub async fn remove_file(&self, path: &RemotePath) -> io::Result<Removed> {
+        let Some(removed) = self.as_removed(path).await? else {
             return Err(match self.is_dir(path).await? {
                 true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
                 false => io::Error::new(io::ErrorKind::NotFound, "not found"),
             });
         };
         self.store.delete(&self.key(path)).await.map_err(to_io)?;
-        Ok(size)
+        Ok(removed)
     }
 
-    /// Renames a file, replacing a file at `to`; returns the size of the
-    /// file replaced. A directory moves object by object (not atomic: an
+    /// The file at `path` as it would be removed or replaced now: its
+    /// key, ETag and size; `None` when there is no file.
+    pub async fn as_removed(&self, path: &RemotePath) -> io::Result<Option<Removed>> {
+        if path.is_root() || self.is_dir(path).await? {
+            return Ok(None);
+        }
+        let meta = self.head(path).await?;
+        Ok(meta.map(|meta| Removed { key: meta.location.to_string(), e_tag: meta.e_tag, bytes: meta.size }))
+    }
+
+    /// Renames a file, replacing a file at `to`; returns the file
+    /// replaced. A directory moves object by object (not atomic: an
     /// interrupted move of a directory leaves some of it at each name).
-    pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
+    pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<Removed> {
         if from == to {
             self.stat(from).await?;
-            return Ok(0);
+            return Ok(Removed::default());
         }
         if self.file_size(from).await?.is_some() {
             self.check_target(to).await?;
-            let replaced = self.file_size(to).await?.unwrap_or(0);
+            let replaced = self.as_removed(to).await?.unwrap_or_default();
             self.store.copy(&self.key(from), &self.key(to)).await.map_err(to_io)?;
             self.store.delete(&self.key(from)).await.map_err(to_io)?;
             return Ok(replaced);
@@ -347,7 +357,7 @@ impl ObjectHome {
             self.store.copy(&object.location, &target).await.map_err(to_io)?;
             self.store.delete(&object.location).await.map_err(to_io)?;
         }
-        Ok(0)
+        Ok(Removed::default())
     }
 
     /// Starts an upload to `path`. Nothing is visible until
@@ -643,6 +653,12 @@ pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duratio
         let Some(id) = file.as_ref().strip_suffix(".json") else { continue };
         let user = decode(user.as_ref()).unwrap_or_else(|| user.as_ref().to_owned());
         let home = ObjectHome::new(store.clone(), prefix, &user);
+        // Look again just before acting: an attempt may have resumed it.
+        match store.head(&meta.location).await {
+            Ok(now) if now.last_modified.timestamp() > cutoff => continue,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            _ => {}
+        }
         let Some((record, _)) = home.read_record(&meta.location).await? else {
             let _ = store.delete(&meta.location).await;
             continue;
@@ -651,7 +667,7 @@ pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duratio
             let _ = store.abort_multipart(&home.key(&path), &record.upload_id).await;
         }
         store.delete(&meta.location).await.map_err(to_io)?;
-        home.release(&[&format!("{PARTIAL_HOLD}{id}")], 0).await?;
+        home.release(&[&format!("{PARTIAL_HOLD}{id}")]).await?;
         freed.push((user, record.parts.len() as u64 * PART_SIZE as u64));
     }
     Ok(freed)

@@ -9,7 +9,7 @@
 
 use crate::accounts::Account;
 use crate::errors::io_error;
-use crate::objstore::ObjectHome;
+use crate::objstore::{ObjectHome, Removed};
 use crate::session::{ConnError, Flow, Outcome, Session};
 use crate::transfer::Holding;
 use ftp_proto::bulk::{Received, read_frame};
@@ -142,10 +142,10 @@ where
         // Measuring the object replaced and replacing it are one step for
         // the quota (in this daemon; see the README on several daemons).
         let ops = account.ops.lock().await;
-        let replaced = objects.file_size(&target).await.ok().flatten().unwrap_or(0);
+        let replaced = objects.as_removed(&target).await.ok().flatten().unwrap_or_default();
         let result = match upload.finish(size, &claimed).await {
             Ok(hash) => {
-                hold.settle(size as i64 - replaced as i64).await;
+                hold.settle(size, replaced).await;
                 Ok(hash.to_hex().to_string())
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -245,9 +245,10 @@ where
                 }
                 Received::Data(n) => {
                     received += n as u64;
-                    holding.touch();
                     hold.keep_alive();
                     let written = upload.write(&buf[..n]).await;
+                    // After the write: a part going to the store is progress.
+                    holding.touch();
                     if let Some(p) = &mut hold.partial {
                         p.held = upload.offset();
                     }
@@ -294,12 +295,12 @@ where
             }
         };
         let ops = account.ops.lock().await;
-        let replaced = objects.file_size(&target).await.ok().flatten().unwrap_or(0);
+        let replaced = objects.as_removed(&target).await.ok().flatten().unwrap_or_default();
         // However it ends, the partial is gone: completed or dropped.
         hold.forget_partial();
         let result = match upload.finish(&claimed).await {
             Ok(hash) => {
-                hold.settle(size as i64 - replaced as i64).await;
+                hold.settle(size, replaced).await;
                 Ok(hash.to_hex().to_string())
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -442,13 +443,29 @@ impl Hold {
         }
     }
 
-    async fn settle(&mut self, delta: i64) {
-        if let Some(id) = self.id.take() {
-            let partial = self.partial.take().map(|p| p.id);
-            let ids: Vec<&str> = [Some(id.as_str()), partial.as_deref()].into_iter().flatten().collect();
-            match self.objects.release(&ids, delta).await {
-                Ok(used) => self.account.set_used(used),
-                Err(e) => tracing::error!(error = %e, "cannot record an upload in the usage record"),
+    /// Counts a completed upload: `added` bytes, less the object it
+    /// `replaced`. A failed write is retried in the background (a
+    /// settlement applies once, so retrying is safe).
+    async fn settle(&mut self, added: u64, replaced: Removed) {
+        let Some(id) = self.id.take() else { return };
+        let partial = self.partial.take().map(|p| p.id);
+        match self.objects.settle(&id, partial.as_deref(), added, &replaced).await {
+            Ok(used) => self.account.set_used(used),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record an upload in the usage record yet; retrying");
+                let (objects, account) = (self.objects.clone(), self.account.clone());
+                tokio::spawn(async move {
+                    for attempt in 1..=8u32 {
+                        tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                        match objects.settle(&id, partial.as_deref(), added, &replaced).await {
+                            Ok(used) => return account.set_used(used),
+                            Err(e) if attempt == 8 => {
+                                tracing::error!(error = %e, "cannot record an upload in the usage record")
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                });
             }
         }
     }
@@ -462,8 +479,8 @@ impl Drop for Hold {
             tokio::spawn(async move {
                 let result = match partial {
                     Some(p) if p.kept => objects.keep_partial(&id, &p.id, p.held, p.keep_for).await,
-                    Some(p) => objects.release(&[&id, &p.id], 0).await.map(drop),
-                    None => objects.release(&[&id], 0).await.map(drop),
+                    Some(p) => objects.release(&[&id, &p.id]).await.map(drop),
+                    None => objects.release(&[&id]).await.map(drop),
                 };
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "cannot end an upload's reservation; it lapses by itself");

@@ -493,14 +493,11 @@ where
         let files = self.user().files.clone();
         let _ops = account.ops.lock().await;
         let result = match op {
-            Simple::Rm => files.remove_file(&path).await,
-            Simple::Mkdir => files.create_dir(&path).await.map(|()| 0),
-            Simple::Rmdir => files.remove_dir(&path).await.map(|()| 0),
+            Simple::Rm => files.remove_file(&path, &account).await.map(drop),
+            Simple::Mkdir => files.create_dir(&path).await,
+            Simple::Rmdir => files.remove_dir(&path).await,
         };
-        if let Ok(freed @ 1..) = result {
-            files.freed(&account, freed).await;
-        }
-        self.reply(&path, result.map(|_| Empty {})).await
+        self.reply(&path, result.map(|()| Empty {})).await
     }
 
     async fn rename(&mut self, from: &str, to: &str) -> Result<Outcome, ConnError> {
@@ -511,10 +508,7 @@ where
         let account = self.user().account().clone();
         let files = self.user().files.clone();
         let _ops = account.ops.lock().await;
-        let result = files.rename(&from, &to).await;
-        if let Ok(replaced @ 1..) = result {
-            files.freed(&account, replaced).await;
-        }
+        let result = files.rename(&from, &to, &account).await;
         let mut outcome = self.reply(&from, result.map(|_| Empty {})).await?;
         outcome.path = format!("{from} -> {to}");
         Ok(outcome)

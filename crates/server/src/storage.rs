@@ -25,17 +25,17 @@ pub(crate) trait Storage {
     async fn is_dir(&self, path: &RemotePath) -> io::Result<bool>;
     /// An entry, with the BLAKE3 (hex) of its content for a file.
     async fn stat(&self, path: &RemotePath) -> io::Result<(Entry, Option<String>)>;
-    /// Deletes a file; returns the bytes freed.
-    async fn remove_file(&self, path: &RemotePath) -> io::Result<u64>;
+    /// Deletes a file and takes its bytes out of the usage (kept by
+    /// `account` on the filesystem, in the bucket's usage record on object
+    /// storage); returns the bytes freed.
+    async fn remove_file(&self, path: &RemotePath, account: &Account) -> io::Result<u64>;
     /// Creates a directory in an existing one.
     async fn create_dir(&self, path: &RemotePath) -> io::Result<()>;
     /// Removes an empty directory.
     async fn remove_dir(&self, path: &RemotePath) -> io::Result<()>;
-    /// Renames a file or directory; returns the bytes of a file it replaced.
-    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64>;
-    /// Records that `bytes` left the user's usage (kept by `account` on
-    /// the filesystem, in the bucket's usage record on object storage).
-    async fn freed(&self, account: &Account, bytes: u64);
+    /// Renames a file or directory; the bytes of a file it replaced
+    /// leave the usage, as with `remove_file`.
+    async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()>;
 }
 
 /// Runs `f` on the home on a blocking thread.
@@ -71,9 +71,11 @@ impl Storage for Arc<Home> {
         .await
     }
 
-    async fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
+    async fn remove_file(&self, path: &RemotePath, account: &Account) -> io::Result<u64> {
         let path = path.clone();
-        blocking(self, move |h| h.remove_file(&path)).await
+        let freed = blocking(self, move |h| h.remove_file(&path)).await?;
+        account.adjust(-(freed as i64));
+        Ok(freed)
     }
 
     async fn create_dir(&self, path: &RemotePath) -> io::Result<()> {
@@ -86,13 +88,11 @@ impl Storage for Arc<Home> {
         blocking(self, move |h| h.remove_dir(&path)).await
     }
 
-    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
+    async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()> {
         let (from, to) = (from.clone(), to.clone());
-        blocking(self, move |h| h.rename(&from, &to)).await
-    }
-
-    async fn freed(&self, account: &Account, bytes: u64) {
-        account.adjust(-(bytes as i64));
+        let replaced = blocking(self, move |h| h.rename(&from, &to)).await?;
+        account.adjust(-(replaced as i64));
+        Ok(())
     }
 }
 
@@ -114,8 +114,10 @@ impl Storage for ObjectHome {
         Ok((entry, hash))
     }
 
-    async fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
-        ObjectHome::remove_file(self, path).await
+    async fn remove_file(&self, path: &RemotePath, account: &Account) -> io::Result<u64> {
+        let removed = ObjectHome::remove_file(self, path).await?;
+        self.record_removed_for(&removed, account).await;
+        Ok(removed.bytes)
     }
 
     async fn create_dir(&self, path: &RemotePath) -> io::Result<()> {
@@ -126,14 +128,21 @@ impl Storage for ObjectHome {
         ObjectHome::remove_dir(self, path).await
     }
 
-    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
-        ObjectHome::rename(self, from, to).await
+    async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()> {
+        let replaced = ObjectHome::rename(self, from, to).await?;
+        self.record_removed_for(&replaced, account).await;
+        Ok(())
     }
+}
 
-    async fn freed(&self, account: &Account, bytes: u64) {
-        // The shared record is the count; this daemon's account mirrors it
-        // for the metrics.
-        match self.release(&[], -(bytes as i64)).await {
+impl ObjectHome {
+    /// Takes a removed object out of the bucket's usage record (the
+    /// count; this daemon's account mirrors it for the metrics).
+    async fn record_removed_for(&self, removed: &crate::objstore::Removed, account: &Account) {
+        if removed.bytes == 0 {
+            return;
+        }
+        match self.record_removed(removed).await {
             Ok(used) => account.set_used(used),
             Err(e) => tracing::error!(error = %e, "cannot record freed space in the usage record"),
         }
@@ -172,8 +181,8 @@ impl Storage for Files {
         on_either!(self, s => Storage::stat(s, path).await)
     }
 
-    async fn remove_file(&self, path: &RemotePath) -> io::Result<u64> {
-        on_either!(self, s => Storage::remove_file(s, path).await)
+    async fn remove_file(&self, path: &RemotePath, account: &Account) -> io::Result<u64> {
+        on_either!(self, s => Storage::remove_file(s, path, account).await)
     }
 
     async fn create_dir(&self, path: &RemotePath) -> io::Result<()> {
@@ -184,11 +193,7 @@ impl Storage for Files {
         on_either!(self, s => Storage::remove_dir(s, path).await)
     }
 
-    async fn rename(&self, from: &RemotePath, to: &RemotePath) -> io::Result<u64> {
-        on_either!(self, s => Storage::rename(s, from, to).await)
-    }
-
-    async fn freed(&self, account: &Account, bytes: u64) {
-        on_either!(self, s => Storage::freed(s, account, bytes).await)
+    async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()> {
+        on_either!(self, s => Storage::rename(s, from, to, account).await)
     }
 }

@@ -591,10 +591,10 @@ impl Holders {
 
     /// Whether a new attempt at upload `key` may continue its held parts:
     /// nobody in this daemon holds them, the holder lets go within a few
-    /// polls, or it has stalled (and is told to stop). `false` means a
-    /// live session is sending the same upload: the new attempt goes to
-    /// a private upload instead, as [`Session::put`] does on the
-    /// filesystem.
+    /// polls, or it has stalled and lets go once told to stop. `false`
+    /// means a live session is sending the same upload (or would not let
+    /// go): the new attempt goes to a private upload instead, as
+    /// [`Session::put`] does on the filesystem.
     pub(crate) async fn free_or_taken_over(&self, key: &HolderKey) -> bool {
         for _ in 0..GRACE_POLLS {
             if !self.is_held(key) {
@@ -602,7 +602,18 @@ impl Holders {
             }
             tokio::time::sleep(TAKEOVER_POLL).await;
         }
-        self.take_over_if_stalled(key)
+        if !self.take_over_if_stalled(key) {
+            return false;
+        }
+        // Told to stop: wait for it to let go, as a new attempt on the
+        // filesystem waits for the partial's lock.
+        for _ in 0..TAKEOVER_POLLS {
+            if !self.is_held(key) {
+                return true;
+            }
+            tokio::time::sleep(TAKEOVER_POLL).await;
+        }
+        false
     }
 
     /// Tells the holder of `key` to let go if it has received nothing for

@@ -18,6 +18,49 @@ use std::time::Duration;
 struct Ledger {
     used: u64,
     holds: Vec<Hold>,
+    /// Objects whose bytes already left `used`, by key and ETag, for a
+    /// while: two daemons removing or replacing the same object at once
+    /// take its bytes out once.
+    #[serde(default)]
+    gone: Vec<Gone>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Gone {
+    key: String,
+    e_tag: String,
+    /// Unix seconds after which the entry is forgotten.
+    until: i64,
+}
+
+/// How long a removal is remembered (racing removals come within moments).
+const GONE_FOR: i64 = 3600;
+
+/// An object removed or replaced: its key, its ETag when the store gives
+/// one, and its size.
+#[derive(Debug, Clone, Default)]
+pub struct Removed {
+    pub(crate) key: String,
+    pub(crate) e_tag: Option<String>,
+    /// Its size.
+    pub bytes: u64,
+}
+
+impl Ledger {
+    /// Takes `removed` out of `used`, unless another change already did.
+    fn remove(&mut self, removed: &Removed) {
+        if removed.bytes == 0 {
+            return;
+        }
+        if let Some(e_tag) = &removed.e_tag {
+            if self.gone.iter().any(|g| g.key == removed.key && &g.e_tag == e_tag) {
+                return;
+            }
+            let until = now_secs() + GONE_FOR;
+            self.gone.push(Gone { key: removed.key.clone(), e_tag: e_tag.clone(), until });
+        }
+        self.used = self.used.saturating_sub(removed.bytes);
+    }
 }
 
 impl Ledger {
@@ -104,12 +147,13 @@ impl ObjectHome {
                     (ledger, Some(object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version }))
                 }
                 Err(object_store::Error::NotFound { .. }) => {
-                    (Ledger { used: self.usage().await?, holds: Vec::new() }, None)
+                    (Ledger { used: self.usage().await?, ..Ledger::default() }, None)
                 }
                 Err(e) => return Err(to_io(e)),
             };
             let now = now_secs();
             ledger.holds.retain(|h| h.until > now);
+            ledger.gone.retain(|g| g.until > now);
             let (answer, write) = change(&mut ledger);
             // A record made from a listing is written even when nothing
             // changes: a later change (an rm) must start from the listing
@@ -141,19 +185,23 @@ impl ObjectHome {
     }
 
     /// Reserves `bytes` for an upload unless that would pass `quota`.
-    /// Returns the reservation's id, for [`ObjectHome::release`]. An
+    /// Returns the reservation's id, for [`ObjectHome::settle`]. An
     /// upload that continues a partial names it in `continues`: the
-    /// partial's own hold (see [`ObjectHome::keep_partial`]) gives way to
-    /// the new reservation, which covers the whole size.
+    /// partial's own hold (see [`ObjectHome::keep_partial`]) and those of
+    /// earlier attempts at it (whose release may not have landed yet)
+    /// give way to the new reservation, which covers the whole size.
     pub async fn reserve(
         &self,
         bytes: u64,
         quota: Option<u64>,
         continues: Option<&str>,
     ) -> io::Result<Result<String, OverQuota>> {
-        let id = format!("{:016x}", rand::random::<u64>());
+        let id = match continues {
+            Some(partial) => format!("{partial}#{:016x}", rand::random::<u64>()),
+            None => format!("{:016x}", rand::random::<u64>()),
+        };
         self.with_ledger(|l| {
-            let replaced = |h: &Hold| continues.is_some_and(|p| h.id == p);
+            let replaced = |h: &Hold| continues.is_some_and(|p| h.id == p || h.id.starts_with(&format!("{p}#")));
             let held: u64 = l.holds.iter().filter(|h| !replaced(h)).map(|h| h.bytes).sum();
             let taken = l.used + held;
             if let Some(q) = quota
@@ -191,25 +239,62 @@ impl ObjectHome {
             Err(e) => return Err(to_io(e)),
         };
         self.with_ledger(|l| {
-            l.holds.retain(|h| h.id != hold && h.id != partial);
-            if bytes > 0 {
+            // Only while this attempt's own hold is there: a newer attempt
+            // has taken it away when it took the partial over.
+            let mine = l.holds.iter().any(|h| h.id == hold);
+            l.holds.retain(|h| h.id != hold);
+            if mine && bytes > 0 {
+                l.holds.retain(|h| h.id != partial);
                 let until = now_secs().saturating_add(keep_for.as_secs().min(i64::MAX as u64) as i64);
                 l.holds.push(Hold { id: partial.to_owned(), bytes, until });
             }
-            ((), true)
+            ((), mine)
+        })
+        .await?;
+        // The upload may have been completed, and its record deleted,
+        // between the look above and the write: then nothing is held.
+        if let Err(object_store::Error::NotFound { .. }) = self.store.head(&record).await {
+            self.release(&[partial]).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends reservations without counting anything (an upload that
+    /// failed, a partial dropped). Returns the space used after.
+    pub async fn release(&self, holds: &[&str]) -> io::Result<u64> {
+        self.with_ledger(|l| {
+            let before = l.holds.len();
+            l.holds.retain(|h| !holds.contains(&h.id.as_str()));
+            (l.used_with_partials(), l.holds.len() != before)
         })
         .await
     }
 
-    /// Ends the reservations `holds` (an upload's, and its partial's), and
-    /// changes the space used by `delta` (what an upload added less what
-    /// it replaced; 0 for one that failed).
-    /// Returns the space used after (partials included).
-    pub async fn release(&self, holds: &[&str], delta: i64) -> io::Result<u64> {
+    /// Settles a completed upload: ends its reservation `hold` (and its
+    /// partial's), counts the `added` bytes and takes out the object it
+    /// `replaced`. Applied once: only while the reservation is there, so
+    /// a write retried after an unclear failure can't count twice.
+    /// Returns the space used after.
+    pub async fn settle(&self, hold: &str, partial: Option<&str>, added: u64, replaced: &Removed) -> io::Result<u64> {
         self.with_ledger(|l| {
-            l.holds.retain(|h| !holds.contains(&h.id.as_str()));
-            l.used = l.used.saturating_add_signed(delta);
+            if !l.holds.iter().any(|h| h.id == hold) {
+                return (l.used_with_partials(), false);
+            }
+            l.holds.retain(|h| h.id != hold && Some(h.id.as_str()) != partial);
+            l.used = l.used.saturating_add(added);
+            l.remove(replaced);
             (l.used_with_partials(), true)
+        })
+        .await
+    }
+
+    /// Takes a removed object's bytes out of the usage (once, however many
+    /// daemons report it). Returns the space used after.
+    pub async fn record_removed(&self, removed: &Removed) -> io::Result<u64> {
+        self.with_ledger(|l| {
+            let before = (l.used, l.gone.len());
+            l.remove(removed);
+            (l.used_with_partials(), (l.used, l.gone.len()) != before)
         })
         .await
     }
