@@ -33,8 +33,12 @@ struct Gone {
     until: i64,
 }
 
-/// How long a removal is remembered (racing removals come within moments).
-const GONE_FOR: i64 = 3600;
+/// How long a removal is remembered (racing removals come within moments)...
+const GONE_FOR: i64 = 600;
+/// ...and how many at most, the newest kept: the record is read and
+/// written whole on every change, so it must stay small even while a
+/// user deletes thousands of files.
+const GONE_MAX: usize = 256;
 
 /// An object removed or replaced: its key, its ETag when the store gives
 /// one, and its size.
@@ -57,6 +61,9 @@ impl Ledger {
                 return;
             }
             let until = now_secs() + GONE_FOR;
+            if self.gone.len() >= GONE_MAX {
+                self.gone.remove(0);
+            }
             self.gone.push(Gone { key: removed.key.clone(), e_tag: e_tag.clone(), until });
         }
         self.used = self.used.saturating_sub(removed.bytes);
