@@ -212,12 +212,7 @@ where
         let trailer = loop {
             let next = tokio::select! {
                 biased;
-                _ = holding.token.cancelled() => {
-                    warn!(path = %target, received, expected, "a newer attempt took over this upload; partial kept for resume");
-                    let msg = format!("{target}: a newer attempt at this upload took over");
-                    self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
-                    return Err(ConnError::Protocol(msg));
-                }
+                _ = holding.token.cancelled() => return Err(self.taken_over(&target, received, expected).await),
                 next = tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)) => next,
             };
             let frame = match next {

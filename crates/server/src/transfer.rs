@@ -95,12 +95,7 @@ where
             };
             let next = tokio::select! {
                 biased;
-                _ = taken_over.cancelled() => {
-                    warn!(path = %target, received, expected, "a newer attempt took over this upload; partial kept for resume");
-                    let msg = format!("{target}: a newer attempt at this upload took over");
-                    self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
-                    return Err(ConnError::Protocol(msg));
-                }
+                _ = taken_over.cancelled() => return Err(self.taken_over(&target, received, expected).await),
                 next = tokio::time::timeout(idle, read_frame(&mut self.frames, &mut buf)) => next,
             };
             let frame = match next {
@@ -337,6 +332,15 @@ where
         }
         let t = target.clone();
         self.fs(move |h| h.begin_private_upload(&t)).await
+    }
+
+    /// A newer attempt took this resumable upload over: tell the client
+    /// and end the session (the partial stays, for the newer attempt).
+    pub(crate) async fn taken_over(&mut self, target: &RemotePath, received: u64, expected: u64) -> ConnError {
+        warn!(path = %target, received, expected, "a newer attempt took over this upload; partial kept for resume");
+        let msg = format!("{target}: a newer attempt at this upload took over");
+        self.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await.ok();
+        ConnError::Protocol(msg)
     }
 
     /// The disk thread of an upload failed: report why, discard the rest
