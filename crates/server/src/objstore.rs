@@ -303,12 +303,7 @@ impl ObjectHome {
 
     /// Removes a file; returns what was removed.
     pub async fn remove_file(&self, path: &RemotePath) -> io::Result<Removed> {
-        let Some(removed) = self.as_removed(path).await? else {
-            return Err(match self.is_dir(path).await? {
-                true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
-                false => io::Error::new(io::ErrorKind::NotFound, "not found"),
-            });
-        };
+        let removed = Removed::from(self.file_meta(path).await?);
         self.store.delete(&self.key(path)).await.map_err(to_io)?;
         Ok(removed)
     }
@@ -319,8 +314,16 @@ impl ObjectHome {
         if path.is_root() || self.is_dir(path).await? {
             return Ok(None);
         }
-        let meta = self.head(path).await?;
-        Ok(meta.map(|meta| Removed { key: meta.location.to_string(), e_tag: meta.e_tag, bytes: meta.size }))
+        Ok(self.head(path).await?.map(Removed::from))
+    }
+
+    /// The object of the file at `path`, or why there is none
+    /// (`IsADirectory`, `NotFound`).
+    async fn file_meta(&self, path: &RemotePath) -> io::Result<object_store::ObjectMeta> {
+        if path.is_root() || self.is_dir(path).await? {
+            return Err(io::Error::new(io::ErrorKind::IsADirectory, "is a directory"));
+        }
+        self.head(path).await?.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "not found"))
     }
 
     /// Renames a file, replacing a file at `to`; returns the file
@@ -377,16 +380,7 @@ impl ObjectHome {
     /// Opens a file for download from `offset`: its size, modification
     /// time, and the stream of its bytes from there.
     pub async fn download(&self, path: &RemotePath, offset: u64) -> io::Result<Download> {
-        let meta = match path.is_root() || self.is_dir(path).await? {
-            true => None,
-            false => self.head(path).await?,
-        };
-        let Some(meta) = meta else {
-            return Err(match self.is_dir(path).await? {
-                true => io::Error::new(io::ErrorKind::IsADirectory, "is a directory"),
-                false => io::Error::new(io::ErrorKind::NotFound, "not found"),
-            });
-        };
+        let meta = self.file_meta(path).await?;
         // Ranges fetched a few at a time, each only from the version
         // measured here (If-Match): a replaced object fails the download
         // instead of mixing two versions.
@@ -631,6 +625,12 @@ impl ObjectHome {
     }
 }
 
+/// The id, in the usage record, of the hold of the partial whose record
+/// is at `record` (`.../<id>.json`).
+fn partial_hold(record: &Path) -> String {
+    format!("{PARTIAL_HOLD}{}", record.filename().unwrap_or_default().trim_end_matches(".json"))
+}
+
 /// Drops the resumable uploads, of any user, whose record has not changed
 /// for `max_age`: aborts the multipart upload (the store frees its parts),
 /// deletes the record, and takes its bytes out of the user's usage.
@@ -650,7 +650,9 @@ pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duratio
         // partials/<user>/<id>.json
         let parts: Vec<_> = meta.location.prefix_match(&base).map(|p| p.collect()).unwrap_or_default();
         let [user, file] = parts.as_slice() else { continue };
-        let Some(id) = file.as_ref().strip_suffix(".json") else { continue };
+        if !file.as_ref().ends_with(".json") {
+            continue;
+        }
         let user = decode(user.as_ref()).unwrap_or_else(|| user.as_ref().to_owned());
         let home = ObjectHome::new(store.clone(), prefix, &user);
         // Look again just before acting: an attempt may have resumed it.
@@ -667,7 +669,7 @@ pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duratio
             let _ = store.abort_multipart(&home.key(&path), &record.upload_id).await;
         }
         store.delete(&meta.location).await.map_err(to_io)?;
-        home.release(&[&format!("{PARTIAL_HOLD}{id}")]).await?;
+        home.release(&[&partial_hold(&meta.location)]).await?;
         freed.push((user, record.parts.len() as u64 * PART_SIZE as u64));
     }
     Ok(freed)
@@ -677,7 +679,7 @@ impl Resumable {
     /// Names the partial in the usage record (the same for every attempt
     /// at the same path and size).
     pub fn partial_id(&self) -> String {
-        format!("{PARTIAL_HOLD}{}", self.record_key.filename().unwrap_or_default().trim_end_matches(".json"))
+        partial_hold(&self.record_key)
     }
 
     /// Bytes already held (whole parts).

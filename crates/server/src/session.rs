@@ -405,22 +405,9 @@ where
             Request::Df => {
                 let user = self.user();
                 let quota = self.shared.users.quota(&user.name);
-                let (used, reserved) = match user.files.clone() {
-                    Files::Local(_) => {
-                        let usage = user.account().usage();
-                        (usage.used, usage.reserved)
-                    }
-                    // Shared by every daemon on the bucket.
-                    Files::Objects(o) => match o.ledger_usage().await {
-                        Ok(pair) => {
-                            user.account().set_used(pair.0);
-                            pair
-                        }
-                        Err(e) => {
-                            let err = io_error(&e, &RemotePath::root());
-                            return self.refuse(String::new(), err).await;
-                        }
-                    },
+                let (used, reserved) = match user.files.clone().usage(user.account()).await {
+                    Ok(usage) => usage,
+                    Err(e) => return self.refuse(String::new(), io_error(&e, &RemotePath::root())).await,
                 };
                 let available = quota.map(|q| q.saturating_sub(used + reserved));
                 self.send_ok(&DfOk { used, quota, available }).await?;
@@ -460,8 +447,7 @@ where
         let Files::Local(home) = &self.user().files else {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "not on object storage"));
         };
-        let home = home.clone();
-        tokio::task::spawn_blocking(move || f(&home)).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+        crate::storage::blocking(home, f).await
     }
 
     /// Replies to a request whose result is `Empty` or an error.

@@ -36,10 +36,13 @@ pub(crate) trait Storage {
     /// Renames a file or directory; the bytes of a file it replaced
     /// leave the usage, as with `remove_file`.
     async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()>;
+    /// The space used and the space reserved by uploads in progress (on
+    /// object storage, by every daemon on the bucket).
+    async fn usage(&self, account: &Account) -> io::Result<(u64, u64)>;
 }
 
 /// Runs `f` on the home on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     home: &Arc<Home>,
     f: impl FnOnce(&Home) -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -94,6 +97,11 @@ impl Storage for Arc<Home> {
         account.adjust(-(replaced as i64));
         Ok(())
     }
+
+    async fn usage(&self, account: &Account) -> io::Result<(u64, u64)> {
+        let usage = account.usage();
+        Ok((usage.used, usage.reserved))
+    }
 }
 
 impl Storage for ObjectHome {
@@ -132,6 +140,12 @@ impl Storage for ObjectHome {
         let replaced = ObjectHome::rename(self, from, to).await?;
         self.record_removed_for(&replaced, account).await;
         Ok(())
+    }
+
+    async fn usage(&self, account: &Account) -> io::Result<(u64, u64)> {
+        let (used, reserved) = self.ledger_usage().await?;
+        account.set_used(used);
+        Ok((used, reserved))
     }
 }
 
@@ -195,5 +209,9 @@ impl Storage for Files {
 
     async fn rename(&self, from: &RemotePath, to: &RemotePath, account: &Account) -> io::Result<()> {
         on_either!(self, s => Storage::rename(s, from, to, account).await)
+    }
+
+    async fn usage(&self, account: &Account) -> io::Result<(u64, u64)> {
+        on_either!(self, s => Storage::usage(s, account).await)
     }
 }

@@ -50,6 +50,12 @@ pub struct Removed {
     pub bytes: u64,
 }
 
+impl From<object_store::ObjectMeta> for Removed {
+    fn from(meta: object_store::ObjectMeta) -> Removed {
+        Removed { key: meta.location.to_string(), e_tag: meta.e_tag, bytes: meta.size }
+    }
+}
+
 impl Ledger {
     /// Takes `removed` out of `used`, unless another change already did.
     fn remove(&mut self, removed: &Removed) {
