@@ -634,14 +634,13 @@ fn partial_hold(record: &Path) -> String {
 /// Drops the resumable uploads, of any user, whose record has not changed
 /// for `max_age`: aborts the multipart upload (the store frees its parts),
 /// deletes the record, and takes its bytes out of the user's usage.
-/// Several daemons may sweep at once: each step is harmless twice.
-/// Returns each user with the bytes freed.
-pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duration) -> io::Result<Vec<(String, u64)>> {
+/// Several daemons may sweep at once: each step is harmless twice. Each
+/// removal is logged before its bytes leave the usage.
+pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duration) -> io::Result<()> {
     use object_store::multipart::MultipartStore;
     let base = Path::from(prefix.trim_matches('/')).child("partials");
     let cutoff = now_secs().saturating_sub(max_age.as_secs().min(i64::MAX as u64) as i64);
     let mut listing = store.list(Some(&base));
-    let mut freed = Vec::new();
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(to_io)?;
         if meta.last_modified.timestamp() > cutoff {
@@ -669,10 +668,11 @@ pub async fn sweep_stale_partials(store: &Bucket, prefix: &str, max_age: Duratio
             let _ = store.abort_multipart(&home.key(&path), &record.upload_id).await;
         }
         store.delete(&meta.location).await.map_err(to_io)?;
+        let bytes = record.parts.len() as u64 * PART_SIZE as u64;
+        tracing::info!(user = %user, bytes, "removed stale partial uploads");
         home.release(&[&partial_hold(&meta.location)]).await?;
-        freed.push((user, record.parts.len() as u64 * PART_SIZE as u64));
     }
-    Ok(freed)
+    Ok(())
 }
 
 impl Resumable {

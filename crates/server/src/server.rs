@@ -257,13 +257,8 @@ async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken)
     let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
         if let Some((store, prefix)) = &shared.objects {
-            match crate::objstore::sweep_stale_partials(store, prefix, max_age).await {
-                Ok(freed) => {
-                    for (user, bytes) in freed {
-                        info!(user = %user, bytes, "removed stale partial uploads");
-                    }
-                }
-                Err(e) => warn!(error = %e, "cannot sweep partial uploads in the bucket"),
+            if let Err(e) = crate::objstore::sweep_stale_partials(store, prefix, max_age).await {
+                warn!(error = %e, "cannot sweep partial uploads in the bucket");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
