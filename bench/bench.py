@@ -183,7 +183,9 @@ class Bench:
 
     def ftpc(self, mode, *args):
         tls = ["--no-tls"] if mode == "plain" else ["--accept-new-host"]
-        return [BIN / "ftpc", "-s", f"127.0.0.1:{self.ports[mode]}", "-u", USER, "--quiet", *tls, *args]
+        # No fsync on the client either: neither curl nor sftp syncs.
+        sync = ["--fsync", "false"]
+        return [BIN / "ftpc", "-s", f"127.0.0.1:{self.ports[mode]}", "-u", USER, "--quiet", *sync, *tls, *args]
 
     def vsftpd(self):
         Path("/var/run/vsftpd/empty").mkdir(parents=True, exist_ok=True)
@@ -410,7 +412,7 @@ def tree_rows(b):
                     remote = f"tree-{r}-{port}-{jobs}"
                     local = b.dl / remote
                     made += [b.root / USER / remote, local]
-                    cmd = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--no-tls", "-j", jobs]
+                    cmd = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--fsync", "false", "--no-tls", "-j", jobs]
                     took = timed(cmd + ["put", "-r", src, remote], env=b.ftpc_env)
                     b.tree.setdefault(f"put -r, {label}", []).append(took)
                     took = timed(cmd + ["get", "-r", remote, local], env=b.ftpc_env)
@@ -456,7 +458,7 @@ def object_rows(b):
     b.ports["s3"] = port
     aws_env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_DEFAULT_REGION="us-east-1")
     aws = ["aws", "--endpoint-url", endpoint, "--only-show-errors", "s3", "cp"]
-    ftpc = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--no-tls"]
+    ftpc = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--fsync", "false", "--no-tls"]
     ours = store / "bucket" / "ftpd" / "homes" / USER / "big.bin"
     direct = store / "bucket" / "direct" / "big.bin"
     peak = 0

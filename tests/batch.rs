@@ -10,6 +10,40 @@ on_both_backends!(
     mid_sized_files_and_overwrites_keep_the_quota_exact,
 );
 
+#[test]
+fn downloads_without_fsync_are_still_whole_and_verified() {
+    let d = Daemon::start(&[]);
+    d.add_user("erin", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let files = small_files(&src, 60);
+    ok(d.ftpc("erin", "pw").arg("mput").args(&files));
+    let names: Vec<&str> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect();
+
+    // Small files through the batch writer, by the environment variable...
+    let back = work.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let out = ok_err(d.ftpc("erin", "pw").env("FTPC_FSYNC", "false").arg("mget").args(&names).arg("--to").arg(&back));
+    assert!(out.contains("downloaded 61 files"), "{out}");
+    for f in &files {
+        assert_eq!(hash_file(&back.join(f.file_name().unwrap())), hash_file(f), "{}", f.display());
+    }
+    assert_eq!(std::fs::read_dir(&back).unwrap().count(), files.len(), "no temporary files left behind");
+
+    // ...and one large and one small file alone, by the flag.
+    let one = work.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    for name in ["large.bin", "f0003.bin"] {
+        ok(d.ftpc("erin", "pw").args(["--fsync", "false", "get", name]).arg(one.join(name)));
+        assert_eq!(hash_file(&one.join(name)), hash_file(&src.join(name)), "{name}");
+    }
+    assert_eq!(std::fs::read_dir(&one).unwrap().count(), 2, "no partials left behind");
+
+    let err = fails(d.ftpc("erin", "pw").args(["--fsync", "sometimes", "ls"]), 2);
+    assert!(err.contains("--fsync"), "{err}");
+}
+
 /// Runs a command that must succeed; returns its stderr (where summaries go).
 fn ok_err(cmd: &mut std::process::Command) -> String {
     let out = run(cmd);

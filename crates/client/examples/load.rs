@@ -60,6 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let ready = async {
                 let mut c = Client::connect(&addr, Duration::from_secs(120), &Transport::Plain).await?;
                 c.login(&user, &password).await?;
+                // Like every contender in the benchmark: no fsync.
+                c.set_durable(false);
                 Ok::<_, ftp_client::ClientError>(c)
             }
             .await;

@@ -163,6 +163,8 @@ pub struct Client<S> {
     broken: bool,
     /// Requests a batch sends ahead of their replies (see `batch`).
     window: usize,
+    /// Whether downloads are synced to disk before they take their name.
+    durable: bool,
     /// Set when the server closed the session before serving a request
     /// (idle timeout, shutdown): the request was not carried out.
     closed_idle: bool,
@@ -225,8 +227,15 @@ where
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME));
         let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
-        let mut client =
-            Client { frames, timeout, broken: false, window: batch::WINDOW, closed_idle: false, server: placeholder };
+        let mut client = Client {
+            frames,
+            timeout,
+            broken: false,
+            window: batch::WINDOW,
+            durable: true,
+            closed_idle: false,
+            server: placeholder,
+        };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
@@ -243,6 +252,14 @@ where
     /// reply). The default is 64.
     pub fn set_window(&mut self, requests: usize) {
         self.window = requests.max(1);
+    }
+
+    /// Sets whether a downloaded file is synced to disk before it takes its
+    /// final name (the default). Off, the name still appears only once the
+    /// whole file is written and verified, but a crash of this machine
+    /// soon after may lose the file's contents, as with curl or sftp.
+    pub fn set_durable(&mut self, on: bool) {
+        self.durable = on;
     }
 
     /// Whether an earlier failure left the connection out of step: it
@@ -486,7 +503,8 @@ where
             Got::Written(summary) => Ok(summary),
             Got::Verified(summary, data) => {
                 let target = local.to_owned();
-                tokio::task::spawn_blocking(move || write_whole(&target, &data))
+                let durable = self.durable;
+                tokio::task::spawn_blocking(move || write_whole(&target, &data, durable))
                     .await
                     .map_err(io::Error::other)?
                     .map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
@@ -561,7 +579,7 @@ where
         progress: &mut dyn Progress,
     ) -> Result<String> {
         file.seek(SeekFrom::Start(0)).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
-        let mut sink = FileSink::spawn(file, head.offset, blake3::Hasher::new(), true);
+        let mut sink = FileSink::spawn(file, head.offset, blake3::Hasher::new(), self.durable);
         let expected = head.size - head.offset;
         let mut received = 0u64;
         // Once the disk side fails, the rest is drained into `spare`.
@@ -758,10 +776,14 @@ fn decode_trailer(json: &[u8]) -> Result<Trailer> {
     Trailer::decode(json).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Writes `data` to a new file beside `target`, syncs it and renames it
-/// over `target`: readers see the old file or the whole new one.
-pub(crate) fn write_whole(target: &Path, data: &[u8]) -> io::Result<()> {
+/// Writes `data` to a new file beside `target`, syncs it (if `durable`)
+/// and renames it over `target`: readers see the old file or the whole new
+/// one.
+pub(crate) fn write_whole(target: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let file = stage(target, data)?;
+    if !durable {
+        return file.persist(target).map(drop).map_err(|e| e.error);
+    }
     file.as_file().sync_all()?;
     file.persist(target).map_err(|e| e.error)?;
     // The new name itself, durable.

@@ -53,6 +53,13 @@ struct Cli {
     #[arg(long, short = 'j', global = true, default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     in_flight: u16,
+    /// Sync each downloaded file to disk before it takes its name. `false`
+    /// is faster with many small files, but a crash of this machine soon
+    /// after may lose what was downloaded (names still appear only for
+    /// whole, verified files).
+    #[arg(long, global = true, env = "FTPC_FSYNC", default_value_t = true, value_name = "BOOL",
+          action = clap::ArgAction::Set)]
+    fsync: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -237,6 +244,7 @@ pub struct Login {
     password: String,
     timeout: Duration,
     transport: Transport,
+    durable: bool,
 }
 
 impl Login {
@@ -260,7 +268,7 @@ impl Login {
                 Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
             }
         };
-        Ok(Login { server, user, password, timeout, transport })
+        Ok(Login { server, user, password, timeout, transport, durable: cli.fsync })
     }
 
     /// Connects and logs in.
@@ -268,6 +276,7 @@ impl Login {
         let mut client = Client::connect(&self.server, self.timeout, &self.transport).await?;
         client.login(&self.user, &self.password).await?;
         client.set_window(in_flight);
+        client.set_durable(self.durable);
         Ok(client)
     }
 }

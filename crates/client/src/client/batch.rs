@@ -186,6 +186,7 @@ where
         // while the next ones come in.
         let (writes, mut queue) = mpsc::channel::<(usize, PathBuf, Vec<u8>)>(READ_AHEAD);
         let mut queued = Vec::new();
+        let durable = self.durable;
         let writer = tokio::task::spawn_blocking(move || {
             let mut failed = Vec::new();
             while let Some(first) = queue.blocking_recv() {
@@ -196,7 +197,7 @@ where
                         Err(_) => break,
                     }
                 }
-                failed.extend(write_group(group));
+                failed.extend(write_group(group, durable));
             }
             failed
         });
@@ -259,11 +260,11 @@ where
     }
 }
 
-/// Writes downloaded files each to a temporary file, syncs them all, then
-/// renames them into place: every file is on disk before its name appears,
-/// and the group shares the filesystem's journal commits instead of paying
-/// one each. Returns the failures.
-fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>) -> Vec<(usize, io::Error)> {
+/// Writes downloaded files each to a temporary file, syncs them all (if
+/// `durable`), then renames them into place: every file is on disk before
+/// its name appears, and the group shares the filesystem's journal commits
+/// instead of paying one each. Returns the failures.
+fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>, durable: bool) -> Vec<(usize, io::Error)> {
     let mut failed = Vec::new();
     let mut staged = Vec::with_capacity(group.len());
     for (index, target, data) in group {
@@ -275,14 +276,14 @@ fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>) -> Vec<(usize, io::Error)>
     // Start writeback of the whole group first, so the syncs below find the
     // data on its way and mostly wait for one journal commit together.
     #[cfg(target_os = "linux")]
-    for (_, _, file) in &staged {
+    for (_, _, file) in staged.iter().filter(|_| durable) {
         use std::os::fd::AsRawFd;
         // SAFETY: a valid open descriptor; the call only starts writeback.
         unsafe { libc::sync_file_range(file.as_file().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
     let mut synced = Vec::with_capacity(staged.len());
     for (index, target, file) in staged {
-        match file.as_file().sync_all() {
+        match if durable { file.as_file().sync_all() } else { Ok(()) } {
             Ok(()) => synced.push((index, target, file)),
             Err(e) => failed.push((index, e)),
         }
@@ -297,7 +298,7 @@ fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>) -> Vec<(usize, io::Error)>
         }
     }
     // The new names themselves, durable.
-    for dir in dirs {
+    for dir in dirs.into_iter().filter(|_| durable) {
         let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         if let Ok(handle) = std::fs::File::open(&dir) {
             let _ = handle.sync_all();
