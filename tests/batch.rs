@@ -1,6 +1,7 @@
 //! `ftpc mput` / `ftpc mget`: many files over one pipelined connection.
 
 use ftp_e2e::*;
+use std::time::Duration;
 
 on_both_backends!(
     mput_then_mget_many_files_byte_identical,
@@ -8,6 +9,7 @@ on_both_backends!(
     mget_refuses_two_files_with_one_local_name,
     mput_pipelines_in_plaintext_too,
     mid_sized_files_and_overwrites_keep_the_quota_exact,
+    pipelined_requests_are_answered_in_order_after_the_uploads_before_them,
 );
 
 #[test]
@@ -173,4 +175,103 @@ fn mid_sized_files_and_overwrites_keep_the_quota_exact() {
     for f in &files {
         assert_eq!(hash_file(&d.home("erin").join(f.file_name().unwrap())), hash_file(f));
     }
+}
+
+/// One frame as it goes on the wire.
+fn frame(tag: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32 + 1).to_be_bytes().to_vec();
+    out.push(tag);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The frames of one upload, as a pipelining client sends them (the true
+/// BLAKE3 in the end frame unless `hash` is given).
+fn put_frames(path: &str, data: &[u8], hash: Option<&str>) -> Vec<u8> {
+    let real = blake3::hash(data).to_hex().to_string();
+    let mut out =
+        frame(TAG_MESSAGE, serde_json::json!({"op": "put", "path": path, "size": data.len()}).to_string().as_bytes());
+    out.extend(frame(TAG_DATA, data));
+    out.extend(frame(TAG_END, serde_json::json!({"hash": hash.unwrap_or(&real)}).to_string().as_bytes()));
+    out
+}
+
+/// Many requests written at once, as a pipelining client does: the small
+/// uploads among them may be stored together, but every reply comes in
+/// order and every other request sees the uploads sent before it.
+fn pipelined_requests_are_answered_in_order_after_the_uploads_before_them() {
+    let d = Daemon::start(&[]);
+    d.add_user_with_quota("fay", "pw", "10KiB");
+    let mut raw = Raw::login(d.target(), "fay", "pw");
+    let four = vec![7u8; 4096];
+    let mut burst = Vec::new();
+    burst.extend(put_frames("a.txt", b"one", None));
+    burst.extend(put_frames("b.bin", &four, None));
+    burst.extend(put_frames("a.txt", b"two!", None)); // the later of the two wins
+    burst.extend(put_frames("c.txt", b"bad", Some(&"0".repeat(64))));
+    burst.extend(put_frames("b.bin", &four, None)); // replaces b.bin
+    // Fits once the uploads before it are counted as written (with a.txt
+    // and b.bin replaced), not while all of them still hold their size.
+    burst.extend(put_frames("d.bin", &four, None));
+    burst.extend(frame(TAG_MESSAGE, br#"{"op":"ls"}"#));
+    burst.extend(frame(TAG_MESSAGE, br#"{"op":"rm","path":"d.bin"}"#));
+    burst.extend(frame(TAG_MESSAGE, br#"{"op":"df"}"#));
+    raw.write(&burst).unwrap();
+
+    for (name, size) in [("/a.txt", 3), ("/b.bin", 4096), ("/a.txt", 4)] {
+        let reply = raw.reply();
+        assert_eq!(
+            (code(&reply).as_str(), reply["path"].as_str(), reply["size"].as_u64()),
+            ("ok", Some(name), Some(size))
+        );
+    }
+    assert_eq!(code(&raw.reply()), "integrity");
+    for name in ["/b.bin", "/d.bin"] {
+        let reply = raw.reply();
+        assert_eq!((code(&reply).as_str(), reply["path"].as_str()), ("ok", Some(name)), "{reply}");
+    }
+    assert_eq!(code(&raw.reply()), "ok", "ls");
+    let mut names = Vec::new();
+    loop {
+        let (tag, payload) = raw.recv().expect("listing");
+        if tag == TAG_END {
+            break;
+        }
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&payload).unwrap();
+        names.extend(entries.iter().map(|e| e["name"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(names, ["a.txt", "b.bin", "d.bin"]);
+    assert_eq!(code(&raw.reply()), "ok", "rm");
+    let df = raw.reply();
+    assert_eq!(df["used"], 4 + 4096, "{df}");
+    assert_eq!(raw.get("a.txt").unwrap().0, b"two!");
+}
+
+/// A client that vanishes in the middle of an upload: the uploads it sent
+/// whole before are stored (on the filesystem they may still be staged
+/// when the connection drops), the broken one leaves nothing.
+#[test]
+fn uploads_received_whole_before_a_hang_up_are_stored() {
+    let d = Daemon::start(&["--no-tls"]);
+    d.add_user("gus", "pw");
+    let mut raw = Raw::login(d.target(), "gus", "pw");
+    let mut burst = Vec::new();
+    for i in 0..3 {
+        burst.extend(put_frames(&format!("f{i}.txt"), format!("file {i}").as_bytes(), None));
+    }
+    burst.extend(frame(TAG_MESSAGE, br#"{"op":"put","path":"cut.bin","size":100}"#));
+    burst.extend(&101u32.to_be_bytes());
+    burst.push(TAG_DATA);
+    burst.extend([1u8; 10]); // 10 of the 100 bytes, then nothing
+    raw.write(&burst).unwrap();
+    drop(raw);
+
+    wait_until(Duration::from_secs(20), "the three whole uploads to land", || {
+        (0..3).all(|i| std::fs::read(d.home("gus").join(format!("f{i}.txt"))).is_ok())
+    });
+    for i in 0..3 {
+        assert_eq!(std::fs::read(d.home("gus").join(format!("f{i}.txt"))).unwrap(), format!("file {i}").as_bytes());
+    }
+    assert!(!d.home("gus").join("cut.bin").exists());
+    wait_until(Duration::from_secs(20), "no temporary files", || d.unfinished_uploads("gus") == 0);
 }

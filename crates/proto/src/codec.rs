@@ -115,6 +115,17 @@ impl FrameCodec {
     pub fn max_frame(&self) -> usize {
         self.max
     }
+
+    /// Whether `buffered` (this codec's read buffer) holds a whole frame
+    /// already, so that decoding it needs no wait for the peer.
+    pub fn has_whole_frame(&self, buffered: &[u8]) -> bool {
+        if self.mid_frame || buffered.len() < 4 {
+            // Mid-frame, the length is the inner codec's to know: say no.
+            return false;
+        }
+        let len = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
+        buffered.len() - 4 >= len
+    }
 }
 
 impl Decoder for FrameCodec {
@@ -207,6 +218,24 @@ mod tests {
         let mut buf = BytesMut::new();
         codec.encode(Frame::Message(Bytes::from_static(b"{}")), &mut buf).unwrap();
         assert_eq!(&buf[..], &[0, 0, 0, 3, b'M', b'{', b'}']);
+    }
+
+    #[test]
+    fn has_whole_frame_only_when_the_next_frame_is_complete() {
+        let mut codec = FrameCodec::new(64);
+        let mut buf = BytesMut::new();
+        codec.encode(Frame::Message(Bytes::from_static(b"{}")), &mut buf).unwrap();
+        codec.encode(Frame::Data(Bytes::from_static(b"abc")), &mut buf).unwrap();
+        assert!(codec.has_whole_frame(&buf));
+        assert!(!codec.has_whole_frame(&buf[..6]), "one byte short");
+        assert!(!codec.has_whole_frame(&buf[..3]), "not even the length");
+        codec.decode(&mut buf).unwrap().unwrap();
+        assert!(codec.has_whole_frame(&buf));
+        // The inner codec takes the prefix as soon as it has it; mid-frame
+        // the answer is no.
+        let mut head = buf.split_to(5);
+        assert_eq!(codec.decode(&mut head).unwrap(), None);
+        assert!(!codec.has_whole_frame(&head));
     }
 
     #[test]

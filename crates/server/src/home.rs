@@ -291,13 +291,69 @@ impl Home {
         self.begin_temp_upload(parent, name)
     }
 
+    /// Writes small uploads received whole, each to a private temporary
+    /// file (with fsync, all of them synced before any is renamed), for
+    /// [`SmallBatch::commit`] to rename into place. A directory several of
+    /// them land in is opened once.
+    pub fn write_small(&self, files: &[(RemotePath, Vec<u8>)]) -> SmallBatch {
+        let mut dirs: std::collections::HashMap<RemotePath, Dir> = std::collections::HashMap::new();
+        let mut written = Vec::with_capacity(files.len());
+        for (path, data) in files {
+            written.push(self.write_one_small(&mut dirs, path, data));
+        }
+        if self.fsync {
+            // Writeback of all of them first, so that each sync below mostly
+            // waits for a journal commit the others share.
+            #[cfg(target_os = "linux")]
+            for (_, file) in written.iter().flatten() {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid open descriptor; the call only starts writeback.
+                unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+            for entry in &mut written {
+                if let Ok((_, file)) = entry
+                    && let Err(e) = file.sync_all()
+                {
+                    *entry = Err(e); // drops the upload, which removes its file
+                }
+            }
+        }
+        let uploads = written.into_iter().map(|w| w.map(|(upload, _)| upload)).collect();
+        SmallBatch { uploads, dirs: dirs.into_values().collect(), fsync: self.fsync }
+    }
+
+    fn write_one_small(
+        &self,
+        dirs: &mut std::collections::HashMap<RemotePath, Dir>,
+        path: &RemotePath,
+        data: &[u8],
+    ) -> io::Result<(Upload, std::fs::File)> {
+        let parent = path.parent();
+        let dir = match dirs.get(&parent) {
+            Some(dir) => dir.try_clone()?,
+            None => {
+                let dir = self.open_dir(&parent)?;
+                dirs.insert(parent, dir.try_clone()?);
+                dir
+            }
+        };
+        let (parent, name) = self.target_in(dir, path)?;
+        let mut start = self.begin_temp_upload(parent, name)?;
+        io::Write::write_all(&mut start.file, data)?;
+        Ok((start.upload, start.file))
+    }
+
     /// The directory an upload lands in and its name there, checked.
     fn upload_target(&self, path: &RemotePath) -> io::Result<(Dir, String)> {
+        self.target_in(self.open_dir(&path.parent())?, path)
+    }
+
+    /// `path`'s name in `parent` (its directory, already open), checked.
+    fn target_in(&self, parent: Dir, path: &RemotePath) -> io::Result<(Dir, String)> {
         let name = path
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::IsADirectory, "the home is a directory"))?
             .to_owned();
-        let parent = self.open_dir(&path.parent())?;
         if parent.symlink_metadata(&name).is_ok_and(|m| m.is_dir()) {
             return Err(io::Error::new(io::ErrorKind::IsADirectory, "target is a directory"));
         }
@@ -361,6 +417,33 @@ impl Home {
 
     fn open_dir(&self, path: &RemotePath) -> io::Result<Dir> {
         if path.is_root() { self.dir.try_clone() } else { self.dir.open_dir(path.to_relative()) }
+    }
+}
+
+/// Small uploads written by [`Home::write_small`], not yet in place.
+#[derive(Debug)]
+pub struct SmallBatch {
+    uploads: Vec<io::Result<Upload>>,
+    /// The directories they land in, synced once after the renames.
+    dirs: Vec<Dir>,
+    fsync: bool,
+}
+
+impl SmallBatch {
+    /// Renames each file into place, in the order given (of two uploads
+    /// to one name, the later wins), and (with fsync) makes the renames
+    /// durable. Returns for each the size of the file it replaced, or why
+    /// it failed.
+    pub fn commit(self) -> Vec<io::Result<u64>> {
+        let results = self.uploads.into_iter().map(|u| u.and_then(|u| u.commit(false))).collect();
+        if self.fsync {
+            for dir in &self.dirs {
+                if let Err(e) = dir.open(".").and_then(|d| d.sync_all()) {
+                    tracing::error!(error = %e, "cannot sync the directory of an upload");
+                }
+            }
+        }
+        results
     }
 }
 

@@ -18,6 +18,7 @@ pub mod objstore;
 mod objtransfer;
 pub mod server;
 mod session;
+mod staged;
 mod storage;
 pub mod systemd;
 pub mod throttle;

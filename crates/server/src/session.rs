@@ -12,6 +12,7 @@ use crate::home::Home;
 use crate::metrics::LoginResult;
 use crate::objstore::ObjectHome;
 use crate::server::Shared;
+use crate::staged::Staged;
 pub(crate) use crate::storage::Files;
 use crate::storage::Storage;
 use crate::throttle::Blocked;
@@ -68,11 +69,14 @@ pub(crate) struct Outcome {
     pub bytes: u64,
     pub result: Result<(), ErrorCode>,
     pub flow: Flow,
+    /// A small upload staged for a batch (see `staged.rs`): its reply and
+    /// log line come when the batch is written.
+    pub staged: bool,
 }
 
 impl Outcome {
     pub fn new(path: impl ToString, result: Result<(), ErrorCode>) -> Outcome {
-        Outcome { path: path.to_string(), bytes: 0, result, flow: Flow::Continue }
+        Outcome { path: path.to_string(), bytes: 0, result, flow: Flow::Continue, staged: false }
     }
 }
 
@@ -106,6 +110,8 @@ pub(crate) struct Session<S> {
     /// This connection's slots among those not logged in yet (its
     /// address's and the daemon's), held until login.
     pub waiting: Option<(AddressSlot, OwnedSemaphorePermit)>,
+    /// Small uploads received and verified, to be written together.
+    pub staged: Staged,
 }
 
 /// Serves one connection to its end. Never panics on input; every problem
@@ -123,13 +129,24 @@ pub(crate) async fn serve<S>(
     let _open = shared.metrics.connection();
     async move {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME_BEFORE_LOGIN));
-        let mut session =
-            Session { frames, shared, shutdown, user: None, login_deadline: None, peer, waiting: Some(waiting) };
+        let mut session = Session {
+            frames,
+            shared,
+            shutdown,
+            user: None,
+            login_deadline: None,
+            peer,
+            waiting: Some(waiting),
+            staged: Staged::default(),
+        };
         match session.run().await {
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
             Err(e) => warn!(error = %e, "closing connection"),
         }
+        // Uploads received whole before the end are stored all the same
+        // (their replies may no longer reach the client).
+        let _ = session.commit_staged().await;
         // Flush what is buffered and close cleanly (TLS sends close_notify).
         let _ = tokio::time::timeout(Duration::from_secs(2), session.frames.get_mut().shutdown()).await;
     }
@@ -146,6 +163,13 @@ where
             return Ok(());
         }
         loop {
+            // Staged uploads wait only while the next request is already
+            // here to join them.
+            if !self.staged.is_empty()
+                && (self.staged.is_full() || !self.frames.codec().has_whole_frame(self.frames.read_buffer()))
+            {
+                self.commit_staged().await?;
+            }
             let idle = self.shared.config.idle_timeout;
             let next = tokio::select! {
                 biased;
@@ -379,7 +403,15 @@ where
     async fn dispatch(&mut self, request: Request) -> Result<Flow, ConnError> {
         let started = Instant::now();
         let op = request.op();
+        // Only another small upload may join the staged ones; anything else
+        // runs once they are in place.
+        if !crate::transfer::may_be_staged(&request) {
+            self.commit_staged().await?;
+        }
         let outcome = self.run_request(request).await;
+        if matches!(&outcome, Ok(o) if o.staged) {
+            return Ok(Flow::Continue);
+        }
         let metrics = &self.shared.metrics;
         match &outcome {
             Ok(outcome) => metrics.request(op, Some(outcome.result), outcome.bytes, started.elapsed()),
@@ -561,6 +593,8 @@ where
     /// Sends one frame, bounded by the idle timeout (a peer that stops
     /// reading can't hold the session forever).
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), ConnError> {
+        // The replies owed to earlier requests go first.
+        self.commit_staged().await?;
         // Before login the login deadline bounds sends too.
         let mut deadline = tokio::time::Instant::now() + self.shared.config.idle_timeout;
         if let Some(login) = self.login_deadline.filter(|_| self.user.is_none()) {
@@ -574,6 +608,13 @@ where
 
     /// Sends several frames with one flush (small replies that go together).
     pub(crate) async fn send_all(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
+        // The replies owed to earlier requests go first.
+        self.commit_staged().await?;
+        self.write_frames(frames).await
+    }
+
+    /// Writes frames with one flush, bounded by the idle timeout.
+    pub(crate) async fn write_frames(&mut self, frames: Vec<Frame>) -> Result<(), ConnError> {
         let idle = self.shared.config.idle_timeout;
         let sink = &mut self.frames;
         let all = async move {
@@ -626,7 +667,7 @@ where
     }
 }
 
-fn log_request(op: &str, outcome: &Outcome, elapsed: Duration) {
+pub(crate) fn log_request(op: &str, outcome: &Outcome, elapsed: Duration) {
     let ms = elapsed.as_secs_f64() * 1000.0;
     let mib_s = if outcome.bytes > 0 && ms > 0.0 { outcome.bytes as f64 / 1_048_576.0 / (ms / 1000.0) } else { 0.0 };
     let path = escape(&outcome.path);

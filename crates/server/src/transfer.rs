@@ -10,9 +10,11 @@ use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
 use crate::home::{Upload, UploadStart};
 use crate::session::{ConnError, Files, Flow, Outcome, Session};
+use crate::staged::StagedPut;
 use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
 use ftp_proto::{
-    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Trailer, Version,
+    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Trailer,
+    Version,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -193,14 +195,22 @@ where
         }
     }
 
-    /// A small upload without resume: the data is taken into memory first,
-    /// checked, and then written, synced and renamed into place in one trip
-    /// to the blocking pool (with many small files those trips are most of
-    /// the cost). Refusals other than the quota come after the end frame.
+    /// A small upload without resume: the data is taken into memory first
+    /// and checked, then staged to be written, renamed into place and
+    /// answered together with the small uploads that follow it (see
+    /// `staged.rs`). Refusals other than the quota come after the end frame.
     async fn put_small(&mut self, target: RemotePath, size: u64) -> Result<Outcome, ConnError> {
+        let started = Instant::now();
         let account = self.user().account().clone();
         let quota = self.shared.users.quota(&self.user().name);
-        let mut reservation = match account.reserve(size, quota) {
+        let mut reserved = account.reserve(size, quota);
+        if reserved.is_err() && !self.staged.is_empty() {
+            // The staged uploads still hold their whole size; once written,
+            // the files they replace are freed.
+            self.commit_staged().await?;
+            reserved = account.reserve(size, quota);
+        }
+        let reservation = match reserved {
             Ok(r) => r,
             Err(over) => {
                 let msg = format!(
@@ -246,45 +256,14 @@ where
         };
         let received = data.len() as u64;
         let hash = blake3::hash(&data);
-        let result = match self.verify_upload(&target, size, received, trailer, Ok(hash)) {
-            Err((err, _)) => Err(err),
-            Ok(hex) => {
-                let fsync = self.shared.config.fsync;
-                let t = target.clone();
-                let ops = account.clone();
-                // Written and synced first; then measuring the file replaced
-                // and replacing it are one step for the quota (no other
-                // operation of this user in between), all in one trip to the
-                // blocking pool.
-                let stored = self
-                    .fs(move |h| {
-                        let mut start = h.begin_private_upload(&t)?;
-                        io::Write::write_all(&mut start.file, &data)?;
-                        if fsync {
-                            start.file.sync_all()?;
-                        }
-                        let _ops = ops.ops.blocking_lock();
-                        let replaced = start.upload.commit(fsync)?;
-                        ops.adjust(-(replaced as i64));
-                        Ok(())
-                    })
-                    .await;
-                match stored {
-                    Ok(()) => {
-                        reservation.written = received;
-                        Ok(hex)
-                    }
-                    Err(e) => Err(io_error(&e, &target)),
-                }
-            }
-        };
-        drop(reservation);
-        match result {
+        match self.verify_upload(&target, size, received, trailer, Ok(hash)) {
             Ok(hash) => {
-                self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
-                Ok(Outcome { bytes: received, ..Outcome::new(&target, Ok(())) })
+                let outcome = Outcome { staged: true, ..Outcome::new(&target, Ok(())) };
+                self.staged.push(StagedPut { target, data, hash, reservation, started });
+                Ok(outcome)
             }
-            Err(err) => {
+            Err((err, _)) => {
+                drop(reservation);
                 warn!(path = %target, error = %err, "upload rejected");
                 let mut outcome = self.refuse(target.to_string(), err).await?;
                 outcome.bytes = received;
@@ -530,6 +509,13 @@ where
 /// into memory before one write, instead of through a [`FileSource`] or
 /// [`FileSink`] thread. Uploads asking to resume always stream.
 const SMALL_FILE: u64 = 256 << 10;
+
+/// Whether `request` may join the small uploads staged before it (on the
+/// filesystem; nothing is staged on object storage): a small upload that
+/// does not ask to resume.
+pub(crate) fn may_be_staged(request: &Request) -> bool {
+    matches!(request, Request::Put { resume: false, size, .. } if *size <= SMALL_FILE)
+}
 
 /// A file opened for download.
 enum Opened {
