@@ -518,10 +518,20 @@ where
     ///
     /// [`complete_get`]: Client::complete_get
     async fn request_get(&mut self, remote: &str, local: &Path) -> Result<PendingGet> {
+        let pending = self.queue_get(remote, local).await?;
+        self.flush().await?;
+        Ok(pending)
+    }
+
+    /// Like [`request_get`], but leaves the request queued until the next
+    /// flush (several requests then go out in one write).
+    ///
+    /// [`request_get`]: Client::request_get
+    async fn queue_get(&mut self, remote: &str, local: &Path) -> Result<PendingGet> {
         let partial =
             LocalPartial::for_target(local).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
         let (held, since) = partial.held(remote);
-        self.send(Frame::Message(Request::Get { path: remote.to_owned(), offset: held, since }.encode())).await?;
+        self.feed(Frame::Message(Request::Get { path: remote.to_owned(), offset: held, since }.encode())).await?;
         Ok(PendingGet { partial, held })
     }
 
@@ -754,6 +764,27 @@ where
             return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
         }
         let result = match tokio::time::timeout(self.timeout, write_data(&mut self.frames, payload)).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(result) => result.map_err(ClientError::from),
+        };
+        self.settle(result)
+    }
+
+    /// Queues a frame without flushing it.
+    async fn feed(&mut self, frame: Frame) -> Result<()> {
+        if self.broken {
+            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
+        }
+        let result = match tokio::time::timeout(self.timeout, self.frames.feed(frame)).await {
+            Err(_) => Err(ClientError::Timeout),
+            Ok(result) => result.map_err(ClientError::from),
+        };
+        self.settle(result)
+    }
+
+    /// Sends whatever is queued.
+    async fn flush(&mut self) -> Result<()> {
+        let result = match tokio::time::timeout(self.timeout, self.frames.flush()).await {
             Err(_) => Err(ClientError::Timeout),
             Ok(result) => result.map_err(ClientError::from),
         };

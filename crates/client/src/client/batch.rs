@@ -9,7 +9,6 @@
 use super::{Client, ClientError, GetSummary, Got, PendingGet, Progress, PutSummary, RESUME_THRESHOLD, Result};
 use bytes::Bytes;
 use ftp_proto::{Frame, PutOk, Request, Trailer};
-use futures::SinkExt;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -112,9 +111,6 @@ where
 
     /// Queues one small upload: request, data, end frame.
     async fn feed_put(&mut self, remote: &str, data: Bytes, hash: &str) -> Result<()> {
-        if self.broken {
-            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
-        }
         let request = Request::Put { path: remote.to_owned(), size: data.len() as u64, resume: false, hash: None };
         let trailer = Trailer { hash: Some(hash.to_owned()), ..Trailer::default() };
         let mut frames = vec![Frame::Message(request.encode())];
@@ -123,11 +119,7 @@ where
         }
         frames.push(Frame::End(trailer.encode()));
         for frame in frames {
-            let result = match tokio::time::timeout(self.timeout, self.frames.feed(frame)).await {
-                Err(_) => Err(ClientError::Timeout),
-                Ok(result) => result.map_err(ClientError::from),
-            };
-            self.settle(result)?;
+            self.feed(frame).await?;
         }
         Ok(())
     }
@@ -139,11 +131,7 @@ where
         in_flight: &mut VecDeque<(usize, u64, String)>,
         results: &mut [Option<Result<PutSummary>>],
     ) -> Result<()> {
-        let flushed = match tokio::time::timeout(self.timeout, self.frames.flush()).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(result) => result.map_err(ClientError::from),
-        };
-        self.settle(flushed)?;
+        self.flush().await?;
         let (index, size, hash) = in_flight.pop_front().expect("a reply is due");
         let reply = match self.reply::<PutOk>().await {
             Ok(ok) if ok.size == size && ok.hash.eq_ignore_ascii_case(&hash) => {
@@ -204,7 +192,7 @@ where
         while lost.is_none() && (next < items.len() || !pending.is_empty()) {
             while next < items.len() && pending.len() < self.window {
                 let (remote, local) = &items[next];
-                match self.request_get(remote, local).await {
+                match self.queue_get(remote, local).await {
                     Ok(p) => pending.push_back((next, p)),
                     Err(e @ ClientError::Local { .. }) => results[next] = Some(Err(e)),
                     Err(e) => {
@@ -219,6 +207,12 @@ where
             }
             let Some((index, p)) = pending.pop_front() else { continue };
             if lost.is_some() {
+                break;
+            }
+            // The requests queued above go out together.
+            if let Err(e) = self.flush().await {
+                lost = Some(e.to_string());
+                results[index] = Some(Err(e));
                 break;
             }
             let (remote, local) = &items[index];
