@@ -10,6 +10,7 @@ on_both_backends!(
     mput_pipelines_in_plaintext_too,
     mid_sized_files_and_overwrites_keep_the_quota_exact,
     pipelined_requests_are_answered_in_order_after_the_uploads_before_them,
+    pipelined_downloads_are_answered_in_order,
 );
 
 #[test]
@@ -274,4 +275,54 @@ fn uploads_received_whole_before_a_hang_up_are_stored() {
     }
     assert!(!d.home("gus").join("cut.bin").exists());
     wait_until(Duration::from_secs(20), "no temporary files", || d.unfinished_uploads("gus") == 0);
+}
+
+/// Many `get` requests written at once: small files, a missing one, a
+/// path that leaves the home, a large file that streams: each reply, with
+/// its data and end frame, comes in order.
+fn pipelined_downloads_are_answered_in_order() {
+    let d = Daemon::start(&[]);
+    d.add_user("hal", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("big.bin");
+    random_file(&big, (1 << 20) + 777, "big");
+    let mut raw = Raw::login(d.target(), "hal", "pw");
+    for (name, data) in [("a.txt", &b"alpha"[..]), ("b.txt", b""), ("c.txt", b"gamma")] {
+        assert_eq!(code(&raw.put(name, data, None)), "ok");
+    }
+    ok(d.ftpc("hal", "pw").arg("put").arg(&big));
+
+    let mut burst = Vec::new();
+    for path in ["a.txt", "missing.txt", "b.txt", "../escape", "big.bin", "c.txt", "a.txt"] {
+        burst.extend(frame(TAG_MESSAGE, serde_json::json!({"op": "get", "path": path}).to_string().as_bytes()));
+    }
+    burst.extend(frame(TAG_MESSAGE, br#"{"op":"pwd"}"#));
+    raw.write(&burst).unwrap();
+
+    let mut download = |raw: &mut Raw| -> Vec<u8> {
+        let head = raw.reply();
+        assert_eq!(code(&head), "ok", "{head}");
+        let mut data = Vec::new();
+        loop {
+            let (tag, payload) = raw.recv().expect("download cut short");
+            match tag {
+                TAG_DATA => data.extend_from_slice(&payload),
+                TAG_END => {
+                    let end: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                    assert_eq!(end["hash"].as_str(), Some(blake3::hash(&data).to_hex().as_str()));
+                    assert_eq!(head["size"], data.len());
+                    return data;
+                }
+                other => panic!("unexpected tag {other} in a download"),
+            }
+        }
+    };
+    assert_eq!(download(&mut raw), b"alpha");
+    assert_eq!(code(&raw.reply()), "not_found");
+    assert_eq!(download(&mut raw), b"");
+    assert_eq!(code(&raw.reply()), "permission_denied");
+    assert_eq!(blake3::hash(&download(&mut raw)).to_hex().to_string(), hash_file(&big));
+    assert_eq!(download(&mut raw), b"gamma");
+    assert_eq!(download(&mut raw), b"alpha");
+    assert_eq!(raw.reply()["cwd"], "/");
 }

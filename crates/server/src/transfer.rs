@@ -8,13 +8,14 @@
 
 use crate::accounts::{Account, Reservation};
 use crate::errors::io_error;
-use crate::home::{Upload, UploadStart};
-use crate::session::{ConnError, Files, Flow, Outcome, Session};
+use crate::home::{Home, Upload, UploadStart};
+use crate::session::{ConnError, Files, Flow, Outcome, Session, log_request};
 use crate::staged::StagedPut;
+use bytes::Buf;
 use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
 use ftp_proto::{
-    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Trailer,
-    Version,
+    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Tag, Trailer,
+    Version, encode_err,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -426,60 +427,113 @@ where
 
     /// `get`: reply with the size and where the data starts, stream the data
     /// frames from there, then an end frame with the hash of the whole file.
+    ///
+    /// On the filesystem, the `get` requests that follow this one whole in
+    /// the read buffer (a client fetching many files pipelines them) are
+    /// taken too: one trip to the blocking pool opens them all (and reads
+    /// the small ones whole), and the small ones are answered with one
+    /// flush. Each is answered, and logged, in order, as if alone.
     pub(crate) async fn get(&mut self, path: &str, offset: u64, since: Option<Version>) -> Result<Outcome, ConnError> {
-        let target = match self.resolve(path) {
-            Ok(p) => p,
-            Err(e) => return self.refuse(path.to_owned(), e).await,
-        };
         if let Files::Objects(objects) = &self.user().files {
+            let target = match self.resolve(path) {
+                Ok(p) => p,
+                Err(e) => return self.refuse(path.to_owned(), e).await,
+            };
             return self.get_object(objects.clone(), target, offset, since).await;
         }
-        let t = target.clone();
-        let opened = self.fs(move |h| {
-            let (file, meta) = h.open_read(&t)?;
-            let size = meta.len();
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_secs() as i64);
-            // Continue only where the client's bytes can still be part of
-            // this file; the whole-file hash at the end settles it anyway.
-            let unchanged = since.is_none_or(|v| v == Version { size, mtime });
-            let offset = if offset <= size && unchanged { offset } else { 0 };
-            let head = GetOk { size, mtime, offset };
-            // A small file is read and hashed right here, in the same trip
-            // to the blocking pool: with many small files those trips are
-            // most of the cost.
-            let mut file = file.into_std();
-            if size <= SMALL_FILE && offset == 0 {
-                let mut data = Vec::with_capacity(size as usize);
-                io::Read::read_to_end(&mut io::Read::take(&mut file, size), &mut data)?;
-                if data.len() as u64 == size {
-                    return Ok((head, Opened::Read(data)));
-                }
-                io::Seek::rewind(&mut file)?; // it changed: stream it
-            }
-            Ok((head, Opened::File(file)))
-        });
-        let (head, opened) = match opened.await {
-            Ok(pair) => pair,
-            Err(e) => return self.refuse(target.to_string(), io_error(&e, &target)).await,
+        let mut wanted = vec![WantedGet { path: path.to_owned(), offset, since, started: Instant::now() }];
+        self.take_pipelined_gets(&mut wanted);
+        let targets: Vec<Result<RemotePath, ErrorBody>> = wanted.iter().map(|w| self.resolve(&w.path)).collect();
+        let asks: Vec<_> = targets.iter().zip(&wanted).map(|(t, w)| (t.clone().ok(), w.offset, w.since)).collect();
+        let opened = self
+            .fs(move |h| {
+                Ok(asks.into_iter().map(|(t, offset, since)| t.map(|t| open_for_get(h, &t, offset, since))).collect())
+            })
+            .await;
+        let opened: Vec<Option<io::Result<(GetOk, Opened)>>> = match opened {
+            Ok(opened) => opened,
+            Err(e) => wanted.iter().map(|_| Some(Err(io::Error::new(e.kind(), e.to_string())))).collect(),
         };
-        let GetOk { size, offset, .. } = head;
-        if let Opened::Read(data) = opened {
-            let hash = blake3::hash(&data).to_hex().to_string();
-            let mut frames = vec![Frame::Message(ftp_proto::encode_ok(&head))];
-            if !data.is_empty() {
-                frames.push(Frame::Data(data.into()));
+        // Replies for small files wait here to go out together.
+        let mut queued: Vec<Frame> = Vec::new();
+        let mut last = None;
+        let count = wanted.len();
+        for (i, ((want, target), opened)) in wanted.into_iter().zip(targets).zip(opened).enumerate() {
+            let outcome = match (target, opened) {
+                (Err(e), _) => {
+                    let code = e.code;
+                    queued.push(Frame::Message(encode_err(&e)));
+                    Outcome::new(want.path, Err(code))
+                }
+                (Ok(target), None) => {
+                    let err = io_error(&io::Error::other("not opened"), &target);
+                    queued.push(Frame::Message(encode_err(&err)));
+                    Outcome::new(&target, Err(err.code))
+                }
+                (Ok(target), Some(Err(e))) => {
+                    let err = io_error(&e, &target);
+                    let code = err.code;
+                    queued.push(Frame::Message(encode_err(&err)));
+                    Outcome::new(&target, Err(code))
+                }
+                (Ok(target), Some(Ok((head, Opened::Read(data))))) => {
+                    let hash = blake3::hash(&data).to_hex().to_string();
+                    queued.push(Frame::Message(ftp_proto::encode_ok(&head)));
+                    if !data.is_empty() {
+                        queued.push(Frame::Data(data.into()));
+                    }
+                    queued.push(Frame::End(Trailer { hash: Some(hash), ..Trailer::default() }.encode()));
+                    Outcome { bytes: head.size, ..Outcome::new(&target, Ok(())) }
+                }
+                (Ok(target), Some(Ok((head, Opened::File(file))))) => {
+                    self.send_all(std::mem::take(&mut queued)).await?;
+                    self.stream_file(target, head, file).await?
+                }
+            };
+            if i + 1 == count {
+                last = Some(outcome);
+            } else {
+                let elapsed = want.started.elapsed();
+                self.shared.metrics.request("get", Some(outcome.result), outcome.bytes, elapsed);
+                log_request("get", &outcome, elapsed);
             }
-            frames.push(Frame::End(Trailer { hash: Some(hash), ..Trailer::default() }.encode()));
-            self.send_all(frames).await?;
-            return Ok(Outcome { bytes: size, ..Outcome::new(&target, Ok(())) });
         }
-        let Opened::File(file) = opened else { unreachable!("handled above") };
-        self.send_ok(&head).await?;
+        self.send_all(queued).await?;
+        // The last one is logged by the caller, after the others.
+        Ok(last.expect("at least the first get"))
+    }
 
+    /// Moves the `get` requests that follow whole in the read buffer into
+    /// `wanted` (up to [`MAX_GETS`] in all). Stops at anything else, which
+    /// the request loop then reads as usual.
+    fn take_pipelined_gets(&mut self, wanted: &mut Vec<WantedGet>) {
+        while wanted.len() < MAX_GETS {
+            let buffered = self.frames.read_buffer();
+            if !self.frames.codec().has_whole_frame(buffered) {
+                return;
+            }
+            let len = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
+            if len < 2 || len - 1 > ftp_proto::MAX_MESSAGE || buffered[4] != Tag::Message as u8 {
+                return;
+            }
+            let Ok(Request::Get { path, offset, since }) = Request::decode(&buffered[5..4 + len]) else {
+                return;
+            };
+            self.frames.read_buffer_mut().advance(4 + len);
+            wanted.push(WantedGet { path, offset, since, started: Instant::now() });
+        }
+    }
+
+    /// Streams an opened file from `head.offset`: the reply, the data
+    /// frames, then an end frame with the hash of the whole file.
+    async fn stream_file(
+        &mut self,
+        target: RemotePath,
+        head: GetOk,
+        file: std::fs::File,
+    ) -> Result<Outcome, ConnError> {
+        let GetOk { size, offset, .. } = head;
+        self.send_ok(&head).await?;
         let mut source = FileSource::spawn(file, offset, size - offset, blake3::Hasher::new(), DEFAULT_CHUNK);
         let mut sent = 0u64;
         while let Some((buf, n)) = source.next().await {
@@ -503,6 +557,46 @@ where
         }
         Ok(outcome)
     }
+}
+
+/// Opens a file for `get` (blocking): its head, and the file itself, or
+/// its whole content when it is small and wanted from the start. A small
+/// file is read and hashed right here, in the same trip to the blocking
+/// pool: with many small files those trips are most of the cost.
+fn open_for_get(h: &Home, target: &RemotePath, offset: u64, since: Option<Version>) -> io::Result<(GetOk, Opened)> {
+    let (file, meta) = h.open_read(target)?;
+    let size = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    // Continue only where the client's bytes can still be part of this
+    // file; the whole-file hash at the end settles it anyway.
+    let unchanged = since.is_none_or(|v| v == Version { size, mtime });
+    let offset = if offset <= size && unchanged { offset } else { 0 };
+    let head = GetOk { size, mtime, offset };
+    let mut file = file.into_std();
+    if size <= SMALL_FILE && offset == 0 {
+        let mut data = Vec::with_capacity(size as usize);
+        io::Read::read_to_end(&mut io::Read::take(&mut file, size), &mut data)?;
+        if data.len() as u64 == size {
+            return Ok((head, Opened::Read(data)));
+        }
+        io::Seek::rewind(&mut file)?; // it changed: stream it
+    }
+    Ok((head, Opened::File(file)))
+}
+
+/// Most `get` requests opened in one trip to the blocking pool.
+const MAX_GETS: usize = 64;
+
+/// A `get` request taken from the read buffer.
+struct WantedGet {
+    path: String,
+    offset: u64,
+    since: Option<Version>,
+    started: Instant,
 }
 
 /// Files up to this size are sent from one read into memory, and received
