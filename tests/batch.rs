@@ -299,7 +299,7 @@ fn pipelined_downloads_are_answered_in_order() {
     burst.extend(frame(TAG_MESSAGE, br#"{"op":"pwd"}"#));
     raw.write(&burst).unwrap();
 
-    let mut download = |raw: &mut Raw| -> Vec<u8> {
+    let download = |raw: &mut Raw| -> Vec<u8> {
         let head = raw.reply();
         assert_eq!(code(&head), "ok", "{head}");
         let mut data = Vec::new();
