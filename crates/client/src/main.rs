@@ -176,7 +176,16 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One connection needs one thread: the network side runs here (no
+    // hand-over between threads at every socket event), and disk I/O and
+    // hashing run on tokio's blocking threads. The shell's completion asks
+    // the server from inside the line editor, through a runtime handle,
+    // which only a multi-thread runtime drives.
+    let mut builder = match cli.command {
+        None | Some(Command::Shell) => tokio::runtime::Builder::new_multi_thread(),
+        Some(_) => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(exit::LOCAL, &format!("cannot start the async runtime: {e}")),
     };

@@ -4,7 +4,8 @@
 //! [`tls`]), is framed and checked in `session` (login gate with
 //! [`throttle`], path validation), and its bytes land through [`home`]
 //! (capability-confined filesystem access, partials, atomic commits) by way
-//! of [`transfer`]; [`accounts`] keeps session counts and quota usage. The
+//! of [`transfer`] (pipelined small uploads are written together by
+//! `staged`); [`accounts`] keeps session counts and quota usage. The
 //! binary in `main.rs` only parses flags, loads configuration, handles
 //! signals and calls [`server::run`].
 
