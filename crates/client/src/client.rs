@@ -792,14 +792,8 @@ where
     }
 
     async fn send(&mut self, frame: Frame) -> Result<()> {
-        if self.broken {
-            return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
-        }
-        let result = match tokio::time::timeout(self.timeout, self.frames.send(frame)).await {
-            Err(_) => Err(ClientError::Timeout),
-            Ok(result) => result.map_err(ClientError::from),
-        };
-        self.settle(result)
+        self.feed(frame).await?;
+        self.flush().await
     }
 }
 
