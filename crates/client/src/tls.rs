@@ -21,8 +21,17 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+/// The connection under TLS. rustls asks the socket for one record (16 KiB)
+/// at a time; reading ahead in larger pieces saves most of those system
+/// calls (about 66,000 per GiB downloaded).
+pub type Reads = BufReader<TcpStream>;
+
+/// Bytes read from the socket at once under TLS.
+const READ_AHEAD: usize = 256 << 10;
 
 /// How the server's certificate is checked.
 #[derive(Debug, Clone)]
@@ -54,7 +63,7 @@ pub async fn connect<F, Fut>(
     addr: &str,
     trust: &Trust,
     reconnect: F,
-) -> Result<TlsStream<TcpStream>, ClientError>
+) -> Result<TlsStream<Reads>, ClientError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<TcpStream, ClientError>>,
@@ -118,7 +127,7 @@ async fn handshake(
     name: ServerName<'static>,
     verifier: Arc<dyn ServerCertVerifier>,
     provider: Arc<CryptoProvider>,
-) -> Result<TlsStream<TcpStream>, ClientError> {
+) -> Result<TlsStream<Reads>, ClientError> {
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Tls(e.to_string()))?
@@ -126,12 +135,14 @@ async fn handshake(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(name, tcp).await.map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidMessage(_)) => {
-            ClientError::Tls("the server does not speak TLS (if it runs with --no-tls, pass --no-tls too)".into())
+    connector.connect(name, BufReader::with_capacity(READ_AHEAD, tcp)).await.map_err(|e| {
+        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(rustls::Error::InvalidMessage(_)) => {
+                ClientError::Tls("the server does not speak TLS (if it runs with --no-tls, pass --no-tls too)".into())
+            }
+            Some(tls) => ClientError::Tls(tls.to_string()),
+            None => ClientError::Tls(e.to_string()),
         }
-        Some(tls) => ClientError::Tls(tls.to_string()),
-        None => ClientError::Tls(e.to_string()),
     })
 }
 
