@@ -119,12 +119,33 @@ impl FrameCodec {
     /// Whether `buffered` (this codec's read buffer) holds a whole frame
     /// already, so that decoding it needs no wait for the peer.
     pub fn has_whole_frame(&self, buffered: &[u8]) -> bool {
+        self.whole_frame_len(buffered).is_some()
+    }
+
+    /// The JSON body of the message frame at the front of `buffered` (this
+    /// codec's read buffer) if it is there whole and within the limits,
+    /// with the bytes the whole frame takes (to skip it). `None` for
+    /// anything else, which decoding then reads, or refuses, as usual.
+    pub fn whole_message<'a>(&self, buffered: &'a [u8]) -> Option<(usize, &'a [u8])> {
+        let len = self.whole_frame_len(buffered)?;
+        if len == 0 || len > self.max {
+            return None;
+        }
+        match check_tag(buffered[4], len - 1) {
+            Ok(Tag::Message) => Some((4 + len, &buffered[5..4 + len])),
+            _ => None,
+        }
+    }
+
+    /// The length (after the prefix) of the frame at the front of
+    /// `buffered`, if it is there whole.
+    fn whole_frame_len(&self, buffered: &[u8]) -> Option<usize> {
         if self.mid_frame || buffered.len() < 4 {
             // Mid-frame, the length is the inner codec's to know: say no.
-            return false;
+            return None;
         }
         let len = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
-        buffered.len() - 4 >= len
+        (buffered.len() - 4 >= len).then_some(len)
     }
 }
 
@@ -236,6 +257,21 @@ mod tests {
         let mut head = buf.split_to(5);
         assert_eq!(codec.decode(&mut head).unwrap(), None);
         assert!(!codec.has_whole_frame(&head));
+    }
+
+    #[test]
+    fn whole_message_gives_only_a_complete_message_frame() {
+        let codec = FrameCodec::new(64);
+        let mut buf = BytesMut::new();
+        let mut enc = FrameCodec::new(64);
+        enc.encode(Frame::Message(Bytes::from_static(b"{}")), &mut buf).unwrap();
+        enc.encode(Frame::Data(Bytes::from_static(b"abc")), &mut buf).unwrap();
+        assert_eq!(codec.whole_message(&buf), Some((7, &b"{}"[..])));
+        assert_eq!(codec.whole_message(&buf[..6]), None, "one byte short");
+        assert_eq!(codec.whole_message(&buf[7..]), None, "a data frame");
+        let mut huge = vec![0, 0, 0, 65, b'M'];
+        huge.resize(4 + 65, b' ');
+        assert_eq!(codec.whole_message(&huge), None, "whole, but over the limit");
     }
 
     #[test]

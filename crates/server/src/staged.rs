@@ -82,11 +82,10 @@ where
         let mut answers = Vec::with_capacity(puts.len());
         let mut reservations = Vec::with_capacity(puts.len());
         for put in puts {
-            files.push((put.target.clone(), put.data));
-            answers.push((put.target, put.hash, put.started));
+            answers.push((put.target.clone(), put.hash, put.started, put.data.len() as u64));
+            files.push((put.target, put.data));
             reservations.push(put.reservation);
         }
-        let sizes: Vec<u64> = files.iter().map(|(_, data)| data.len() as u64).collect();
         let stored = self
             .fs(move |h| {
                 let batch = h.write_small(&files);
@@ -111,7 +110,7 @@ where
             Err(e) => answers.iter().map(|_| Err(io::Error::new(e.kind(), e.to_string()))).collect(),
         };
         let mut replies = Vec::with_capacity(answers.len());
-        for (((target, hash, started), size), result) in answers.into_iter().zip(sizes).zip(results) {
+        for ((target, hash, started, size), result) in answers.into_iter().zip(results) {
             let outcome = match result {
                 Ok(_) => {
                     let ok = PutOk { path: target.to_string(), size, hash };

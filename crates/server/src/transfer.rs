@@ -14,7 +14,7 @@ use crate::staged::StagedPut;
 use bytes::Buf;
 use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
 use ftp_proto::{
-    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Tag, Trailer,
+    DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Trailer,
     Version, encode_err,
 };
 use futures::StreamExt;
@@ -508,18 +508,13 @@ where
     /// the request loop then reads as usual.
     fn take_pipelined_gets(&mut self, wanted: &mut Vec<WantedGet>) {
         while wanted.len() < MAX_GETS {
-            let buffered = self.frames.read_buffer();
-            if !self.frames.codec().has_whole_frame(buffered) {
-                return;
-            }
-            let len = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
-            if len < 2 || len - 1 > ftp_proto::MAX_MESSAGE || buffered[4] != Tag::Message as u8 {
-                return;
-            }
-            let Ok(Request::Get { path, offset, since }) = Request::decode(&buffered[5..4 + len]) else {
+            let Some((taken, json)) = self.frames.codec().whole_message(self.frames.read_buffer()) else {
                 return;
             };
-            self.frames.read_buffer_mut().advance(4 + len);
+            let Ok(Request::Get { path, offset, since }) = Request::decode(json) else {
+                return;
+            };
+            self.frames.read_buffer_mut().advance(taken);
             wanted.push(WantedGet { path, offset, since, started: Instant::now() });
         }
     }
