@@ -62,25 +62,6 @@ def rm(path):
         pass
 
 
-def touch_free_memory():
-    """On this kind of virtual machine, memory the guest has never touched
-    costs a fault in the hypervisor on first use: the first write of a new
-    1 GiB file runs at a quarter of the speed of later ones. Touch most of
-    the free memory once, so that every contender writes into warm pages."""
-    avail = 0
-    for line in open("/proc/meminfo"):
-        if line.startswith("MemAvailable:"):
-            avail = int(line.split()[1]) * 1024
-    import mmap
-
-    n = int(avail * 0.8)
-    m = mmap.mmap(-1, n)
-    block = b"\1" * (64 << 20)
-    for off in range(0, n - len(block), len(block)):
-        m[off : off + len(block)] = block
-    m.close()
-
-
 def cache(path):
     """Reads `path` through, so that the contender about to read it finds it
     all in the page cache. The benchmark compares transfers with the page
@@ -714,8 +695,6 @@ def main():
     b = Bench(work)
     try:
         b.setup()
-        if not os.environ.get("BENCH_NO_WARM"):
-            touch_free_memory()
         if os.environ.get("BENCH_ONLY_OBJECTS"):
             object_rows(b)
             print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
