@@ -584,13 +584,14 @@ def report(b):
             vs = mbs[f"vsftpd {direction}"]
             sf = mbs[f"sftp {direction}"]
             peer = f"{mbs[name] / vs:.2f}× vsftpd, {mbs[name] / sf:.2f}× sftp"
-        rows.append((name, mbs[name], mbs[name] / limit, peer))
+        each = " ".join(f"{SIZE / t / 1e6:.0f}" for t in b.times[name])
+        rows.append((name, mbs[name], mbs[name] / limit, peer, each))
     lines = [
-        "| contender | MB/s (median) | × socat → file | against the peers |",
-        "|---|---:|---:|---|",
+        "| contender | MB/s (median) | × socat → file | against the peers | each round, MB/s |",
+        "|---|---:|---:|---|---|",
     ]
-    for name, rate, ratio, peer in rows:
-        lines.append(f"| {name} | {rate:.0f} | {ratio:.2f} | {peer} |")
+    for name, rate, ratio, peer, each in rows:
+        lines.append(f"| {name} | {rate:.0f} | {ratio:.2f} | {peer} | {each} |")
     mem = [
         "| daemon | peak RSS during 1 GiB put and get |",
         "|---|---:|",

@@ -399,7 +399,8 @@ mod tests {
             1000,
             data.len() as u64 - 1000,
             blake3::Hasher::new(),
-            4096 * 64,
+            // Chunks the sink writes in two whole pieces and a short one.
+            WRITE_PIECE * 2 + 4096 * 3,
         );
         let dst = dir.path().join("dst");
         std::fs::write(&dst, &data[..1000]).unwrap();
