@@ -62,6 +62,26 @@ def rm(path):
         pass
 
 
+def lend_pages(directory, size):
+    """Writes `size` bytes to a scratch file in `directory` and deletes it,
+    just before a timed transfer. This machine's balloon driver hands free
+    memory back to the host within about a second, and DAMON pages out
+    files left alone for a minute; a transfer then writes its file into
+    memory the hypervisor has to fault in again, at a fraction of the
+    speed. The pages freed here are the ones the kernel hands out next, so
+    every contender writes into memory the host still backs, as it would
+    on bare metal."""
+    block = bytes(256 << 10)
+    path = Path(directory) / "lend.bin"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(size // len(block)):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def cache(path):
     """Reads `path` through, so that the contender about to read it finds it
     all in the page cache. The benchmark compares transfers with the page
@@ -317,6 +337,7 @@ class Bench:
         for r in range(ROUNDS):
             for name, fn, reads in contenders:
                 cache(reads)
+                lend_pages(self.work, SIZE + (64 << 20))
                 took = fn()
                 self.record(name, took)
                 print(f"round {r + 1}/{ROUNDS}  {name:24} {SIZE / took / 1e6:8.0f} MB/s", flush=True)
@@ -517,14 +538,24 @@ def load_rows(b):
 
     runs = []
     for r in range(ROUNDS):
-        # As for the single-stream rows, the files the transfer writes are
-        # deleted just before it (here, the previous round's uploads).
+        gen = subprocess.Popen(
+            [load, "transfer", addr, USER, small, str(CLIENTS), b.dl, "--gate"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        if gen.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"load generator failed: exit {gen.wait()}")
+        # Once all are logged in, as for the single-stream rows: the files
+        # the transfer writes are deleted (the previous round's uploads) and
+        # memory the host backs is made ready for the uploads.
         for i in range(CLIENTS):
             rm(b.root / USER / f"load-{i}.bin")
-        out = subprocess.run(
-            [load, "transfer", addr, USER, small, str(CLIENTS), b.dl], env=env, check=True, capture_output=True
-        )
-        runs.append(json.loads(out.stdout))
+        lend_pages(b.work, CLIENTS * CLIENT_SIZE + (256 << 20))
+        out, _ = gen.communicate(b"go\n")
+        if gen.returncode != 0:
+            raise RuntimeError(f"load generator failed: exit {gen.returncode}")
+        runs.append(json.loads(out))
         print(f"round {r + 1}/{ROUNDS}  {CLIENTS} clients: {runs[-1]}", flush=True)
     b.load = dict(runs[0])
     b.load["seconds"] = statistics.median(run["seconds"] for run in runs)

@@ -2,14 +2,17 @@
 //! `FTPC_PASSWORD` set:
 //!
 //! ```text
-//! load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR
+//! load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR [--gate]
 //! load idle ADDR USER SESSIONS
 //! load delay TARGET MILLISECONDS
 //! ```
 //! `transfer`: CLIENTS clients log in, then all at once each puts FILE under
 //! its own name and gets it back, every transfer verified by hash. Prints
 //! one JSON line: clients, bytes moved, seconds from the common start to the
-//! last finish, and the slowest client's seconds.
+//! last finish, and the slowest client's seconds. With `--gate`, once all
+//! clients are logged in it prints `ready` and starts only when a line
+//! arrives on standard input (so the caller can prepare the machine after
+//! the logins, just before the clock starts).
 //!
 //! `idle`: opens SESSIONS logged-in sessions, prints `ready`, and holds them
 //! until standard input closes.
@@ -39,8 +42,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         return idle(addr, user, &password, sessions.parse()?).await;
     }
-    let [_, mode, addr, user, file, clients, dir] = &args[..] else {
-        return Err("usage: load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR | load idle ADDR USER SESSIONS".into());
+    let (gate, args) = match &args[..] {
+        [rest @ .., last] if last == "--gate" => (true, rest),
+        all => (false, all),
+    };
+    let [_, mode, addr, user, file, clients, dir] = args else {
+        return Err(
+            "usage: load transfer ADDR USER FILE CLIENTS DOWNLOAD_DIR [--gate] | load idle ADDR USER SESSIONS".into()
+        );
     };
     if mode != "transfer" {
         return Err(format!("unknown mode {mode}").into());
@@ -49,13 +58,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let file = PathBuf::from(file);
     let size = std::fs::metadata(&file)?.len();
     let want = blake3::hash(&std::fs::read(&file)?).to_hex().to_string();
-    let barrier = Arc::new(Barrier::new(clients + 1));
+    // All logged in, then all start: two meeting points for the clients
+    // and this task, with the optional gate between them.
+    let (logged_in, go) = (Arc::new(Barrier::new(clients + 1)), Arc::new(Barrier::new(clients + 1)));
     let mut tasks = Vec::new();
     for i in 0..clients {
         let (addr, user, password, file, want) =
             (addr.clone(), user.clone(), password.clone(), file.clone(), want.clone());
         let local = PathBuf::from(dir).join(format!("load-{i}.bin"));
-        let barrier = barrier.clone();
+        let (logged_in, go) = (logged_in.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             let ready = async {
                 let mut c = Client::connect(&addr, Duration::from_secs(120), &Transport::Plain).await?;
@@ -65,7 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok::<_, ftp_client::ClientError>(c)
             }
             .await;
-            barrier.wait().await;
+            logged_in.wait().await;
+            go.wait().await;
             let mut c = ready.map_err(|e| format!("client {i}: {e}"))?;
             let start = Instant::now();
             let remote = format!("load-{i}.bin");
@@ -78,7 +90,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, String>(start.elapsed())
         }));
     }
-    barrier.wait().await;
+    logged_in.wait().await;
+    if gate {
+        println!("ready");
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(tokio::io::stdin()), &mut line).await?;
+    }
+    go.wait().await;
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
     for task in tasks {
