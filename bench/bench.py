@@ -51,11 +51,12 @@ def run(cmd, **kw):
 
 def settle():
     """Flushes what earlier contenders left dirty, just before a clock
-    starts. Without it, creating files stayed 10–20 times slower for 10 s
-    and more after large files were written and deleted (1,800–3,800 small
-    files per second from Python instead of 39,000; the first two rounds of
-    `mput` in one run, 3,200 files/s instead of 10,000): the file system
-    was still settling the earlier work. The sync itself takes about 0.04 s."""
+    starts, so that no contender pays for another's writeback. Right after
+    large files were written and deleted, a Python loop created 1,800–3,800
+    small files per second without it and 39,000 with it; the limit row
+    (socat → file) collapsed to 350–640 MB/s in some rounds of two runs
+    without it and held at 1,800–2,200 in the runs since. The sync itself
+    takes about 0.04 s."""
     os.sync()
 
 
@@ -97,8 +98,8 @@ def cache(path):
     """Reads `path` through, so that the contender about to read it finds it
     all in the page cache. The benchmark compares transfers with the page
     cache warm, and this machine's kernel pages out file pages left untouched
-    for a minute (DAMON): the source file was found mostly evicted between
-    rows, so the first reader after a pause paid for the disk."""
+    for a minute (DAMON): minutes after a run, its source file had under
+    10 MiB of its 1 GiB left in the cache."""
     with open(path, "rb", buffering=0) as f:
         while f.read(4 << 20):
             pass
@@ -759,9 +760,9 @@ def main():
             object_rows(b)
             print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
             return
-        # The small-file rows first, while the file system is calm: after
-        # the large-file rounds, creating files ran up to 3 times slower for
-        # a minute or more (every contender's first rounds, vsftpd's too).
+        # The small-file rows first, before the large-file rounds: after
+        # them, the first rounds of ftpd's mput and mget and of vsftpd's get
+        # ran up to 3 times slower than the later ones.
         small_rows(b)
         tree_rows(b)
         if not os.environ.get("BENCH_ONLY_SMALL"):

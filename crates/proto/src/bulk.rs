@@ -33,7 +33,7 @@ pub const DEPTH: usize = 4;
 /// page-cache folios of a write by its length, so a 1 MiB write asks for
 /// large folios. On the benchmark machine (a VM whose balloon driver
 /// reports free memory to the host) those come from memory the host must
-/// fault in again: 1 MiB writes into a new file ran at 0.7–1.5 GB/s,
+/// fault in again: 1 MiB writes into a new file mostly ran at 0.7–1.5 GB/s,
 /// 256 KiB writes at 5.5–6 GB/s. Hashing each piece right after writing it
 /// also reads it while it is still in the CPU cache.
 const WRITE_PIECE: usize = 256 * 1024;
