@@ -459,24 +459,21 @@ where
         let mut last = None;
         let count = wanted.len();
         for (i, ((want, target), opened)) in wanted.into_iter().zip(targets).zip(opened).enumerate() {
-            let outcome = match (target, opened) {
-                (Err(e), _) => {
-                    let code = e.code;
-                    queued.push(Frame::Message(encode_err(&e)));
-                    Outcome::new(want.path, Err(code))
-                }
-                (Ok(target), None) => {
-                    let err = io_error(&io::Error::other("not opened"), &target);
+            // A resolved path always has its open result; `None` stays an
+            // error rather than a panic.
+            let ready = match target {
+                Err(e) => Err((want.path, e)),
+                Ok(target) => match opened.unwrap_or_else(|| Err(io::Error::other("not opened"))) {
+                    Ok(pair) => Ok((target, pair)),
+                    Err(e) => Err((target.to_string(), io_error(&e, &target))),
+                },
+            };
+            let outcome = match ready {
+                Err((path, err)) => {
                     queued.push(Frame::Message(encode_err(&err)));
-                    Outcome::new(&target, Err(err.code))
+                    Outcome::new(path, Err(err.code))
                 }
-                (Ok(target), Some(Err(e))) => {
-                    let err = io_error(&e, &target);
-                    let code = err.code;
-                    queued.push(Frame::Message(encode_err(&err)));
-                    Outcome::new(&target, Err(code))
-                }
-                (Ok(target), Some(Ok((head, Opened::Read(data))))) => {
+                Ok((target, (head, Opened::Read(data)))) => {
                     let hash = blake3::hash(&data).to_hex().to_string();
                     queued.push(Frame::Message(ftp_proto::encode_ok(&head)));
                     if !data.is_empty() {
@@ -485,7 +482,7 @@ where
                     queued.push(Frame::End(Trailer { hash: Some(hash), ..Trailer::default() }.encode()));
                     Outcome { bytes: head.size, ..Outcome::new(&target, Ok(())) }
                 }
-                (Ok(target), Some(Ok((head, Opened::File(file))))) => {
+                Ok((target, (head, Opened::File(file)))) => {
                     self.send_all(std::mem::take(&mut queued)).await?;
                     self.stream_file(target, head, file).await?
                 }
