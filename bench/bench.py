@@ -60,6 +60,32 @@ def settle():
     os.sync()
 
 
+WORK_PARENT = Path("/var/tmp")
+CLEANED = WORK_PARENT / "ftpbench.cleaned"
+FREED_INODES_RECENT = 360
+
+
+def wait_for_freed_inodes():
+    """Waits until the inodes that an earlier run deleted may be reused.
+    On an ext4 filesystem without a journal (this machine's root), ext4
+    will not reuse an inode freed in the last 60 s, or in the last 360 s
+    while the block holding it is unwritten, and every file it creates
+    scans past all such inodes in the group (`recently_deleted()` in
+    fs/ext4/ialloc.c). Just after a run's clean-up (some 100,000 files),
+    Python created files in /var/tmp at 1,000–4,000 a second for about six
+    minutes, against 22,000 after; ftpd's mput and mget fell to 1,000–3,000
+    files/s. Each run marks when it cleaned up; the next one waits out the
+    rest of those six minutes before its first clock."""
+    try:
+        since = time.time() - CLEANED.stat().st_mtime
+    except FileNotFoundError:
+        return
+    left = FREED_INODES_RECENT - since
+    if left > 0:
+        print(f"bench: waiting {left:.0f} s for the inodes the last run freed (see wait_for_freed_inodes)", flush=True)
+        time.sleep(left)
+
+
 def timed(cmd, **kw):
     settle()
     start = time.perf_counter()
@@ -152,6 +178,10 @@ class Bench:
         self.procs = []
         self.times = {}
         self.rss = {}
+        # What the small-file, tree and object rows leave behind: removed
+        # only at the end of the run, since creating files shortly after
+        # mass deletions is slow here (see `wait_for_freed_inodes`).
+        self.leftovers = []
 
     def record(self, name, seconds):
         self.times.setdefault(name, []).append(seconds)
@@ -174,7 +204,13 @@ class Bench:
         if subprocess.run(["id", USER], capture_output=True).returncode != 0:
             run(["useradd", "-m", "-s", "/bin/bash", USER])
         subprocess.run(["chpasswd"], input=f"{USER}:{PASSWORD}\n".encode(), check=True)
-        self.home = Path(f"/home/{USER}")
+        # The peers' files live in the same tree as ftpd's (vsftpd and sshd
+        # log the user in at the home directory in passwd), so every
+        # contender writes into the same part of the filesystem.
+        self.home = self.work / "home"
+        self.home.mkdir(exist_ok=True)
+        shutil.chown(self.home, USER, USER)
+        run(["usermod", "-d", self.home, USER])
 
     def spawn(self, cmd, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
@@ -381,7 +417,7 @@ def small_rows(b):
     """SMALL_COUNT files of 4 KiB put and got in one session: ftpc mput/mget
     (pipelined) against one curl session on vsftpd (URL globbing reuses the
     control connection). Every round writes into fresh directories on both
-    sides, so no contender profits from (or pays for) another's deletions."""
+    sides, and nothing is deleted before the end of the run."""
     src = b.work / "small"
     if not src.exists():
         src.mkdir()
@@ -414,13 +450,9 @@ def small_rows(b):
         local = b.dl / d
         local.mkdir()
         rec("vsftpd get (curl)", timed(["curl", "-sS", f"{b.vurl}/{d}/{glob}", "-o", f"{local}/#1.bin"]))
-    for r in range(ROUNDS):
-        shutil.rmtree(b.home / f"v{r}", ignore_errors=True)
+        b.leftovers += [b.home / d, local]
         for mode in ("plain", "tls"):
-            shutil.rmtree(b.root / USER / f"{mode}{r}", ignore_errors=True)
-    for name in os.listdir(b.dl):
-        if (b.dl / name).is_dir():
-            shutil.rmtree(b.dl / name)
+            b.leftovers += [b.root / USER / f"{mode}{r}", b.dl / f"{mode}{r}"]
 
 
 TREE_FILES = int(os.environ.get("BENCH_TREE", "2000"))
@@ -432,8 +464,8 @@ def tree_rows(b):
     get -r, with 64 files in flight against one at a time (-j 1): on
     loopback, and through a proxy that adds TREE_DELAY_MS of latency each
     way (a nearby network; loopback hides what waiting for each reply
-    costs). Remote and local copies are removed only after all rounds, so
-    no round creates files right after mass deletions."""
+    costs). Remote and local copies are removed only at the end of the
+    run (see `Bench.leftovers`)."""
     src = b.work / "tree"
     if not src.exists():
         for i in range(TREE_FILES):
@@ -447,7 +479,6 @@ def tree_rows(b):
     )
     delayed = int(proxy.stdout.readline().split()[1])
     b.tree = {}
-    made = []
     try:
         for r in range(ROUNDS):
             for net, port in (("loopback", b.ports["plain"]), (f"+{TREE_DELAY_MS} ms", delayed)):
@@ -455,7 +486,7 @@ def tree_rows(b):
                     label = f"{net}, " + ("one at a time" if jobs == "1" else "64 in flight")
                     remote = f"tree-{r}-{port}-{jobs}"
                     local = b.dl / remote
-                    made += [b.root / USER / remote, local]
+                    b.leftovers += [b.root / USER / remote, local]
                     cmd = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--fsync", "false", "--no-tls", "-j", jobs]
                     took = timed(cmd + ["put", "-r", src, remote], env=b.ftpc_env)
                     b.tree.setdefault(f"put -r, {label}", []).append(took)
@@ -465,8 +496,6 @@ def tree_rows(b):
     finally:
         proxy.stdin.close()
         proxy.wait()
-        for path in made:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 def s3s_fs_bin():
@@ -750,12 +779,13 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a local user for vsftpd and sftp)")
     keep = os.environ.get("BENCH_DIR")
-    work = keep or tempfile.mkdtemp(prefix="ftpbench.", dir="/var/tmp")
+    work = keep or tempfile.mkdtemp(prefix="ftpbench.", dir=WORK_PARENT)
     Path(work).mkdir(parents=True, exist_ok=True)
     os.chmod(work, 0o755)
     b = Bench(work)
     try:
         b.setup()
+        wait_for_freed_inodes()
         if os.environ.get("BENCH_ONLY_OBJECTS"):
             object_rows(b)
             print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
@@ -772,9 +802,12 @@ def main():
             load_rows(b)
     finally:
         b.stop()
+        for path in b.leftovers:
+            shutil.rmtree(path, ignore_errors=True)
         if not keep:
             # About 4 GiB of test files: a temporary directory goes with the run.
             shutil.rmtree(work, ignore_errors=True)
+        CLEANED.touch()
     if os.environ.get("BENCH_ONLY_SMALL"):
         print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})
         print({k: [round(TREE_FILES / t) for t in v] for k, v in b.tree.items()})
