@@ -8,6 +8,7 @@ use std::time::Duration;
 on_both_backends!(
     uploads_killed_at_random_points_resume_to_identical,
     downloads_killed_at_random_points_resume_to_identical,
+    a_stale_local_partial_longer_than_the_new_file_is_cut,
     a_restarted_daemon_resumes_and_sends_only_the_missing_bytes,
     a_partial_is_resumed_only_for_the_same_target_and_size,
     stale_partials_are_removed_and_leave_the_quota,
@@ -147,6 +148,29 @@ fn downloads_killed_at_random_points_resume_to_identical() {
         assert_eq!(logged_bytes(&line), SIZE - held, "{line}");
     }
     assert_eq!(hash_file(&out_dir.join("big.bin")), hash_file(&src));
+    let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left.len(), 1, "partial and record are gone: {left:?}");
+}
+
+fn a_stale_local_partial_longer_than_the_new_file_is_cut() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("f.bin");
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    ok(d.ftpc("alice", "pw").arg("put").arg(&src));
+    // Left from downloading an older, longer version of the file.
+    let out_dir = work.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join(".f.bin.ftpc-part"), vec![0xaa; 3 << 20]).unwrap();
+    let record = json!({"remote": "f.bin", "size": 4 << 20, "mtime": 1});
+    std::fs::write(out_dir.join(".f.bin.ftpc-part.json"), record.to_string()).unwrap();
+
+    let out = run(d.ftpc("alice", "pw").args(["get", "f.bin"]).arg(&out_dir));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("resuming at"));
+    assert_eq!(std::fs::read(out_dir.join("f.bin")).unwrap(), data, "no stale bytes past the end");
     let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(left.len(), 1, "partial and record are gone: {left:?}");
 }

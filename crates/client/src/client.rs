@@ -920,7 +920,12 @@ impl LocalPartial {
         let file = opts.open(&self.part)?;
         file.try_lock()
             .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "another download to this file is in progress"))?;
-        file.set_len(head.offset)?;
+        // Truncating on ext4, even to the length the file has, makes its
+        // close write back everything written since (`auto_da_alloc`):
+        // only cut a partial that is longer than what the server resumes.
+        if file.metadata()?.len() != head.offset {
+            file.set_len(head.offset)?;
+        }
         let record = PartialRecord { remote: remote.to_owned(), size: head.size, mtime: head.mtime };
         std::fs::write(&self.record, serde_json::to_vec(&record).map_err(io::Error::other)?)?;
         Ok(file)
