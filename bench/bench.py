@@ -178,7 +178,7 @@ class Bench:
         self.procs = []
         self.times = {}
         self.rss = {}
-        # What the small-file, tree and object rows leave behind: removed
+        # What the small-file and tree rows leave behind: removed
         # only at the end of the run, since creating files shortly after
         # mass deletions is slow here (see `wait_for_freed_inodes`).
         self.leftovers = []
