@@ -14,6 +14,7 @@
 //! Both ends of the protocol use these for put and get alike.
 
 use crate::codec::check_tag;
+use crate::pool;
 use crate::{Frame, FrameCodec, FrameError, Tag};
 use bytes::{Buf, Bytes};
 use futures::SinkExt;
@@ -192,7 +193,7 @@ impl FileSink {
         }
         if self.made < DEPTH {
             self.made += 1;
-            return Some(Vec::new());
+            return Some(pool::take());
         }
         self.free.recv().await
     }
@@ -210,7 +211,16 @@ impl FileSink {
     /// durable) and returns the hash of the whole file.
     pub async fn finish(mut self) -> io::Result<blake3::Hash> {
         self.full = None;
-        self.thread.await.unwrap_or_else(|e| Err(io::Error::other(e)))
+        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+}
+
+impl Drop for FileSink {
+    /// The buffers the disk thread handed back go to the pool.
+    fn drop(&mut self) {
+        while let Ok(buf) = self.free.try_recv() {
+            pool::give(buf);
+        }
     }
 }
 
@@ -240,7 +250,7 @@ impl FileSource {
                     Ok(buf) => buf,
                     Err(_) if made < DEPTH => {
                         made += 1;
-                        Vec::new()
+                        pool::take()
                     }
                     Err(_) => match free_rx.blocking_recv() {
                         Some(buf) => buf,
@@ -258,6 +268,9 @@ impl FileSource {
                 }
                 left -= want as u64;
             }
+            while let Ok(buf) = free_rx.try_recv() {
+                pool::give(buf);
+            }
             Ok(hasher.finalize())
         });
         FileSource { full: full_rx, free: free_tx, thread }
@@ -270,15 +283,30 @@ impl FileSource {
         self.full.recv().await
     }
 
-    /// Returns a buffer for the thread to fill again.
+    /// Returns a buffer for the thread to fill again (to the pool once the
+    /// thread has read the whole file).
     pub fn recycle(&self, buf: Vec<u8>) {
-        let _ = self.free.try_send(buf);
+        if let Err(e) = self.free.try_send(buf) {
+            pool::give(e.into_inner());
+        }
     }
 
     /// The hash of the whole file (prefix included), or why reading failed.
-    pub async fn finish(self) -> io::Result<blake3::Hash> {
-        drop(self.full);
-        self.thread.await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
+        self.full.close();
+        while let Ok((buf, _)) = self.full.try_recv() {
+            pool::give(buf);
+        }
+        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+}
+
+impl Drop for FileSource {
+    /// Chunks read but not sent go back to the pool.
+    fn drop(&mut self) {
+        while let Ok((buf, _)) = self.full.try_recv() {
+            pool::give(buf);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod bulk;
 mod codec;
 mod message;
 mod path;
+pub mod pool;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
