@@ -622,10 +622,6 @@ def load_rows(b):
         rm(b.root / USER / f"load-{i}.bin")
     pid = b.ftpd_pids["load"]
     rss = Rss(pid)
-    # ftpd keeps the transfer buffers of a burst for reuse and frees them
-    # within two 10-second periods after it (ftp_proto::pool): the idle
-    # figure below must count the sessions only.
-    time.sleep(21)
     subprocess.run(b.ftpc("plain", "ls"), env=env, check=True, stdout=subprocess.DEVNULL)
     before = rss.now()
     start = time.perf_counter()

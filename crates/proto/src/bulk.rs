@@ -154,6 +154,7 @@ pub struct FileSink {
     free: mpsc::Receiver<Vec<u8>>,
     made: usize,
     thread: JoinHandle<io::Result<blake3::Hash>>,
+    _lease: pool::Lease,
 }
 
 impl FileSink {
@@ -182,7 +183,7 @@ impl FileSink {
             }
             Ok(hasher.finalize())
         });
-        FileSink { full: Some(full_tx), free: free_rx, made: 0, thread }
+        FileSink { full: Some(full_tx), free: free_rx, made: 0, thread, _lease: pool::Lease::new() }
     }
 
     /// A buffer to receive the next chunk into; `None` once the disk thread
@@ -230,6 +231,7 @@ pub struct FileSource {
     full: mpsc::Receiver<(Vec<u8>, usize)>,
     free: mpsc::Sender<Vec<u8>>,
     thread: JoinHandle<io::Result<blake3::Hash>>,
+    _lease: pool::Lease,
 }
 
 impl FileSource {
@@ -273,7 +275,7 @@ impl FileSource {
             }
             Ok(hasher.finalize())
         });
-        FileSource { full: full_rx, free: free_tx, thread }
+        FileSource { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
     }
 
     /// The next chunk: a buffer whose first `n` bytes are the data. `None`

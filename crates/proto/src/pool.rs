@@ -1,19 +1,18 @@
-//! Chunk buffers recycled from one transfer to the next.
+//! Chunk buffers passed on from one transfer to the next while transfers
+//! overlap.
 //!
 //! Every streamed transfer holds a few [`crate::DEFAULT_CHUNK`] buffers
 //! (see [`crate::bulk`]). Allocated fresh each time, their memory comes
 //! straight from the kernel, and filling it costs a page fault per 4 KiB:
 //! with 200 clients putting and getting at once, faults in those buffers
-//! were about a tenth of all CPU time. Transfers take their buffers from
-//! this pool and give them back when they end. A buffer may come back
-//! holding another user's bytes: whoever takes it reads only what it has
-//! filled itself, as within one transfer.
+//! were about a tenth of all CPU time. So a transfer takes its buffers from
+//! this pool and gives them back when it ends, and the next transfer reuses
+//! them, as long as some transfer is running: when the last one ends, the
+//! pool frees everything, so an idle process holds no buffers and one
+//! transfer at a time costs what it did without the pool.
 //!
-//! The pool keeps what was given back until [`release_idle`] frees the
-//! buffers no transfer needed since its previous call. A daemon calls it
-//! every few seconds: buffers are reused while a burst of transfers lasts
-//! and freed within two periods after it ends. It never holds more than
-//! the most buffers that were in use at once.
+//! A buffer may come back holding another user's bytes: whoever takes it
+//! reads only what it has filled itself, as within one transfer.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -28,66 +27,75 @@ pub(crate) fn take() -> Vec<u8> {
     POOL.take()
 }
 
-/// Gives a buffer back for another transfer; one of another size is freed.
+/// Gives a buffer back for another transfer; freed if none is running or
+/// if it is not a chunk buffer.
 pub(crate) fn give(buf: Vec<u8>) {
     POOL.give(buf)
 }
 
-/// Frees the buffers that stayed idle since the previous call and returns
-/// how many. Call it periodically (`ftpd` does every 10 seconds).
-pub fn release_idle() -> usize {
-    POOL.release_idle()
+/// Held by each running transfer: while any is held, buffers given back
+/// are kept for the others; when the last is dropped, the pool is emptied.
+pub(crate) struct Lease(());
+
+impl Lease {
+    pub(crate) fn new() -> Lease {
+        POOL.begin();
+        Lease(())
+    }
 }
 
-struct Pool(Mutex<Idle>);
+impl Drop for Lease {
+    fn drop(&mut self) {
+        POOL.end();
+    }
+}
 
-struct Idle {
-    bufs: Vec<Vec<u8>>,
-    /// The fewest buffers idle at any moment since the last release: that
-    /// many sat unused the whole time.
-    low: usize,
+struct Pool(Mutex<State>);
+
+struct State {
+    idle: Vec<Vec<u8>>,
+    /// Running transfers (leases held).
+    running: usize,
 }
 
 impl Pool {
     const fn new() -> Pool {
-        Pool(Mutex::new(Idle { bufs: Vec::new(), low: 0 }))
+        Pool(Mutex::new(State { idle: Vec::new(), running: 0 }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Idle> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // The pool holds no invariant a panic could break.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn take(&self) -> Vec<u8> {
-        let mut idle = self.lock();
-        match idle.bufs.pop() {
-            Some(buf) => {
-                idle.low = idle.low.min(idle.bufs.len());
-                buf
-            }
-            None => {
-                idle.low = 0;
-                drop(idle);
-                vec![0; SIZE]
-            }
+        match self.lock().idle.pop() {
+            Some(buf) => buf,
+            None => vec![0; SIZE],
         }
     }
 
     fn give(&self, buf: Vec<u8>) {
-        if buf.len() == SIZE {
-            self.lock().bufs.push(buf);
+        let mut state = self.lock();
+        if buf.len() == SIZE && state.running > 0 {
+            state.idle.push(buf);
         }
     }
 
-    fn release_idle(&self) -> usize {
+    fn begin(&self) {
+        self.lock().running += 1;
+    }
+
+    fn end(&self) {
         let freed = {
-            let mut idle = self.lock();
-            let n = idle.low.min(idle.bufs.len());
-            let freed: Vec<Vec<u8>> = idle.bufs.drain(..n).collect();
-            idle.low = idle.bufs.len();
-            freed
+            let mut state = self.lock();
+            state.running = state.running.saturating_sub(1);
+            if state.running > 0 {
+                return;
+            }
+            std::mem::take(&mut state.idle)
         };
-        freed.len()
+        drop(freed); // outside the lock
     }
 }
 
@@ -96,8 +104,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_are_reused_then_released_after_a_quiet_period() {
+    fn buffers_pass_between_overlapping_transfers_and_are_freed_after_the_last() {
         let pool = Pool::new();
+        pool.begin();
+        pool.begin();
         let bufs: Vec<Vec<u8>> = (0..3).map(|_| pool.take()).collect();
         assert!(bufs.iter().all(|b| b.len() == SIZE && b.iter().all(|&x| x == 0)));
         let last = bufs[2].as_ptr();
@@ -105,19 +115,20 @@ mod tests {
             pool.give(buf);
         }
         pool.give(vec![0; 10]); // not a chunk buffer: freed, not kept
-        assert_eq!(pool.lock().bufs.len(), 3);
-        // All three were in use during this period: none is freed.
-        assert_eq!(pool.release_idle(), 0);
+        assert_eq!(pool.lock().idle.len(), 3);
 
-        // Taken again: the same memory, not a new allocation.
+        // The first transfer ends, the second takes a buffer: the same
+        // memory, not a new allocation.
+        pool.end();
+        assert_eq!(pool.lock().idle.len(), 3, "kept while a transfer runs");
         let again = pool.take();
         assert_eq!(again.as_ptr(), last);
         pool.give(again);
-        // A period in which one buffer was taken: the two never taken go.
-        assert_eq!(pool.release_idle(), 2);
-        // A quiet period: the last one goes.
-        assert_eq!(pool.release_idle(), 1);
-        assert_eq!(pool.release_idle(), 0);
-        assert!(pool.lock().bufs.is_empty());
+
+        // The last transfer ends: all freed, and nothing is kept after.
+        pool.end();
+        assert!(pool.lock().idle.is_empty());
+        pool.give(vec![0; SIZE]);
+        assert!(pool.lock().idle.is_empty());
     }
 }

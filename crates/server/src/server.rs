@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 /// State shared by all sessions.
 #[derive(Debug)]
@@ -128,7 +128,6 @@ pub async fn run(
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
     tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
     tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
-    tokio::spawn(release_idle_buffers(done.clone()));
     crate::systemd::ready();
     let status = shared.clone();
     let line = move || format!("{} sessions, {} connections", status.metrics.sessions(), status.metrics.connections());
@@ -292,23 +291,6 @@ async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken)
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
-        }
-    }
-}
-
-/// Frees, every 10 seconds, the transfer buffers no transfer took since the
-/// last time (see `ftp_proto::pool`).
-async fn release_idle_buffers(done: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let freed = ftp_proto::pool::release_idle();
-        if freed > 0 {
-            debug!(buffers = freed, "freed idle transfer buffers");
         }
     }
 }
