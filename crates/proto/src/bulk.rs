@@ -77,6 +77,13 @@ pub enum Received {
     Other(Frame),
 }
 
+/// A frame of which at most this many bytes are still to come is read
+/// through the codec's buffer, in reads of this size that may bring in the
+/// frames after it too (a burst of small files comes in a few reads, not
+/// several per file); the rest of a larger one goes straight from the
+/// stream into the caller's buffer.
+const BUFFERED_READ: usize = 16 * 1024;
+
 /// Reads the next frame from `frames`, which must be at a frame boundary
 /// (as it is after any frame it decoded itself). A data frame's payload is
 /// placed at the start of `buf`, which grows to the payload's size if it is
@@ -84,7 +91,8 @@ pub enum Received {
 /// returned whole. `Ok(None)` is a clean end of stream.
 ///
 /// Bytes the codec already buffered are taken first, then the rest is read
-/// from the stream directly, so `frames` stays usable afterwards.
+/// through the codec's buffer or, for a large frame, from the stream
+/// directly, so `frames` stays usable afterwards.
 pub async fn read_frame<S>(
     frames: &mut Framed<S, FrameCodec>,
     buf: &mut Vec<u8>,
@@ -93,16 +101,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut header = [0u8; 5];
-    let have = take_buffered(frames, &mut header);
-    if have == 0 {
-        let n = frames.get_mut().read(&mut header).await?;
-        if n == 0 {
+    if !fill(frames, header.len()).await? {
+        if frames.read_buffer().is_empty() {
             return Ok(None);
         }
-        frames.get_mut().read_exact(&mut header[n..]).await?;
-    } else if have < header.len() {
-        frames.get_mut().read_exact(&mut header[have..]).await?;
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
     }
+    take_buffered(frames, &mut header);
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let max = frames.codec().max_frame();
     if len > max {
@@ -110,6 +115,9 @@ where
     }
     let body_len = len.checked_sub(1).ok_or(FrameError::Empty)?;
     let tag = check_tag(header[4], body_len)?;
+    if body_len.saturating_sub(frames.read_buffer().len()) <= BUFFERED_READ && !fill(frames, body_len).await? {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+    }
     let mut small = Vec::new();
     let target = if tag == Tag::Data { buf } else { &mut small };
     if target.len() < body_len {
@@ -122,6 +130,28 @@ where
         Tag::Message => Received::Other(Frame::Message(Bytes::from(small))),
         Tag::End => Received::Other(Frame::End(Bytes::from(small))),
     }))
+}
+
+/// Reads from the stream into the codec's buffer until it holds at least
+/// `want` bytes, asking for up to [`BUFFERED_READ`] more each time. False
+/// if the stream ended first.
+async fn fill<S>(frames: &mut Framed<S, FrameCodec>, want: usize) -> io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while frames.read_buffer().len() < want {
+        // Out of `frames` while the stream reads into it; put back whatever
+        // happens. (Dropped mid-read, the connection is given up anyway:
+        // every caller ends it when a read is cut short.)
+        let mut buffer = std::mem::take(frames.read_buffer_mut());
+        buffer.reserve(BUFFERED_READ);
+        let read = frames.get_mut().read_buf(&mut buffer).await;
+        *frames.read_buffer_mut() = buffer;
+        if read? == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Moves what the codec has buffered (at most `out.len()` bytes) into `out`.
@@ -397,6 +427,40 @@ mod tests {
         assert_eq!(&json[..], b"{}");
         assert_eq!(rx.next().await.unwrap().unwrap(), Frame::Data(Bytes::from_static(b"tail")));
         assert!(read_frame(&mut rx, &mut buf).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn read_frame_takes_bursts_of_small_frames_and_reports_truncation() {
+        // A burst of small files, as a pipelined batch sends them: several
+        // whole frames per read, in order.
+        let (a, b) = tokio::io::duplex(256 * 1024);
+        let mut tx = Framed::new(a, FrameCodec::new(crate::MAX_FRAME));
+        let mut rx = Framed::new(b, FrameCodec::new(crate::MAX_FRAME));
+        for i in 0..50u8 {
+            write_data(&mut tx, &vec![i; 4096 + i as usize]).await.unwrap();
+            tx.send(Frame::End(Bytes::from(vec![b'0' + i % 10; 3]))).await.unwrap();
+        }
+        drop(tx);
+        let mut buf = Vec::new();
+        for i in 0..50u8 {
+            let Some(Received::Data(n)) = read_frame(&mut rx, &mut buf).await.unwrap() else { panic!("data {i}") };
+            assert_eq!(&buf[..n], &vec![i; 4096 + i as usize][..]);
+            let Some(Received::Other(Frame::End(end))) = read_frame(&mut rx, &mut buf).await.unwrap() else {
+                panic!("end {i}")
+            };
+            assert_eq!(&end[..], &[b'0' + i % 10; 3]);
+        }
+        assert!(read_frame(&mut rx, &mut buf).await.unwrap().is_none(), "a clean end");
+
+        // A stream cut inside a header, or inside a frame, is an error.
+        for cut in [&[0u8, 0, 0][..], &[0, 0, 0, 9, b'D', 1, 2][..]] {
+            let (mut a, b) = tokio::io::duplex(1024);
+            let mut rx = Framed::new(b, FrameCodec::new(crate::MAX_FRAME));
+            a.write_all(cut).await.unwrap();
+            drop(a);
+            let err = read_frame(&mut rx, &mut buf).await.unwrap_err();
+            assert!(matches!(&err, FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof), "{err:?}");
+        }
     }
 
     #[tokio::test]
