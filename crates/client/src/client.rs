@@ -897,13 +897,16 @@ impl LocalPartial {
 
     /// Bytes held for `remote`, and the version of the file they came from.
     fn held(&self, remote: &str) -> (u64, Option<Version>) {
+        // No partial (the usual case, checked once per file of a batch):
+        // no record to read either.
+        let len = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
+        if len == 0 {
+            return (0, None);
+        }
         let record: Option<PartialRecord> =
             std::fs::read(&self.record).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let len = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
         match record {
-            Some(r) if r.remote == remote && len > 0 && len <= r.size => {
-                (len, Some(Version { size: r.size, mtime: r.mtime }))
-            }
+            Some(r) if r.remote == remote && len <= r.size => (len, Some(Version { size: r.size, mtime: r.mtime })),
             _ => (0, None),
         }
     }
