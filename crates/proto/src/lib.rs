@@ -11,7 +11,7 @@ pub mod bulk;
 mod codec;
 mod message;
 mod path;
-pub mod pool;
+mod pool;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{

@@ -69,17 +69,19 @@ impl Pool {
     }
 
     fn take(&self) -> Vec<u8> {
-        match self.lock().idle.pop() {
-            Some(buf) => buf,
-            None => vec![0; SIZE],
-        }
+        let idle = self.lock().idle.pop();
+        idle.unwrap_or_else(|| vec![0; SIZE])
     }
 
     fn give(&self, buf: Vec<u8>) {
-        let mut state = self.lock();
-        if buf.len() == SIZE && state.running > 0 {
-            state.idle.push(buf);
+        if buf.len() == SIZE {
+            let mut state = self.lock();
+            if state.running > 0 {
+                state.idle.push(buf);
+                return;
+            }
         }
+        drop(buf); // outside the lock
     }
 
     fn begin(&self) {
