@@ -326,9 +326,6 @@ impl FileSource {
     /// The hash of the whole file (prefix included), or why reading failed.
     pub async fn finish(mut self) -> io::Result<blake3::Hash> {
         self.full.close();
-        while let Ok((buf, _)) = self.full.try_recv() {
-            pool::give(buf);
-        }
         (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }
