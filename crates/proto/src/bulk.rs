@@ -26,9 +26,13 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 
 /// Buffers a transfer may have in flight between its network and disk
-/// sides. With [`crate::DEFAULT_CHUNK`] chunks this bounds a transfer's
-/// memory to a few MiB whatever the file size.
-pub const DEPTH: usize = 4;
+/// sides: one filled by the network while the disk drains the other. With
+/// [`crate::DEFAULT_CHUNK`] chunks this bounds a transfer's memory to 2 MiB
+/// whatever the file size. A single stream ran no faster with four; under
+/// 200 concurrent transfers, two cut the daemon's peak RSS from about 520
+/// to 360 MiB and a round's time by about 5 % (fewer pages to fault in,
+/// less memory for the copies to go through).
+pub const DEPTH: usize = 2;
 
 /// The most a [`FileSink`] hands the kernel in one `write`. Linux sizes the
 /// page-cache folios of a write by its length, so a 1 MiB write asks for
