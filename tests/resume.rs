@@ -34,9 +34,18 @@ fn send_rest(raw: &mut Raw, data: &[u8], from: usize) {
     raw.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
 }
 
-/// The daemon's log lines for finished puts.
-fn put_lines(d: &Daemon) -> Vec<String> {
-    d.log().lines().filter(|l| l.contains("op=\"put\"") && l.contains(" ok ")).map(str::to_owned).collect()
+/// The daemon's log lines for finished requests of kind `op` (`put`, `get`).
+fn logged(d: &Daemon, op: &str) -> Vec<String> {
+    let op = format!("op=\"{op}\"");
+    d.log().lines().filter(|l| l.contains(&op) && l.contains(" ok ")).map(str::to_owned).collect()
+}
+
+/// The log line of the request of kind `op` that finished after the `seen`
+/// already logged, waited for: the daemon logs a request just after
+/// replying to it, so the client may be done before the line is written.
+fn next_logged(d: &Daemon, op: &str, seen: usize) -> String {
+    wait_until(Duration::from_secs(30), "the daemon to log the request", || logged(d, op).len() > seen);
+    logged(d, op).swap_remove(seen)
 }
 
 fn logged_bytes(line: &str) -> u64 {
@@ -85,11 +94,12 @@ fn uploads_killed_at_random_points_resume_to_identical() {
     }
     assert!(interruptions >= 1, "the upload was never interrupted");
     if held > 0 {
+        let seen = logged(&d, "put").len();
         let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("resuming at"), "{stderr}");
-        let line = d.log().lines().rfind(|l| l.contains("op=\"put\"") && l.contains(" ok ")).unwrap().to_owned();
+        let line = next_logged(&d, "put", seen);
         assert_eq!(logged_bytes(&line), SIZE - held, "only the missing bytes were sent: {line}");
     }
     assert_eq!(hash_file(&d.home("alice").join("big.bin")), hash_file(&src));
@@ -139,11 +149,12 @@ fn downloads_killed_at_random_points_resume_to_identical() {
     }
     assert!(interruptions >= 1, "the download was never interrupted");
     if held > 0 {
+        let seen = logged(&d, "get").len();
         let out = run(d.ftpc("alice", "pw").args(["get", "big.bin"]).arg(&out_dir));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains("resuming at"));
         // The daemon sent only what was missing on the final attempt.
-        let line = d.log().lines().rfind(|l| l.contains("op=\"get\"")).unwrap().to_owned();
+        let line = next_logged(&d, "get", seen);
         assert!(line.contains(&format!("resumed at {held}")), "{line}");
         assert_eq!(logged_bytes(&line), SIZE - held, "{line}");
     }
@@ -202,7 +213,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
     assert_eq!(code(&done), "ok", "{done}");
     assert_eq!(std::fs::read(d.home("alice").join("f.bin")).unwrap(), data);
     // Only the missing bytes crossed the wire, as the daemon's log shows.
-    let line = put_lines(&d).pop().unwrap();
+    let line = next_logged(&d, "put", 0);
     assert_eq!(logged_bytes(&line), (data.len() - half) as u64, "{line}");
     assert!(line.contains(&format!("resumed at {half}")), "{line}");
 
@@ -219,6 +230,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
         d.partials("alice").iter().any(|p| p.1 == half as u64)
     });
     let d = Daemon::start_in(d.stop(), &[]);
+    let seen = logged(&d, "put").len();
     let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
     assert!(out.status.success());
     assert!(
@@ -226,7 +238,7 @@ fn a_restarted_daemon_resumes_and_sends_only_the_missing_bytes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(logged_bytes(&put_lines(&d).pop().unwrap()), (data.len() - half) as u64);
+    assert_eq!(logged_bytes(&next_logged(&d, "put", seen)), (data.len() - half) as u64);
     assert_eq!(std::fs::read(d.home("alice").join("g.bin")).unwrap(), data);
 }
 
@@ -265,10 +277,11 @@ fn a_tampered_partial_is_not_trusted() {
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("f.bin");
     std::fs::write(&src, &data).unwrap();
+    let seen = logged(&d, "put").len();
     let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read(d.home("alice").join("f.bin")).unwrap(), data);
-    assert_eq!(logged_bytes(&put_lines(&d).pop().unwrap()), data.len() as u64, "sent from the start");
+    assert_eq!(logged_bytes(&next_logged(&d, "put", seen)), data.len() as u64, "sent from the start");
 
     // A client that ignores the prefix hash and sends the rest anyway is
     // caught by the whole-file hash: nothing corrupt is stored.
@@ -331,7 +344,10 @@ fn a_partial_is_resumed_only_for_the_same_target_and_size() {
 }
 
 fn stale_partials_are_removed_and_leave_the_quota() {
-    let d = Daemon::start(&["--partial-max-age-secs", "1"]);
+    // Old enough to be seen counting first even on a busy machine (at 1 s,
+    // a partial whose upload took a moment was sometimes swept before the
+    // check below could see it).
+    let d = Daemon::start(&["--partial-max-age-secs", "5"]);
     d.add_user("alice", "pw");
     let unit = unit(&d);
     let mut raw = Raw::login(d.target(), "alice", "pw");
