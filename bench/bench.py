@@ -812,6 +812,8 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if os.geteuid() != 0:
         sys.exit("bench: run as root (it creates a local user for vsftpd and sftp)")
+    # Killed, it still stops its daemons and restores what it changed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     keep = os.environ.get("BENCH_DIR")
     work = keep or tempfile.mkdtemp(prefix="ftpbench.", dir=WORK_PARENT)
     Path(work).mkdir(parents=True, exist_ok=True)
