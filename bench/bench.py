@@ -108,22 +108,25 @@ def host_keeps_freed_memory():
     try:
         before = PAGE_REPORTING.read_text().strip()
     except OSError:
-        before = None
-    if before is None or os.environ.get("BENCH_PAGE_REPORTING") == "on":
+        before = None  # no free page reporting here
+    changed = before is not None and os.environ.get("BENCH_PAGE_REPORTING") != "on" and set_reporting(before)
+    try:
         yield
-        return
+    finally:
+        if changed:
+            PAGE_REPORTING.write_text(before)
+
+
+def set_reporting(before):
+    """Turns free page reporting off; false if the kernel refuses."""
     try:
         PAGE_REPORTING.write_text(NO_REPORTING)
     except OSError as e:
         # Kernels that cap the order at the largest block refuse this.
         print(f"bench: cannot turn free page reporting off ({e}); the 200-client row may run slower", flush=True)
-        yield
-        return
+        return False
     print(f"bench: free page reporting off for this run ({PAGE_REPORTING} = {NO_REPORTING}, was {before})", flush=True)
-    try:
-        yield
-    finally:
-        PAGE_REPORTING.write_text(before)
+    return True
 
 
 def timed(cmd, **kw):
@@ -836,12 +839,14 @@ def main():
             # About 4 GiB of test files: a temporary directory goes with the run.
             shutil.rmtree(work, ignore_errors=True)
         CLEANED.touch()
+    if os.environ.get("BENCH_ONLY_OBJECTS"):
+        print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
+        return
     if os.environ.get("BENCH_ONLY_SMALL"):
         print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})
         print({k: [round(TREE_FILES / t) for t in v] for k, v in b.tree.items()})
         return
-    if not os.environ.get("BENCH_ONLY_OBJECTS"):
-        report(b)
+    report(b)
 
 
 def measure(b):
@@ -850,7 +855,6 @@ def measure(b):
     wait_for_freed_inodes()
     if os.environ.get("BENCH_ONLY_OBJECTS"):
         object_rows(b)
-        print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
         return
     # The small-file rows first, before the large-file rounds: after them,
     # the first rounds of ftpd's mput and mget and of vsftpd's get ran up to
