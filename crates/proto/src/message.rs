@@ -132,7 +132,12 @@ impl Request {
 
     /// Parses a request from the payload of a message frame.
     pub fn decode(json: &[u8]) -> Result<Request, DecodeError> {
-        serde_json::from_slice(json).map_err(DecodeError)
+        serde_json::from_slice(json).map_err(|e| {
+            let op = serde_json::from_slice::<serde_json::Value>(json)
+                .ok()
+                .and_then(|v| v.get("op").and_then(|op| op.as_str()).map(str::to_owned));
+            DecodeError(e, op)
+        })
     }
 
     /// Serialises the request as the payload of a message frame.
@@ -212,6 +217,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// An unexpected server-side failure (details are in the server log).
     Internal,
+    /// The server's storage is full (not the user's quota).
+    NoSpace,
+    /// The storage backend can't be reached for the moment.
+    Unavailable,
     /// A code this version does not know (sent by a newer peer).
     #[serde(other)]
     Unknown,
@@ -241,6 +250,8 @@ impl ErrorCode {
             ErrorCode::Aborted => "aborted",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -432,7 +443,7 @@ pub struct Trailer {
 impl Trailer {
     /// Parses a trailer from the payload of an end frame.
     pub fn decode(json: &[u8]) -> Result<Trailer, DecodeError> {
-        serde_json::from_slice(json).map_err(DecodeError)
+        serde_json::from_slice(json).map_err(|e| DecodeError(e, None))
     }
 
     /// Serialises the trailer as the payload of an end frame.
@@ -445,7 +456,16 @@ impl Trailer {
 /// op that was wrong.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid message: {0}")]
-pub struct DecodeError(serde_json::Error);
+pub struct DecodeError(serde_json::Error, Option<String>);
+
+impl DecodeError {
+    /// The `op` of a request that could not be decoded, if it is a JSON
+    /// object with a string `op` (so that a server knows a malformed `put`
+    /// may be followed by its data).
+    pub fn op(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+}
 
 /// Encodes a successful reply: `{"ok": true, ...fields of body}`.
 pub fn encode_ok<T: Serialize>(body: &T) -> Bytes {
@@ -464,12 +484,12 @@ pub fn encode_err(err: &ErrorBody) -> Bytes {
 /// Decodes a reply whose success body is `T`. The outer `Result` is about
 /// the bytes; the inner one is the server's verdict.
 pub fn decode_reply<T: DeserializeOwned>(json: &[u8]) -> Result<Result<T, ErrorBody>, DecodeError> {
-    let value: serde_json::Value = serde_json::from_slice(json).map_err(DecodeError)?;
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| DecodeError(e, None))?;
     let ok = value.get("ok").and_then(serde_json::Value::as_bool);
     match ok {
-        Some(true) => serde_json::from_value(value).map(Ok).map_err(DecodeError),
-        Some(false) => serde_json::from_value(value).map(Err).map_err(DecodeError),
-        None => Err(DecodeError(serde::de::Error::custom("reply lacks a boolean `ok` field"))),
+        Some(true) => serde_json::from_value(value).map(Ok).map_err(|e| DecodeError(e, None)),
+        Some(false) => serde_json::from_value(value).map(Err).map_err(|e| DecodeError(e, None)),
+        None => Err(DecodeError(serde::de::Error::custom("reply lacks a boolean `ok` field"), None)),
     }
 }
 

@@ -6,7 +6,6 @@
 //! and is closed. Requests are bounded (a few KiB of head, a few seconds)
 //! like everything else that comes from the network.
 
-use crate::server::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +25,12 @@ const MAX_CLIENTS: usize = 64;
 
 /// Serves the admin endpoints on `listener` until `stop` is cancelled.
 /// `/readyz` answers 503 once `draining` is cancelled.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, draining: CancellationToken, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+    draining: CancellationToken,
+    stop: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let (stream, peer) = tokio::select! {
@@ -46,9 +50,9 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, draining: Cancell
                 .try_write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n");
             continue;
         };
-        let (shared, draining) = (shared.clone(), draining.clone());
+        let (render, draining) = (render.clone(), draining.clone());
         tokio::spawn(async move {
-            if tokio::time::timeout(DEADLINE, answer(stream, &shared, &draining)).await.is_err() {
+            if tokio::time::timeout(DEADLINE, answer(stream, render.as_ref(), &draining)).await.is_err() {
                 debug!(%peer, "admin client too slow");
             }
             drop(permit);
@@ -56,17 +60,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, draining: Cancell
     }
 }
 
-async fn answer(mut stream: TcpStream, shared: &Shared, draining: &CancellationToken) {
+async fn answer(mut stream: TcpStream, render: &(dyn Fn() -> String + Send + Sync), draining: &CancellationToken) {
     let Some(path) = read_request_path(&mut stream).await else {
         let _ = respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n").await;
         return;
     };
     let (status, kind, body) = match path.as_str() {
-        "/metrics" => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            shared.metrics.render(&shared.accounts, &shared.users),
-        ),
+        "/metrics" => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", render()),
         "/healthz" => ("200 OK", "text/plain", "alive\n".to_owned()),
         "/readyz" if draining.is_cancelled() => ("503 Service Unavailable", "text/plain", "draining\n".to_owned()),
         "/readyz" => ("200 OK", "text/plain", "ready\n".to_owned()),

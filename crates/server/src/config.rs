@@ -69,13 +69,17 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Where the files live: `None` for the data root's filesystem, or an
     /// S3-compatible bucket.
-    pub s3: Option<crate::objstore::S3Config>,
+    pub s3: Option<crate::storage::S3Config>,
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2121";
 /// Default data root, relative to the working directory.
 pub const DEFAULT_ROOT: &str = "ftpd-data";
+/// Name of the daemon's private directory inside the data root (TLS
+/// identity, partial uploads, trusted addresses). User names can't contain
+/// a dot, so it never collides with a home.
+pub const STATE_DIR: &str = ".ftpd";
 /// Name of the users file inside the data root when `users` is not set.
 pub const DEFAULT_USERS_FILE: &str = "users.toml";
 
@@ -303,7 +307,7 @@ impl Config {
                     v.filter(|v| !v.is_empty())
                         .ok_or(ConfigError::Invalid { key, message: "required with storage = \"s3\"".into() })
                 };
-                Some(crate::objstore::S3Config {
+                Some(crate::storage::S3Config {
                     endpoint: over.s3_endpoint.or(file.s3_endpoint),
                     region: over.s3_region.or(file.s3_region).unwrap_or_else(|| "us-east-1".into()),
                     bucket: need("s3_bucket", over.s3_bucket.or(file.s3_bucket))?,

@@ -1,31 +1,37 @@
 //! `ftpd`: a multi-user file transfer daemon.
 //!
-//! A request enters in [`server::run`] (one task per connection, TLS from
-//! [`tls`]), is framed and checked in `session` (login gate with
-//! [`throttle`], path validation), and its bytes land through [`home`]
-//! (capability-confined filesystem access, partials, atomic commits) by way
-//! of [`transfer`] (pipelined small uploads are written together by
-//! `staged`); [`accounts`] keeps session counts and quota usage. The
-//! binary in `main.rs` only parses flags, loads configuration, handles
+//! Layers, each importing only the ones below it:
+//!
+//! - [`server`]: where a connection enters ([`server::run`]: the accept
+//!   loop, TLS from [`tls`], limits from [`limits`] and [`throttle`]) and
+//!   the work beside the sessions; state shared by all of them lives in
+//!   `shared`.
+//! - `session`: ftpd's own wire protocol, one connection at a time: the
+//!   login gate, the request loop, one upload loop and one download loop.
+//!   (Further doors, such as SFTP or HTTP, sit beside it.)
+//! - `transfer`: what every door shares: quotas reserved and settled,
+//!   uploads verified before they appear and taken over when stalled,
+//!   the request log line and metrics.
+//! - `storage`: where bytes land: the data root on this machine or an
+//!   S3-compatible bucket, behind one trait.
+//!
+//! The binary in `main.rs` only parses flags, loads configuration, handles
 //! signals and calls [`server::run`].
 
-pub mod accounts;
 pub mod admin;
 pub mod config;
-mod errors;
-pub mod home;
+pub mod limits;
 pub mod metrics;
-pub mod objstore;
-mod objtransfer;
 pub mod server;
 mod session;
-mod staged;
+mod shared;
 mod storage;
 pub mod systemd;
 pub mod throttle;
 pub mod tls;
-pub mod transfer;
+mod transfer;
 pub mod users;
 
 pub use config::Config;
 pub use server::run;
+pub use storage::S3Config;

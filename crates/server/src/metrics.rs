@@ -2,12 +2,9 @@
 //!
 //! Sessions update them as they go ([`Metrics::request`],
 //! [`Metrics::login`], [`Metrics::connection`]); the admin listener
-//! ([`crate::admin`]) renders them on each scrape, reading per-user disk
-//! usage from [`Accounts`] at that moment.
+//! ([`crate::admin`]) renders them on each scrape, with per-user disk
+//! usage as known at that moment.
 
-use crate::accounts::Accounts;
-use crate::users::UserStore;
-use ftp_proto::ErrorCode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -135,15 +132,10 @@ impl Metrics {
         matches!(result, LoginResult::Ok).then(|| GaugeGuard::new(&self.sessions))
     }
 
-    /// Records a finished request: `outcome` is `None` when the connection
-    /// broke off during it.
-    pub fn request(&self, op: &'static str, outcome: Option<Result<(), ErrorCode>>, bytes: u64, took: Duration) {
-        let label = match outcome {
-            Some(Ok(())) => "ok",
-            Some(Err(code)) => code.as_str(),
-            None => "disconnected",
-        };
-        self.requests.get_or_create(&RequestLabels { op, outcome: label }).inc();
+    /// Records a finished request: `outcome` is `ok`, an error code, or
+    /// `disconnected` when the connection broke off during it.
+    pub fn request(&self, op: &'static str, outcome: &'static str, bytes: u64, took: Duration) {
+        self.requests.get_or_create(&RequestLabels { op, outcome }).inc();
         match op {
             "put" => {
                 self.bytes_in.inc_by(bytes);
@@ -166,15 +158,15 @@ impl Metrics {
         self.connections.get()
     }
 
-    /// Renders every metric, with per-user usage read now.
-    pub fn render(&self, accounts: &Accounts, users: &UserStore) -> String {
+    /// Renders every metric, with each user's bytes used and quota as
+    /// given.
+    pub fn render(&self, users: impl IntoIterator<Item = (String, u64, Option<u64>)>) -> String {
         let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         self.used.clear();
         self.quota.clear();
-        for (user, usage) in accounts.usage_by_user() {
-            let quota = users.quota(&user);
+        for (user, used, quota) in users {
             let labels = UserLabels { user };
-            self.used.get_or_create(&labels).set(usage.used.min(i64::MAX as u64) as i64);
+            self.used.get_or_create(&labels).set(used.min(i64::MAX as u64) as i64);
             if let Some(q) = quota {
                 self.quota.get_or_create(&labels).set(q.min(i64::MAX as u64) as i64);
             }
@@ -210,15 +202,13 @@ mod tests {
     #[test]
     fn requests_and_bytes_are_counted_by_operation_and_outcome() {
         let m = Metrics::default();
-        m.request("put", Some(Ok(())), 1000, Duration::from_millis(3));
-        m.request("put", Some(Err(ErrorCode::QuotaExceeded)), 0, Duration::from_millis(1));
-        m.request("get", None, 10, Duration::from_millis(1));
-        m.request("ls", Some(Ok(())), 0, Duration::from_millis(1));
+        m.request("put", "ok", 1000, Duration::from_millis(3));
+        m.request("put", "quota_exceeded", 0, Duration::from_millis(1));
+        m.request("get", "disconnected", 10, Duration::from_millis(1));
+        m.request("ls", "ok", 0, Duration::from_millis(1));
         let guard = m.login(LoginResult::Ok);
         m.login(LoginResult::Failed);
-        let dir = tempfile::tempdir().unwrap();
-        let users = UserStore::open(&dir.path().join("users.toml")).unwrap();
-        let text = m.render(&Accounts::default(), &users);
+        let text = m.render([("alice".to_owned(), 5, Some(10))]);
         assert!(text.contains(r#"ftpd_requests_total{op="put",outcome="ok"} 1"#), "{text}");
         assert!(text.contains(r#"ftpd_requests_total{op="put",outcome="quota_exceeded"} 1"#), "{text}");
         assert!(text.contains(r#"ftpd_requests_total{op="get",outcome="disconnected"} 1"#), "{text}");
@@ -228,7 +218,9 @@ mod tests {
         assert!(!text.contains(r#"ftpd_transfer_duration_seconds_count{op="ls"}"#), "{text}");
         assert!(text.contains("ftpd_sessions_open 1"), "{text}");
         drop(guard);
-        let text = m.render(&Accounts::default(), &users);
+        assert!(text.contains(r#"ftpd_user_used_bytes{user="alice"} 5"#), "{text}");
+        assert!(text.contains(r#"ftpd_user_quota_bytes{user="alice"} 10"#), "{text}");
+        let text = m.render([]);
         assert!(text.contains("ftpd_sessions_open 0"), "{text}");
         assert!(text.contains(r#"ftpd_logins_total{result="failed"} 1"#), "{text}");
     }

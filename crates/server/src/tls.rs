@@ -8,7 +8,7 @@
 //! new connections while existing sessions keep theirs.
 
 use crate::config::Config;
-use crate::home::STATE_DIR;
+use crate::config::STATE_DIR;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};

@@ -6,9 +6,10 @@
 //! quota = "10 GiB"     # optional; no quota means unlimited
 //! ```
 //!
-//! The daemon re-reads the file when it changes (checked at each login), so
-//! `ftpd user add` takes effect without a restart; a file that fails to
-//! parse is reported and the previous contents stay in force.
+//! The daemon re-reads the file when it changes (checked at each login and
+//! on SIGHUP), so `ftpd user add` takes effect without a restart; a file
+//! that fails to parse, disappears or is emptied is reported and the
+//! previous contents stay in force.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
@@ -160,8 +161,13 @@ impl UserDb {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(UserDb::default()),
             Err(source) => return Err(UserError::Io { path: path.to_owned(), source }),
         };
+        UserDb::parse(path, &text)
+    }
+
+    /// Parses and checks the text of the file at `path`.
+    fn parse(path: &Path, text: &str) -> Result<UserDb, UserError> {
         let db: UserDb =
-            toml::from_str(&text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
         for (name, record) in &db.users {
             validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
             PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
@@ -187,6 +193,10 @@ impl UserDb {
             let mut f = open_private(&tmp)?;
             f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list`.\n")?;
             f.write_all(text.as_bytes())?;
+            if !declares_users(&text) {
+                // Says "no users" on purpose, unlike an emptied file.
+                f.write_all(b"[users]\n")?;
+            }
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         })();
@@ -212,25 +222,30 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
 }
 
-/// The daemon's view of the users file, reloaded when the file changes.
+/// The daemon's view of the users file: a snapshot, swapped when the file
+/// changes (looked at once per login, and on SIGHUP). A file that
+/// disappears, or is emptied, keeps the previous users in force: only a
+/// file with an explicit, empty `[users]` table removes every user.
 #[derive(Debug)]
 pub struct UserStore {
     path: PathBuf,
-    current: Mutex<Loaded>,
+    current: std::sync::RwLock<Arc<UserDb>>,
+    /// What the file looked like at the last look.
+    stamp: Mutex<Option<(SystemTime, u64)>>,
     /// A valid hash of a random password, verified against when the user is
     /// unknown so that both failures cost the same time.
     decoy: String,
 }
 
-#[derive(Debug)]
-struct Loaded {
-    stamp: Option<(SystemTime, u64)>,
-    db: Arc<UserDb>,
-}
-
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Whether `text` says there are users, even none (an explicit `[users]`
+/// table), rather than being empty.
+fn declares_users(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("users"))
 }
 
 impl UserStore {
@@ -240,7 +255,8 @@ impl UserStore {
         let decoy = hash_password(&format!("decoy-{}", rand::random::<u64>()))?;
         Ok(UserStore {
             path: path.to_owned(),
-            current: Mutex::new(Loaded { stamp: stamp(path), db: Arc::new(db) }),
+            current: std::sync::RwLock::new(Arc::new(db)),
+            stamp: Mutex::new(stamp(path)),
             decoy,
         })
     }
@@ -255,34 +271,59 @@ impl UserStore {
         self.len() == 0
     }
 
-    /// The current database, reloaded first if the file changed. A broken
-    /// file is logged and the previous database kept.
+    /// The users in force, as last loaded.
     pub fn snapshot(&self) -> Arc<UserDb> {
-        let now = stamp(&self.path);
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if now != cur.stamp {
-            match UserDb::load(&self.path) {
-                Ok(db) => {
-                    tracing::info!(path = %self.path.display(), users = db.users.len(), "users file reloaded");
-                    cur.db = Arc::new(db);
-                }
-                Err(e) => tracing::error!(error = %e, "users file changed but is invalid; keeping the previous users"),
-            }
-            cur.stamp = now;
-        }
-        cur.db.clone()
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The user's quota in bytes, if any (from the current users file).
+    /// Looks at the file and, if it changed, loads it and swaps the
+    /// snapshot. A broken, missing or emptied file is logged and the
+    /// previous users stay. Returns the users in force.
+    pub fn refresh(&self) -> Arc<UserDb> {
+        let now = stamp(&self.path);
+        let mut seen = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if now == *seen {
+            return self.snapshot();
+        }
+        *seen = now;
+        let had = self.len();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, users = had,
+                    "cannot read the users file; keeping the previous users");
+                return self.snapshot();
+            }
+        };
+        if had > 0 && !declares_users(&text) {
+            tracing::error!(path = %self.path.display(), users = had,
+                "the users file is empty; keeping the previous users (to remove every user, leave an empty [users] table)");
+            return self.snapshot();
+        }
+        match UserDb::parse(&self.path, &text) {
+            Ok(db) => {
+                tracing::info!(path = %self.path.display(), users = db.users.len(), "users file reloaded");
+                let db = Arc::new(db);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = db.clone();
+                db
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "users file changed but is invalid; keeping the previous users");
+                self.snapshot()
+            }
+        }
+    }
+
+    /// The user's quota in bytes, if any, in the users in force.
     pub fn quota(&self, user: &str) -> Option<u64> {
         self.snapshot().users.get(user).and_then(|r| r.quota)
     }
 
-    /// Checks a user name and password. Blocking and deliberately slow
-    /// (argon2id): call it off the async threads. Unknown users are checked
-    /// against a decoy hash so both failures take the same time.
-    pub fn verify(&self, user: &str, password: &str) -> bool {
-        let db = self.snapshot();
+    /// Checks a user name and password against `db`. Blocking and
+    /// deliberately slow (argon2id): call it off the async threads. Unknown
+    /// users are checked against a decoy hash so both failures take the
+    /// same time.
+    pub fn verify(&self, db: &UserDb, user: &str, password: &str) -> bool {
         let (hash, known) = match db.users.get(user) {
             Some(record) => (record.password.as_str(), true),
             None => (self.decoy.as_str(), false),
@@ -320,16 +361,37 @@ mod tests {
         assert!(text.contains("quota = \"10 GiB\""), "{text}");
         let store = UserStore::open(&path).unwrap();
         assert_eq!(store.quota("alice"), Some(10 << 30));
-        assert!(store.verify("alice", "pw1"));
-        assert!(!store.verify("alice", "pw2"));
-        assert!(!store.verify("mallory", "pw1"));
+        let users = store.refresh();
+        assert!(store.verify(&users, "alice", "pw1"));
+        assert!(!store.verify(&users, "alice", "pw2"));
+        assert!(!store.verify(&users, "mallory", "pw1"));
 
         db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None });
         db.save(&path).unwrap();
-        assert!(store.verify("bob", "pw3"), "a changed file is picked up");
+        assert!(store.verify(&store.refresh(), "bob", "pw3"), "a changed file is picked up");
 
         std::fs::write(&path, "this is [not toml").unwrap();
-        assert!(store.verify("bob", "pw3"), "a broken file keeps the previous users");
+        assert!(store.verify(&store.refresh(), "bob", "pw3"), "a broken file keeps the previous users");
+    }
+
+    #[test]
+    fn an_emptied_or_deleted_file_keeps_the_users_and_an_empty_table_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut db = UserDb::default();
+        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None });
+        db.save(&path).unwrap();
+        let store = UserStore::open(&path).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(store.refresh().users.len(), 1, "emptied: kept");
+        std::fs::write(&path, "# just a comment\n").unwrap();
+        assert_eq!(store.refresh().users.len(), 1, "no users table: kept");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(store.refresh().users.len(), 1, "deleted: kept");
+        db.users.clear();
+        db.save(&path).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("[users]"));
+        assert_eq!(store.refresh().users.len(), 0, "an explicit empty table removes every user");
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The accept loop: where a connection enters the daemon.
+//! The accept loop: where a connection enters the daemon, and the work
+//! that runs beside the sessions (sweeping stale partials, reloading on
+//! SIGHUP, the admin listener, status reports), all of it tracked so that
+//! shutdown knows when the last piece is done.
 
-use crate::accounts::{Accounts, SlotKind};
 use crate::config::Config;
-use crate::home::{Home, STATE_DIR};
-use crate::throttle::Throttle;
+use crate::limits::SlotKind;
+use crate::shared::Shared;
 use crate::tls::{CertPaths, TlsIdentity};
-use crate::users::{UserStore, validate_user_name};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameCodec, encode_err};
 use futures::SinkExt;
 use std::sync::Arc;
@@ -17,30 +18,6 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
-
-/// State shared by all sessions.
-#[derive(Debug)]
-pub struct Shared {
-    /// Effective configuration.
-    pub config: Config,
-    /// The users file, reloaded on change.
-    pub users: UserStore,
-    /// Bounds concurrent argon2 verifications (each takes ~19 MiB and a core
-    /// for tens of milliseconds), so a login flood can't exhaust memory.
-    pub auth_slots: Semaphore,
-    /// Sessions per user and address; usage per user.
-    pub accounts: Arc<Accounts>,
-    /// Sessions holding resumable partials.
-    pub uploads: crate::transfer::Holders,
-    /// Failed-login throttling.
-    pub throttle: Throttle,
-    /// Slots for connections that have not logged in yet.
-    pub unauthenticated: Arc<Semaphore>,
-    /// Counters for the admin listener's `/metrics`.
-    pub metrics: crate::metrics::Metrics,
-    /// The bucket and key prefix, when files live in object storage.
-    pub objects: Option<(crate::objstore::Bucket, String)>,
-}
 
 /// Serves connections from `listener` until `shutdown` is cancelled, then
 /// stops accepting, lets running transfers finish for the configured grace
@@ -57,30 +34,15 @@ pub async fn run(
     reload: Arc<Notify>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    std::fs::create_dir_all(&config.root)
-        .with_context(|| format!("cannot create data root {}", config.root.display()))?;
-    // Private temporary files (of uploads that raced for the same partial)
-    // are never resumed: clear leftovers before anyone can log in. Resumable
-    // partials in .ftpd/partial stay until they are resumed or grow stale.
-    let staging = config.root.join(STATE_DIR).join("staging");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
-    }
-    let users = UserStore::open(&config.users).context("cannot load users")?;
-    let objects = match &config.s3 {
-        Some(s3) => {
-            let store = s3.connect().context("cannot set up the object store")?;
-            info!(endpoint = s3.endpoint.as_deref().unwrap_or("AWS"), bucket = %s3.bucket, prefix = %s3.prefix, "files in object storage");
-            Some((store, s3.prefix.clone()))
-        }
-        None => None,
-    };
-    if users.is_empty() {
+    let shared = Arc::new(Shared::open(config)?);
+    let config = shared.config();
+    info!(storage = %shared.engine().describe(), "storage");
+    if shared.users().is_empty() {
         warn!(users = %config.users.display(), "no users yet: add one with `ftpd user add NAME`");
     }
     let tls = match config.tls {
         true => {
-            let id = TlsIdentity::load(CertPaths::from_config(&config)).context("cannot set up TLS")?;
+            let id = TlsIdentity::load(CertPaths::from_config(config)).context("cannot set up TLS")?;
             info!(cert = %id.cert_path().display(), fingerprint = %id.fingerprint(), "TLS certificate");
             Some(Arc::new(id))
         }
@@ -93,45 +55,35 @@ pub async fn run(
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let grace = config.shutdown_grace;
-    let config_block = (config.login_block_after, config.login_block);
-    let max_unauth = config.max_unauthenticated;
-    std::fs::create_dir_all(config.root.join(STATE_DIR)).context("cannot create the state directory")?;
-    let trusted_file = config.root.join(STATE_DIR).join("trusted-addresses");
-    let shared = Arc::new(Shared {
-        config,
-        users,
-        auth_slots: Semaphore::new(4),
-        accounts: Arc::default(),
-        uploads: Default::default(),
-        throttle: Throttle::new(config_block.0, config_block.1).with_trusted_file(trusted_file),
-        unauthenticated: Arc::new(Semaphore::new(max_unauth)),
-        metrics: Default::default(),
-        objects,
-    });
     let tracker = TaskTracker::new();
     // Refusals are answered (inside TLS) by at most this many tasks at once;
     // beyond that a refused connection is simply closed.
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let addr = listener.local_addr()?;
-    // Helpers (admin listener, status reports) run until the daemon returns.
+    // Work beside the sessions runs until the sessions are done.
     let done = CancellationToken::new();
-    let _done = done.clone().drop_guard();
-    if let Some(admin) = shared.config.admin_listen {
+    let background = TaskTracker::new();
+    if let Some(admin) = shared.config().admin_listen {
         let admin = TcpListener::bind(admin).await.with_context(|| format!("cannot listen on {admin} (admin)"))?;
         let admin_addr = admin.local_addr()?;
         if !admin_addr.ip().is_loopback() {
             warn!(addr = %admin_addr, "admin listener on a non-loopback address: its metrics name your users");
         }
         info!(addr = %admin_addr, "admin listener on {admin_addr} (/metrics, /healthz, /readyz)");
-        tokio::spawn(crate::admin::serve(admin, shared.clone(), shutdown.clone(), done.clone()));
+        let metrics = shared.clone();
+        let render = Arc::new(move || metrics.render_metrics());
+        background.spawn(crate::admin::serve(admin, render, shutdown.clone(), done.clone()));
     }
-    info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
-    tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
-    tokio::spawn(reload_on_notice(shared.clone(), tls.clone(), reload));
+    info!(%addr, root = %shared.root().display(), "listening on {addr}");
+    background.spawn(remove_stale_partials(shared.clone(), done.clone()));
+    background.spawn(reload_on_notice(shared.clone(), tls.clone(), reload, done.clone()));
     crate::systemd::ready();
     let status = shared.clone();
-    let line = move || format!("{} sessions, {} connections", status.metrics.sessions(), status.metrics.connections());
-    tokio::spawn(crate::systemd::report_status(line, Duration::from_secs(2), done.clone()));
+    let line = move || {
+        let metrics = status.metrics();
+        format!("{} sessions, {} connections", metrics.sessions(), metrics.connections())
+    };
+    background.spawn(crate::systemd::report_status(line, Duration::from_secs(2), done.clone()));
 
     loop {
         let accepted = tokio::select! {
@@ -154,21 +106,22 @@ pub async fn run(
             refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::Busy, msg.to_owned());
             continue;
         };
-        let Some(slot) = shared.accounts.enter_address(peer.ip(), shared.config.max_sessions_per_ip) else {
+        let max_per_ip = shared.config().max_sessions_per_ip;
+        let Some(slot) = shared.limits().enter_address(peer.ip(), max_per_ip) else {
             warn!(%peer, "too many sessions from this address; refusing");
-            let msg = format!("too many sessions from {} (limit {})", peer.ip(), shared.config.max_sessions_per_ip);
+            let msg = format!("too many sessions from {} (limit {max_per_ip})", peer.ip());
             refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::TooManySessions, msg);
             continue;
         };
-        if let Some(left) = shared.throttle.address_blocked(peer.ip(), std::time::Instant::now()) {
+        if let Some(left) = shared.throttle().address_blocked(peer.ip(), std::time::Instant::now()) {
             warn!(%peer, "address blocked after failed logins; refusing");
             let msg = format!("too many failed logins from {}; try again in {} s", peer.ip(), left.as_secs() + 1);
             refuse_within(&tracker, &refusals, stream, tls.clone(), ErrorCode::TooManyAttempts, msg);
             continue;
         }
-        let per_ip = shared.config.max_unauthenticated_per_ip;
-        let waiting = shared.accounts.enter(peer.ip(), per_ip, SlotKind::Waiting).and_then(|slot| {
-            let permit = shared.unauthenticated.clone().try_acquire_owned().ok()?;
+        let per_ip = shared.config().max_unauthenticated_per_ip;
+        let waiting = shared.limits().enter(peer.ip(), per_ip, SlotKind::Waiting).and_then(|slot| {
+            let permit = shared.unauthenticated().clone().try_acquire_owned().ok()?;
             Some((slot, permit))
         });
         let Some(waiting) = waiting else {
@@ -183,7 +136,7 @@ pub async fn run(
                 None => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
                 Some(id) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(id.config.clone());
-                    let deadline = shared.config.tls_handshake_timeout;
+                    let deadline = shared.config().tls_handshake_timeout;
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
                         Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
@@ -198,9 +151,19 @@ pub async fn run(
     crate::systemd::stopping();
     tracker.close();
     info!(sessions = tracker.len(), grace_secs = grace.as_secs(), "shutting down");
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    let engine = shared.engine().tasks().clone();
+    engine.close();
+    let all = async {
+        tracker.wait().await;
+        // What sessions left to finish (a reservation to release) runs on.
+        engine.wait().await;
+    };
+    if tokio::time::timeout(grace, all).await.is_err() {
         warn!(sessions = tracker.len(), "grace period over; closing remaining sessions");
     }
+    done.cancel();
+    background.close();
+    background.wait().await;
     info!("stopped");
     Ok(())
 }
@@ -250,55 +213,34 @@ async fn refuse(stream: TcpStream, tls: Option<Arc<TlsIdentity>>, code: ErrorCod
 }
 
 /// Removes partial uploads older than the configured age (from the data
-/// root, or from the bucket): once at start, then periodically, until
-/// shutdown.
-async fn remove_stale_partials(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let max_age = shared.config.partial_max_age;
+/// root, or from the bucket): once at start, then periodically, until the
+/// daemon stops.
+async fn remove_stale_partials(shared: Arc<Shared>, done: CancellationToken) {
+    let max_age = shared.config().partial_max_age;
     let period = (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     loop {
-        if let Some((store, prefix)) = &shared.objects {
-            if let Err(e) = crate::objstore::sweep_stale_partials(store, prefix, max_age).await {
-                warn!(error = %e, "cannot sweep partial uploads in the bucket");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(period) => {}
-            }
-            continue;
+        if let Err(e) = shared.engine().sweep(max_age).await {
+            warn!(error = %e, "cannot sweep partial uploads");
         }
-        let s = shared.clone();
-        let swept = tokio::task::spawn_blocking(move || {
-            let dir = s.config.root.join(STATE_DIR).join("partial");
-            let Ok(entries) = std::fs::read_dir(&dir) else { return };
-            for entry in entries.flatten() {
-                let user = entry.file_name().to_string_lossy().into_owned();
-                if validate_user_name(&user).is_err() {
-                    continue;
-                }
-                let freed =
-                    Home::open(&s.config.root, &user, false).and_then(|home| home.remove_stale_partials(max_age));
-                match freed {
-                    Ok(0) => {}
-                    Ok(bytes) => {
-                        info!(user = %user, bytes, "removed stale partial uploads");
-                        s.accounts.adjust_if_loaded(&user, -(bytes as i64));
-                    }
-                    Err(e) => warn!(user = %user, error = %e, "cannot sweep partial uploads"),
-                }
-            }
-        });
-        let _ = swept.await;
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = done.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
     }
 }
 
 /// Re-reads the TLS certificate and the users file on each notice (SIGHUP).
-async fn reload_on_notice(shared: Arc<Shared>, tls: Option<Arc<TlsIdentity>>, reload: Arc<Notify>) {
+async fn reload_on_notice(
+    shared: Arc<Shared>,
+    tls: Option<Arc<TlsIdentity>>,
+    reload: Arc<Notify>,
+    done: CancellationToken,
+) {
     loop {
-        reload.notified().await;
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = reload.notified() => {}
+        }
         info!("reloading");
         if let Some(id) = &tls {
             match id.reload() {
@@ -306,7 +248,7 @@ async fn reload_on_notice(shared: Arc<Shared>, tls: Option<Arc<TlsIdentity>>, re
                 Err(e) => error!(error = %e, "cannot reload the TLS certificate; keeping the current one"),
             }
         }
-        let users = shared.users.snapshot();
+        let users = shared.users().refresh();
         info!(users = users.users.len(), "users in force");
     }
 }

@@ -1,0 +1,82 @@
+//! Downloads from the bucket: ranges of [`RANGE_SIZE`], [`RANGES_IN_FLIGHT`]
+//! at a time, each asking for the version first measured (If-Match), so a
+//! file replaced meanwhile fails the download instead of mixing versions.
+
+use super::{Store, from_store};
+use crate::storage::{Chunk, Error, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::ObjectStore;
+
+/// Downloads fetch ranges of this size...
+const RANGE_SIZE: u64 = 8 << 20;
+/// ...this many at a time (memory per download: their product).
+const RANGES_IN_FLIGHT: usize = 3;
+
+/// The sending end of a download from the bucket. The whole object is
+/// read, from its start: the end's hash covers all of it, and the bytes
+/// before the offset are hashed only.
+pub struct S3Source {
+    stream: BoxStream<'static, Result<Bytes>>,
+    hasher: blake3::Hasher,
+    position: u64,
+    offset: u64,
+    size: u64,
+    failure: Option<Error>,
+}
+
+impl S3Source {
+    /// Streams `meta`'s object, sending from `offset`.
+    pub(in crate::storage) fn open(store: Store, meta: object_store::ObjectMeta, offset: u64) -> S3Source {
+        let size = meta.size;
+        let (key, e_tag) = (meta.location, meta.e_tag);
+        let ranges = (0..size).step_by(RANGE_SIZE as usize).map(move |start| start..(start + RANGE_SIZE).min(size));
+        let stream = futures::stream::iter(ranges)
+            .map(move |range| {
+                let (store, key) = (store.clone(), key.clone());
+                let options = object_store::GetOptions {
+                    range: Some(range.into()),
+                    if_match: e_tag.clone(),
+                    ..Default::default()
+                };
+                async move { store.get_opts(&key, options).await?.bytes().await }
+            })
+            .buffered(RANGES_IN_FLIGHT)
+            .map(|range| range.map_err(from_store))
+            .boxed();
+        S3Source { stream, hasher: blake3::Hasher::new(), position: 0, offset, size, failure: None }
+    }
+
+    pub(in crate::storage) async fn next(&mut self) -> Option<Chunk> {
+        while let Some(range) = self.stream.next().await {
+            let range = match range {
+                Ok(range) => range,
+                Err(e) => {
+                    self.failure = Some(e);
+                    return None;
+                }
+            };
+            self.hasher.update(&range);
+            let len = range.len() as u64;
+            let skip = self.offset.saturating_sub(self.position).min(len) as usize;
+            self.position += len;
+            if skip < range.len() {
+                return Some(Chunk::Bytes(range.slice(skip..)));
+            }
+        }
+        None
+    }
+
+    pub(in crate::storage) fn recycle(&mut self, _chunk: Chunk) {}
+
+    pub(in crate::storage) async fn finish(self) -> Result<blake3::Hash> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        if self.position != self.size {
+            return Err(Error::Changed);
+        }
+        Ok(self.hasher.finalize())
+    }
+}

@@ -1,0 +1,273 @@
+//! The usage record of each user in the bucket, shared by every daemon on
+//! it: the [`Quota`](crate::storage::Quota) of files in object storage.
+//!
+//! `<prefix>/usage/<user>.json` is changed only by conditional writes
+//! (If-Match on the version read, or create-if-absent), retried on
+//! conflict. Uploads reserve their size in it before taking any data, so
+//! uploads on several daemons at once can't pass the quota together; a
+//! reservation left by a daemon that died lapses after [`HOLD_FOR`].
+//! This holds only on stores that honour conditional writes.
+
+use super::upload::PARTIAL_HOLD;
+use super::{S3Home, from_store};
+use crate::storage::{Claim, Error, Removed, Reservation, Result, Usage};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long an upload's reservation counts if it is never released (a
+/// running upload renews it every quarter of this).
+pub const HOLD_FOR: Duration = Duration::from_secs(6 * 3600);
+
+/// How long a removal is remembered (racing removals come within moments)...
+const GONE_FOR: i64 = 600;
+/// ...and how many at most, the newest kept: the record is read and
+/// written whole on every change, so it must stay small even while a
+/// user deletes thousands of files.
+const GONE_MAX: usize = 256;
+
+/// The record.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Record {
+    used: u64,
+    holds: Vec<Hold>,
+    /// Objects whose bytes already left `used`, by key and ETag, for a
+    /// while: two daemons removing or replacing the same object at once
+    /// take its bytes out once.
+    #[serde(default)]
+    gone: Vec<Gone>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Hold {
+    id: String,
+    bytes: u64,
+    /// Unix seconds after which the hold no longer counts.
+    until: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Gone {
+    key: String,
+    e_tag: String,
+    /// Unix seconds after which the entry is forgotten.
+    until: i64,
+}
+
+impl Record {
+    /// Takes `removed` out of `used`, unless another change already did.
+    fn remove(&mut self, removed: &Removed) {
+        if removed.bytes == 0 {
+            return;
+        }
+        if let Some(e_tag) = &removed.tag {
+            if self.gone.iter().any(|g| g.key == removed.key && &g.e_tag == e_tag) {
+                return;
+            }
+            if self.gone.len() >= GONE_MAX {
+                self.gone.remove(0);
+            }
+            self.gone.push(Gone { key: removed.key.clone(), e_tag: e_tag.clone(), until: now_secs() + GONE_FOR });
+        }
+        self.used = self.used.saturating_sub(removed.bytes);
+    }
+
+    /// The space used, counting what broken uploads' partials hold (as
+    /// the filesystem backend does).
+    fn usage(&self) -> Usage {
+        let (partials, reserved) = self
+            .holds
+            .iter()
+            .fold((0, 0), |(p, r), h| if h.id.starts_with(PARTIAL_HOLD) { (p + h.bytes, r) } else { (p, r + h.bytes) });
+        Usage { used: self.used + partials, reserved }
+    }
+}
+
+pub(in crate::storage) fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn later(after: Duration) -> i64 {
+    now_secs().saturating_add(after.as_secs().min(i64::MAX as u64) as i64)
+}
+
+/// One user's usage record.
+#[derive(Clone)]
+pub struct Ledger {
+    home: S3Home,
+    key: Path,
+    keep_for: Duration,
+    /// This daemon's changes to the record, one at a time: conflicts are
+    /// then only between daemons, and a store whose conditional writes are
+    /// checked but not atomic (s3s-fs) stays exact for one daemon. It
+    /// guards the record alone; nothing else of the user waits on it.
+    writing: Arc<tokio::sync::Mutex<()>>,
+    /// The usage last read, for metrics.
+    known: Arc<Mutex<Option<Usage>>>,
+}
+
+impl Ledger {
+    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration) -> Ledger {
+        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default() }
+    }
+
+    pub fn known_usage(&self) -> Option<Usage> {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the record (made from a listing of the home the first time),
+    /// applies `change`, and writes it back if nobody wrote meanwhile;
+    /// otherwise reads again. `change` returns what to answer and whether
+    /// the record changed.
+    async fn change<T>(&self, mut change: impl FnMut(&mut Record) -> (T, bool)) -> Result<T> {
+        let store = &self.home.store;
+        let _one_at_a_time = self.writing.lock().await;
+        for _ in 0..50 {
+            let (mut record, version) = match store.get(&self.key).await {
+                Ok(result) => {
+                    let meta = result.meta.clone();
+                    let bytes = result.bytes().await.map_err(from_store)?;
+                    let record: Record = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::other(format!("the usage record {} is unreadable: {e}", self.key)))?;
+                    (record, Some(object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version }))
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    (Record { used: self.home.files_usage().await?, ..Record::default() }, None)
+                }
+                Err(e) => return Err(from_store(e)),
+            };
+            let now = now_secs();
+            record.holds.retain(|h| h.until > now);
+            record.gone.retain(|g| g.until > now);
+            let (answer, write) = change(&mut record);
+            *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.usage());
+            // A record made from a listing is written even when nothing
+            // changes: a later change (an rm) must start from the listing
+            // taken before it, not after.
+            if !write && version.is_some() {
+                return Ok(answer);
+            }
+            let mode = match version {
+                Some(v) => object_store::PutMode::Update(v),
+                None => object_store::PutMode::Create,
+            };
+            let body = serde_json::to_vec(&record).map_err(Error::other)?;
+            let opts = object_store::PutOptions { mode, ..Default::default() };
+            match store.put_opts(&self.key, PutPayload::from(body), opts).await {
+                Ok(_) => return Ok(answer),
+                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
+                }
+                Err(e) => return Err(from_store(e)),
+            }
+        }
+        Err(Error::Unavailable("the usage record keeps changing; try again".into()))
+    }
+
+    /// Ends holds without counting anything.
+    async fn end_holds(&self, ids: &[&str]) -> Result<()> {
+        self.change(|l| {
+            let before = l.holds.len();
+            l.holds.retain(|h| !ids.contains(&h.id.as_str()));
+            ((), l.holds.len() != before)
+        })
+        .await
+    }
+
+    pub(crate) async fn usage(&self) -> Result<Usage> {
+        self.change(|l| (l.usage(), false)).await
+    }
+
+    /// Reserves the whole size, less the file replaced; an upload that
+    /// continues a partial takes the place of the partial's own hold (and
+    /// of earlier attempts' at it, whose release may not have landed yet).
+    pub(crate) async fn reserve(&self, claim: Claim, quota: Option<u64>) -> Result<Reservation> {
+        let bytes = claim.size.saturating_sub(claim.replaces);
+        let partial = claim.partial.clone();
+        let id = match &partial {
+            Some(p) => format!("{p}#{:016x}", rand::random::<u64>()),
+            None => format!("{:016x}", rand::random::<u64>()),
+        };
+        let replaced = |h: &Hold| partial.as_deref().is_some_and(|p| h.id == p || h.id.starts_with(&format!("{p}#")));
+        self.change(|l| {
+            let held: u64 = l.holds.iter().filter(|h| !replaced(h)).map(|h| h.bytes).sum();
+            let taken = l.used + held;
+            if let Some(q) = quota
+                && taken.saturating_add(bytes) > q
+            {
+                return (Err(Error::OverQuota { needed: bytes, available: q.saturating_sub(taken) }), false);
+            }
+            l.holds.retain(|h| !replaced(h));
+            l.holds.push(Hold { id: id.clone(), bytes, until: later(HOLD_FOR) });
+            (Ok(()), true)
+        })
+        .await??;
+        Ok(Reservation { id, claim, bytes })
+    }
+
+    pub(crate) async fn renew(&self, r: &Reservation) -> Result<()> {
+        self.change(|l| {
+            let found = l.holds.iter_mut().find(|h| h.id == r.id).map(|h| h.until = later(HOLD_FOR)).is_some();
+            ((), found)
+        })
+        .await
+    }
+
+    /// Applied once: only while the reservation is there, so a write
+    /// retried after an unclear failure can't count twice.
+    pub(crate) async fn settle(&self, r: Reservation, replaced: &Removed) -> Result<()> {
+        let partial = r.claim.partial.as_deref();
+        self.change(|l| {
+            if !l.holds.iter().any(|h| h.id == r.id) {
+                return ((), false);
+            }
+            l.holds.retain(|h| h.id != r.id && Some(h.id.as_str()) != partial);
+            l.used = l.used.saturating_add(r.claim.size);
+            l.remove(replaced);
+            ((), true)
+        })
+        .await
+    }
+
+    /// A partial that keeps bytes stays counted, under its own id, until
+    /// it is stale and swept.
+    pub(crate) async fn release(&self, r: Reservation, kept: u64) -> Result<()> {
+        let Some(partial) = r.claim.partial.clone().filter(|_| kept > 0) else {
+            let mut ids = vec![r.id.as_str()];
+            ids.extend(r.claim.partial.as_deref());
+            return self.end_holds(&ids).await;
+        };
+        let until = later(self.keep_for);
+        self.change(|l| {
+            // Only while this attempt's own hold is there: a newer attempt
+            // has taken it away when it took the partial over.
+            let mine = l.holds.iter().any(|h| h.id == r.id);
+            l.holds.retain(|h| h.id != r.id);
+            if mine {
+                l.holds.retain(|h| h.id != partial);
+                l.holds.push(Hold { id: partial.clone(), bytes: kept, until });
+            }
+            ((), mine)
+        })
+        .await
+    }
+
+    /// Takes a removed object's bytes out of the usage (once, however many
+    /// daemons report it).
+    pub(crate) async fn removed(&self, removed: &Removed) -> Result<()> {
+        if removed.bytes == 0 {
+            return Ok(());
+        }
+        self.change(|l| {
+            let before = (l.used, l.gone.len());
+            l.remove(removed);
+            ((), (l.used, l.gone.len()) != before)
+        })
+        .await
+    }
+
+    pub(crate) async fn partial_dropped(&self, partial: &str, _bytes: u64) -> Result<()> {
+        self.end_holds(&[partial]).await
+    }
+}

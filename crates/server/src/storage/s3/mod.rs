@@ -1,0 +1,519 @@
+//! Files in an S3-compatible bucket (`storage = "s3"`): the same
+//! operations with the same meaning as on the data root.
+//!
+//! Layout under the configured prefix `P`:
+//!
+//! ```text
+//! P/homes/<user>/<path>         a file: one object, whole and verified
+//! P/homes/<user>/<dir>/\dir     an (empty) object marking a directory
+//! P/partials/<user>/<id>.json   a resumable upload in progress (see upload.rs)
+//! P/usage/<user>.json           the user's usage, shared by every daemon (see ledger.rs)
+//! ```
+//!
+//! Object stores have no directories, only keys with `/` in them. A
+//! directory here is a marker object named `\dir` inside it, which no user
+//! can name (a name with a backslash is refused, see
+//! [`ftp_proto::validate_name`]); a key prefix with objects under it counts
+//! as a directory too. Listing hides the markers.
+//!
+//! Renames are a copy then a delete (object stores have no rename): a
+//! reader may see both names for a moment, never a partial object.
+
+mod download;
+mod ledger;
+mod upload;
+
+pub use download::S3Source;
+pub use ledger::Ledger;
+pub use upload::S3Sink;
+
+use super::{Body, Download, Error, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode, Want};
+use ftp_proto::{Entry, EntryKind, RemotePath};
+use futures::StreamExt;
+use object_store::multipart::MultipartStore;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name of the marker object of a directory.
+const DIR_MARKER: &str = "\\dir";
+
+/// Where and how to reach the bucket. The secret is never printed.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    /// Endpoint URL, e.g. `http://127.0.0.1:3900` (AWS's when `None`).
+    pub endpoint: Option<String>,
+    /// Region (`us-east-1` when unsure; Garage wants its configured one).
+    pub region: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (may be empty).
+    pub prefix: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An object store with multipart uploads that outlive a connection (a
+/// resumable upload continues them, on any daemon).
+pub(crate) trait Objects: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Objects for T {}
+
+/// The store, shared.
+type Store = Arc<dyn Objects>;
+
+/// A connected bucket and the prefix the daemon's keys live under.
+pub struct Bucket {
+    store: Store,
+    base: Path,
+    /// How long a broken upload's partial stays counted (then swept).
+    keep_for: Duration,
+    what: String,
+}
+
+impl Bucket {
+    /// Connects (lazily: the first request reaches the store).
+    pub fn connect(config: &S3Config, keep_for: Duration) -> Result<Bucket> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_region(&config.region)
+            .with_bucket_name(&config.bucket)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key);
+        // A few quick retries: a client waits on each request.
+        let retry = object_store::RetryConfig { max_retries: 3, ..Default::default() };
+        builder = builder.with_retry(retry);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(|e| Error::Unavailable(format!("cannot set up the object store: {e}")))?;
+        let what = format!(
+            "objects in bucket {} at {} under prefix {:?}",
+            config.bucket,
+            config.endpoint.as_deref().unwrap_or("AWS"),
+            config.prefix
+        );
+        Ok(Bucket::new(Arc::new(store), &config.prefix, keep_for, what))
+    }
+
+    /// A bucket on any store (an in-memory one in tests).
+    pub(crate) fn new(store: Store, prefix: &str, keep_for: Duration, what: String) -> Bucket {
+        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what }
+    }
+
+    pub(in crate::storage) fn describe(&self) -> String {
+        self.what.clone()
+    }
+
+    /// The home of `user` (an already validated user name).
+    pub fn home(&self, user: &str) -> S3Home {
+        S3Home {
+            store: self.store.clone(),
+            home: self.base.clone().join("homes").join(user),
+            partials: self.base.clone().join("partials").join(user),
+        }
+    }
+
+    /// The usage record of `user`.
+    pub fn ledger(&self, user: &str) -> Ledger {
+        Ledger::new(self.home(user), self.base.clone().join("usage").join(format!("{user}.json")), self.keep_for)
+    }
+
+    /// Drops the resumable uploads, of any user, whose record has not
+    /// changed for `max_age`: aborts the multipart upload (the store frees
+    /// its parts) and deletes the record. Several daemons may sweep at
+    /// once: each step is harmless twice.
+    pub(in crate::storage) async fn sweep(&self, max_age: Duration) -> Result<Vec<Swept>> {
+        let base = self.base.clone().join("partials");
+        let cutoff = ledger::now_secs().saturating_sub(max_age.as_secs().min(i64::MAX as u64) as i64);
+        let mut swept = Vec::new();
+        let mut listing = self.store.list(Some(&base));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(from_store)?;
+            if meta.last_modified.timestamp() > cutoff {
+                continue;
+            }
+            // partials/<user>/<id>.json
+            let parts: Vec<_> = meta.location.prefix_match(&base).map(|p| p.collect()).unwrap_or_default();
+            let [user, file] = parts.as_slice() else { continue };
+            if !file.as_ref().ends_with(".json") {
+                continue;
+            }
+            let user = decode(user.as_ref()).unwrap_or_else(|| user.as_ref().to_owned());
+            let home = self.home(&user);
+            // Look again just before acting: an attempt may have resumed it.
+            match self.store.head(&meta.location).await {
+                Ok(now) if now.last_modified.timestamp() > cutoff => continue,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                _ => {}
+            }
+            let Some(bytes) = upload::drop_partial(&home, &meta.location).await? else { continue };
+            swept.push(Swept { user, partial: upload::partial_id(&meta.location), bytes });
+        }
+        Ok(swept)
+    }
+}
+
+/// Maps the store's errors onto causes. The store's client hides the
+/// HTTP status behind its message, so the cause is read from the text:
+/// a 5xx or a connection failure may pass, a 507 or a store saying it has
+/// no room is [`Error::NoSpace`], a 403 means the daemon's key may not
+/// write there.
+pub(in crate::storage) fn from_store(e: object_store::Error) -> Error {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => Error::NotFound,
+        E::AlreadyExists { .. } => Error::Exists,
+        E::Precondition { .. } => Error::Changed,
+        other => {
+            let text = super::error::chain(&other);
+            let has = |needle: &str| text.contains(needle);
+            if has("507") || has("InsufficientStorage") || has("No space left") || has("EntityTooLarge") {
+                Error::NoSpace(std::io::Error::other(text))
+            } else if has("403") || has("AccessDenied") {
+                Error::ReadOnly {
+                    reason: "the object store refused the daemon's access key",
+                    source: std::io::Error::other(text),
+                }
+            } else if has(" 500")
+                || has(" 502")
+                || has(" 503")
+                || has(" 504")
+                || has("error sending request")
+                || has("connect")
+                || has("timed out")
+                || has("Timeout")
+            {
+                Error::Unavailable(text)
+            } else {
+                Error::other(other)
+            }
+        }
+    }
+}
+
+/// A key's last part as the name it was made from (parts are stored
+/// percent-encoded); `None` for one no valid name encodes to.
+fn decode(part: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(part).decode_utf8().ok().map(|n| n.into_owned())
+}
+
+/// One user's home in the bucket.
+#[derive(Debug, Clone)]
+pub struct S3Home {
+    store: Store,
+    home: Path,
+    partials: Path,
+}
+
+impl S3Home {
+    /// The key of a (confined, already resolved) path.
+    fn key(&self, path: &RemotePath) -> Path {
+        path.parts().fold(self.home.clone(), |key, part| key.join(part))
+    }
+
+    fn marker(&self, path: &RemotePath) -> Path {
+        self.key(path).join(DIR_MARKER)
+    }
+
+    /// Whether `path` is a directory: the home, a marked directory, or a
+    /// prefix with objects under it.
+    pub(in crate::storage) async fn is_dir(&self, path: &RemotePath) -> Result<bool> {
+        if path.is_root() {
+            return Ok(true);
+        }
+        match self.store.head(&self.marker(path)).await {
+            Ok(_) => return Ok(true),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(from_store(e)),
+        }
+        let listed = self.store.list_with_delimiter(Some(&self.key(path))).await.map_err(from_store)?;
+        Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
+    }
+
+    /// Whether `path` is a file, and its size.
+    pub(in crate::storage) async fn file_size(&self, path: &RemotePath) -> Result<Option<u64>> {
+        Ok(self.file(path).await?.map(|meta| meta.size))
+    }
+
+    /// The object of the file at `path`, if there is one (a directory is
+    /// never a file; asking first also spares stores that keep objects as
+    /// files, s3s-fs, a HEAD on a directory).
+    async fn file(&self, path: &RemotePath) -> Result<Option<object_store::ObjectMeta>> {
+        if path.is_root() || self.is_dir(path).await? {
+            return Ok(None);
+        }
+        self.head(path).await
+    }
+
+    /// The object at `path`, if there is one. Stores that keep objects as
+    /// files (s3s-fs) fail a HEAD on a key that is a directory on their
+    /// disk instead of answering 404; then the parent's listing decides.
+    async fn head(&self, path: &RemotePath) -> Result<Option<object_store::ObjectMeta>> {
+        let key = self.key(path);
+        match self.store.head(&key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(first) => {
+                let parent = self.key(&path.parent());
+                let listed = self.store.list_with_delimiter(Some(&parent)).await.map_err(|_| from_store(first))?;
+                Ok(listed.objects.into_iter().find(|o| o.location == key))
+            }
+        }
+    }
+
+    /// The file at `path` as it would be removed or replaced now.
+    async fn as_removed(&self, path: &RemotePath) -> Result<Removed> {
+        Ok(self.file(path).await?.map(removed).unwrap_or_default())
+    }
+
+    /// Fails unless `path` is a directory (a missing one is named as such).
+    async fn check_dir(&self, path: &RemotePath, missing: Error) -> Result<()> {
+        if self.is_dir(path).await? {
+            return Ok(());
+        }
+        Err(match self.file(path).await? {
+            Some(_) => Error::NotADirectory,
+            None => missing,
+        })
+    }
+
+    pub(in crate::storage) async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
+        self.check_dir(path, Error::NotFound).await?;
+        let dir = self.key(path);
+        let listed = self.store.list_with_delimiter(Some(&dir)).await.map_err(from_store)?;
+        let mut entries = Vec::new();
+        for prefix in listed.common_prefixes {
+            if let Some(name) = prefix.filename().and_then(decode) {
+                entries.push(Entry { name, kind: EntryKind::Dir, size: 0, mtime: 0 });
+            }
+        }
+        for object in listed.objects {
+            match object.location.filename().and_then(decode) {
+                None => {}
+                Some(name) if name == DIR_MARKER => {}
+                Some(name) => entries.push(Entry {
+                    name,
+                    kind: EntryKind::File,
+                    size: object.size,
+                    mtime: object.last_modified.timestamp(),
+                }),
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    pub(in crate::storage) async fn stat(&self, path: &RemotePath) -> Result<Entry> {
+        let name = path.file_name().unwrap_or("/").to_owned();
+        if self.is_dir(path).await? {
+            return Ok(Entry { name, kind: EntryKind::Dir, size: 0, mtime: 0 });
+        }
+        match self.head(path).await? {
+            Some(meta) => {
+                let mtime = meta.last_modified.timestamp();
+                Ok(Entry { name, kind: EntryKind::File, size: meta.size, mtime })
+            }
+            None => Err(Error::NotFound),
+        }
+    }
+
+    pub(in crate::storage) async fn hash(&self, path: &RemotePath) -> Result<blake3::Hash> {
+        let mut stream = self.store.get(&self.key(path)).await.map_err(from_store)?.into_stream();
+        let mut hasher = blake3::Hasher::new();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk.map_err(from_store)?);
+        }
+        Ok(hasher.finalize())
+    }
+
+    /// Checks that an upload or a new name can go to `path`: its parent is
+    /// a directory and it is not one.
+    async fn check_target(&self, path: &RemotePath) -> Result<()> {
+        if path.is_root() {
+            return Err(Error::IsADirectory);
+        }
+        self.check_dir(&path.parent(), Error::ParentNotFound).await?;
+        if self.is_dir(path).await? {
+            return Err(Error::IsADirectory);
+        }
+        Ok(())
+    }
+
+    pub(in crate::storage) async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        if path.is_root() {
+            return Err(Error::Exists);
+        }
+        match self.check_target(path).await {
+            Err(Error::IsADirectory) => return Err(Error::Exists),
+            other => other?,
+        }
+        if self.head(path).await?.is_some() {
+            return Err(Error::Exists);
+        }
+        self.store.put(&self.marker(path), PutPayload::default()).await.map_err(from_store)?;
+        Ok(())
+    }
+
+    pub(in crate::storage) async fn remove_dir(&self, path: &RemotePath) -> Result<()> {
+        if path.is_root() {
+            return Err(Error::Denied("the home directory itself can't be changed"));
+        }
+        if !self.list(path).await?.is_empty() {
+            return Err(Error::NotEmpty);
+        }
+        match self.store.delete(&self.marker(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(from_store(e)),
+        }
+    }
+
+    pub(in crate::storage) async fn remove_file(&self, path: &RemotePath) -> Result<Removed> {
+        if path.is_root() || self.is_dir(path).await? {
+            return Err(Error::IsADirectory);
+        }
+        let meta = self.head(path).await?.ok_or(Error::NotFound)?;
+        self.store.delete(&meta.location).await.map_err(from_store)?;
+        Ok(removed(meta))
+    }
+
+    /// Renames a file, replacing a file at `to`; returns the file
+    /// replaced. A directory moves object by object (not atomic: an
+    /// interrupted move of a directory leaves some of it at each name).
+    pub(in crate::storage) async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<Removed> {
+        if from.is_root() || to.is_root() {
+            return Err(Error::Denied("the home directory itself can't be changed"));
+        }
+        if from == to {
+            self.stat(from).await?;
+            return Ok(Removed::default());
+        }
+        if self.file(from).await?.is_some() {
+            self.check_target(to).await?;
+            let replaced = self.as_removed(to).await?;
+            self.store.copy(&self.key(from), &self.key(to)).await.map_err(from_store)?;
+            self.store.delete(&self.key(from)).await.map_err(from_store)?;
+            return Ok(replaced);
+        }
+        if !self.is_dir(from).await? {
+            return Err(Error::NotFound);
+        }
+        if to.to_string().starts_with(&format!("{}/", from.to_string().trim_end_matches('/'))) {
+            return Err(Error::InvalidPath);
+        }
+        self.check_target(to).await?;
+        if self.head(to).await?.is_some() {
+            return Err(Error::Exists);
+        }
+        let (src, dst) = (self.key(from), self.key(to));
+        let objects: Vec<_> = self.store.list(Some(&src)).collect().await;
+        for object in objects {
+            let object = object.map_err(from_store)?;
+            let rest: Vec<_> = object.location.prefix_match(&src).into_iter().flatten().collect();
+            let target = rest.into_iter().fold(dst.clone(), |key, part| key.join(part));
+            self.store.copy(&object.location, &target).await.map_err(from_store)?;
+            self.store.delete(&object.location).await.map_err(from_store)?;
+        }
+        Ok(Removed::default())
+    }
+
+    pub(in crate::storage) async fn begin_upload(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        mode: UploadMode,
+    ) -> Result<super::Sink> {
+        self.check_target(path).await?;
+        let sink = match mode {
+            // An empty file holds nothing worth resuming.
+            UploadMode::Resumable { hash } if size > 0 => upload::S3Sink::resumable(self, path, size, hash).await?,
+            _ => upload::S3Sink::private(self, path),
+        };
+        Ok(super::Sink::S3(sink))
+    }
+
+    /// Each goes up as one plain PUT (an empty file too), a few at a time.
+    pub(in crate::storage) async fn store_small(&self, files: Vec<SmallFile>) -> Vec<Result<Removed>> {
+        let mut results = Vec::with_capacity(files.len());
+        // In order: of two uploads to one name, the later wins.
+        for file in files {
+            results.push(self.put_whole(&file.path, file.data).await);
+        }
+        results
+    }
+
+    async fn put_whole(&self, path: &RemotePath, data: Vec<u8>) -> Result<Removed> {
+        self.check_target(path).await?;
+        let replaced = self.as_removed(path).await?;
+        self.store.put(&self.key(path), PutPayload::from(data)).await.map_err(from_store)?;
+        Ok(replaced)
+    }
+
+    pub(in crate::storage) async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>> {
+        let mut opened = Vec::with_capacity(wants.len());
+        for want in wants {
+            opened.push(self.open_download(&want).await);
+        }
+        opened
+    }
+
+    /// Opens a download pinned to the version of the file found now: a
+    /// small file is read whole, a larger one streamed in ranges that all
+    /// ask for that version (If-Match).
+    async fn open_download(&self, want: &Want) -> Result<Download> {
+        if want.path.is_root() || self.is_dir(&want.path).await? {
+            return Err(Error::IsADirectory);
+        }
+        let meta = self.head(&want.path).await?.ok_or(Error::NotFound)?;
+        let (size, mtime) = (meta.size, meta.last_modified.timestamp());
+        let offset = super::start_at(size, mtime, want);
+        if size <= SMALL_FILE && offset == 0 {
+            let options = object_store::GetOptions { if_match: meta.e_tag.clone(), ..Default::default() };
+            let data = self.store.get_opts(&meta.location, options).await.map_err(from_store)?;
+            let data = data.bytes().await.map_err(from_store)?;
+            if data.len() as u64 == size {
+                let hash = blake3::hash(&data);
+                return Ok(Download { size, mtime, offset, body: Body::Whole(data.into(), hash) });
+            }
+            return Err(Error::Changed);
+        }
+        let source = S3Source::open(self.store.clone(), meta, offset);
+        Ok(Download { size, mtime, offset, body: Body::Stream(super::Source::S3(Box::new(source))) })
+    }
+
+    pub(in crate::storage) async fn usage(&self) -> Result<u64> {
+        Ok(self.files_usage().await? + upload::partials_held(self).await?)
+    }
+
+    /// Bytes of the files in the home.
+    async fn files_usage(&self) -> Result<u64> {
+        let mut total = 0;
+        let mut objects = self.store.list(Some(&self.home));
+        while let Some(object) = objects.next().await {
+            total += object.map_err(from_store)?.size;
+        }
+        Ok(total)
+    }
+}
+
+/// An object as it is removed or replaced.
+fn removed(meta: object_store::ObjectMeta) -> Removed {
+    Removed { bytes: meta.size, key: meta.location.to_string(), tag: meta.e_tag }
+}

@@ -1,0 +1,487 @@
+//! Uploads to the bucket.
+//!
+//! A private upload keeps its first [`PART_SIZE`] bytes in memory: a file
+//! that ends within them goes up as one plain PUT (an empty one too); a
+//! larger one becomes a multipart upload streamed in parts, at most
+//! [`PARTS_IN_FLIGHT`] on their way, so memory stays constant. The object
+//! only becomes visible when the upload is completed, after the whole
+//! content's BLAKE3 matched; otherwise the store drops the parts.
+//!
+//! A resumable upload is a multipart upload whose parts and record
+//! (`<prefix>/partials/<user>/<id>.json`) survive a broken connection, so
+//! that the next attempt, on any daemon, continues it. The hash of the
+//! bytes held comes from the parts' BLAKE3 chaining values (each part is
+//! a whole subtree of BLAKE3's tree), so nothing is read back. The record
+//! is changed only by a conditional write on the version last seen: an
+//! attempt that finds it changed was taken over by a newer one and stops.
+
+use super::{S3Home, from_store};
+use crate::storage::{Error, Removed, Result};
+use ftp_proto::RemotePath;
+use futures::StreamExt;
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts of one upload in flight at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+
+/// How the ids of partials begin in the usage record.
+pub const PARTIAL_HOLD: &str = "partial:";
+
+/// The receiving end of an upload to the bucket.
+pub struct S3Sink {
+    home: S3Home,
+    path: RemotePath,
+    key: Path,
+    /// The buffer lent out for the next chunk.
+    scratch: Vec<u8>,
+    kind: Kind,
+}
+
+enum Kind {
+    Private(Box<Private>),
+    Resumable(Box<Resumable>),
+}
+
+struct Private {
+    /// The bytes before the multipart upload starts (at most a part).
+    first: Vec<u8>,
+    parts: Option<WriteMultipart>,
+    hasher: blake3::Hasher,
+}
+
+struct Resumable {
+    record_key: Path,
+    record: PartialRecord,
+    version: object_store::UpdateVersion,
+    /// Bytes of the part being filled.
+    buf: Vec<u8>,
+    prefix: blake3::Hash,
+    dropped: u64,
+    id: String,
+}
+
+/// What a resumable upload in progress holds, kept in the bucket beside the
+/// homes so that any daemon can continue it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PartialRecord {
+    path: String,
+    size: u64,
+    hash: Option<String>,
+    upload_id: String,
+    /// The parts uploaded, all [`PART_SIZE`] long: their ETags and BLAKE3
+    /// chaining values (hex).
+    parts: Vec<PartRecord>,
+    /// The BLAKE3 of the first part as a whole file (hex): the prefix hash
+    /// when it is the only part held.
+    first_root: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PartRecord {
+    etag: String,
+    cv: String,
+}
+
+impl PartialRecord {
+    fn held(&self) -> u64 {
+        self.parts.len() as u64 * PART_SIZE as u64
+    }
+
+    /// The BLAKE3 of the bytes held, if the record is readable.
+    fn prefix_hash(&self) -> Option<blake3::Hash> {
+        match self.parts.len() {
+            0 => Some(blake3::Hasher::new().finalize()),
+            1 => self.first_root.as_deref().and_then(unhex32).map(blake3::Hash::from_bytes),
+            _ => Some(root_of(&self.cvs()?)),
+        }
+    }
+
+    fn cvs(&self) -> Option<Vec<blake3::hazmat::ChainingValue>> {
+        self.parts.iter().map(|p| unhex32(&p.cv)).collect()
+    }
+}
+
+/// The record of the partial of uploads to `path` (one per target).
+fn record_key(home: &S3Home, path: &RemotePath) -> Path {
+    let id = blake3::hash(path.to_string().as_bytes()).to_hex();
+    home.partials.clone().join(format!("{}.json", &id[..32]))
+}
+
+/// The id, in the usage record, of the partial whose record is at `record`.
+pub fn partial_id(record: &Path) -> String {
+    format!("{PARTIAL_HOLD}{}", record.filename().unwrap_or_default().trim_end_matches(".json"))
+}
+
+async fn read_record(home: &S3Home, key: &Path) -> Result<Option<(PartialRecord, object_store::UpdateVersion)>> {
+    match home.store.get(key).await {
+        Ok(result) => {
+            let meta = result.meta.clone();
+            let bytes = result.bytes().await.map_err(from_store)?;
+            let version = object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version };
+            // An unreadable record holds nothing anyone can continue.
+            Ok(serde_json::from_slice(&bytes).ok().map(|record| (record, version)))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(from_store(e)),
+    }
+}
+
+/// Drops the partial whose record is at `record`: the store frees its
+/// parts. Returns the bytes it held, `None` if it was gone already.
+pub async fn drop_partial(home: &S3Home, record: &Path) -> Result<Option<u64>> {
+    let Some((held, upload)) = read_record(home, record).await?.map(|(r, _)| (r.held(), r)) else {
+        let _ = home.store.delete(record).await;
+        return Ok(None);
+    };
+    if let Ok(path) = RemotePath::resolve(&RemotePath::root(), &upload.path) {
+        let _ = home.store.abort_multipart(&home.key(&path), &upload.upload_id).await;
+    }
+    home.store.delete(record).await.map_err(from_store)?;
+    Ok(Some(held))
+}
+
+/// Bytes held by the user's partials.
+pub async fn partials_held(home: &S3Home) -> Result<u64> {
+    let mut total = 0;
+    let mut listing = home.store.list(Some(&home.partials));
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(from_store)?;
+        if let Some((record, _)) = read_record(home, &meta.location).await? {
+            total += record.held();
+        }
+    }
+    Ok(total)
+}
+
+impl S3Sink {
+    /// An upload that keeps nothing if it breaks off.
+    pub(in crate::storage) fn private(home: &S3Home, path: &RemotePath) -> S3Sink {
+        let kind = Kind::Private(Box::new(Private { first: Vec::new(), parts: None, hasher: blake3::Hasher::new() }));
+        S3Sink { home: home.clone(), path: path.clone(), key: home.key(path), scratch: Vec::new(), kind }
+    }
+
+    /// Starts or continues the resumable upload of `size` bytes to
+    /// `path`. Bytes held for another size or under another hash (or an
+    /// unreadable record) are dropped and the upload starts afresh.
+    pub(in crate::storage) async fn resumable(
+        home: &S3Home,
+        path: &RemotePath,
+        size: u64,
+        hash: Option<blake3::Hash>,
+    ) -> Result<S3Sink> {
+        let key = home.key(path);
+        let record_key = record_key(home, path);
+        let hash = hash.map(|h| h.to_hex().to_string());
+        let mut dropped = 0;
+        if let Some((record, version)) = read_record(home, &record_key).await? {
+            let same_hash = match (&record.hash, &hash) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            };
+            let prefix = record.prefix_hash();
+            if record.path == path.to_string()
+                && record.size == size
+                && same_hash
+                && let Some(prefix) = prefix
+            {
+                let id = partial_id(&record_key);
+                let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id };
+                return Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))));
+            }
+            let _ = home.store.abort_multipart(&key, &record.upload_id).await;
+            dropped = record.held();
+        }
+        let upload_id = home.store.create_multipart(&key).await.map_err(from_store)?;
+        let record =
+            PartialRecord { path: path.to_string(), size, hash, upload_id, parts: Vec::new(), first_root: None };
+        let body = serde_json::to_vec(&record).map_err(Error::other)?;
+        let put = home.store.put(&record_key, PutPayload::from(body)).await.map_err(from_store)?;
+        let version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
+        let prefix = blake3::Hasher::new().finalize();
+        let id = partial_id(&record_key);
+        let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id };
+        Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))))
+    }
+
+    fn with(home: &S3Home, path: &RemotePath, key: Path, kind: Kind) -> S3Sink {
+        S3Sink { home: home.clone(), path: path.clone(), key, scratch: Vec::new(), kind }
+    }
+
+    pub(in crate::storage) fn offset(&self) -> u64 {
+        match &self.kind {
+            Kind::Private(_) => 0,
+            Kind::Resumable(r) => r.record.held(),
+        }
+    }
+
+    pub(in crate::storage) fn prefix_hash(&self) -> blake3::Hash {
+        match &self.kind {
+            Kind::Private(_) => blake3::Hasher::new().finalize(),
+            Kind::Resumable(r) => r.prefix,
+        }
+    }
+
+    pub(in crate::storage) fn partial(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Private(_) => None,
+            Kind::Resumable(r) => Some(&r.id),
+        }
+    }
+
+    pub(in crate::storage) fn dropped(&self) -> u64 {
+        match &self.kind {
+            Kind::Private(_) => 0,
+            Kind::Resumable(r) => r.dropped,
+        }
+    }
+
+    pub(in crate::storage) async fn buffer(&mut self) -> Result<Vec<u8>> {
+        Ok(std::mem::take(&mut self.scratch))
+    }
+
+    pub(in crate::storage) async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<()> {
+        let result = match &mut self.kind {
+            Kind::Private(p) => p.write(&self.home, &self.key, &buf[..n]).await,
+            Kind::Resumable(r) => r.write(&self.home, &self.key, &buf[..n]).await,
+        };
+        self.scratch = buf;
+        result
+    }
+
+    pub(in crate::storage) async fn commit(self, hash: &blake3::Hash) -> Result<Removed> {
+        let S3Sink { home, path, key, kind, .. } = self;
+        match kind {
+            Kind::Private(p) => p.commit(&home, &path, &key, hash).await,
+            Kind::Resumable(r) => r.commit(&home, &path, &key, hash).await,
+        }
+    }
+
+    pub(in crate::storage) async fn abort(self, keep: bool) -> u64 {
+        match self.kind {
+            Kind::Private(p) => {
+                if let Some(parts) = p.parts {
+                    let _ = parts.abort().await;
+                }
+                0
+            }
+            Kind::Resumable(r) if keep && r.record.held() > 0 => r.record.held(),
+            Kind::Resumable(r) => {
+                r.discard(&self.home, &self.key).await;
+                0
+            }
+        }
+    }
+}
+
+impl Private {
+    async fn write(&mut self, home: &S3Home, key: &Path, data: &[u8]) -> Result<()> {
+        self.hasher.update(data);
+        match &mut self.parts {
+            Some(parts) => {
+                parts.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(from_store)?;
+                parts.write(data);
+            }
+            None => {
+                self.first.extend_from_slice(data);
+                if self.first.len() >= PART_SIZE {
+                    let upload = home.store.put_multipart(key).await.map_err(from_store)?;
+                    let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                    parts.write(&std::mem::take(&mut self.first));
+                    self.parts = Some(parts);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(self, home: &S3Home, path: &RemotePath, key: &Path, hash: &blake3::Hash) -> Result<Removed> {
+        let actual = self.hasher.finalize();
+        let checked = if actual != *hash {
+            Err(Error::Integrity(format!("hash mismatch: the data received hashes to {}", actual.to_hex())))
+        } else {
+            // The name may have become a directory (or lost its parent)
+            // since the upload began.
+            home.check_target(path).await
+        };
+        let replaced = match checked {
+            Ok(()) => home.as_removed(path).await,
+            Err(e) => Err(e),
+        };
+        let replaced = match replaced {
+            Ok(replaced) => replaced,
+            Err(e) => {
+                if let Some(parts) = self.parts {
+                    let _ = parts.abort().await;
+                }
+                return Err(e);
+            }
+        };
+        match self.parts {
+            Some(parts) => parts.finish().await.map_err(from_store)?,
+            None => home.store.put(key, PutPayload::from(self.first)).await.map_err(from_store)?,
+        };
+        Ok(replaced)
+    }
+}
+
+impl Resumable {
+    /// Adds bytes; each full part goes to the store, and the record with it.
+    async fn write(&mut self, home: &S3Home, key: &Path, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let take = (PART_SIZE - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == PART_SIZE && self.record.held() + (PART_SIZE as u64) < self.record.size {
+                self.flush_part(home, key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the buffered full part and records it. The record is
+    /// updated only if nobody else did meanwhile (another attempt took the
+    /// upload over): then this one stops.
+    async fn flush_part(&mut self, home: &S3Home, key: &Path) -> Result<()> {
+        let index = self.record.parts.len();
+        let data = std::mem::take(&mut self.buf);
+        let cv = part_cv(index as u64, PART_SIZE, &data);
+        if index == 0 {
+            self.record.first_root = Some(blake3::hash(&data).to_hex().to_string());
+        }
+        let part = home
+            .store
+            .put_part(key, &self.record.upload_id, index, PutPayload::from(data))
+            .await
+            .map_err(from_store)?;
+        self.record.parts.push(PartRecord { etag: part.content_id, cv: hex32(&cv) });
+        let body = serde_json::to_vec(&self.record).map_err(Error::other)?;
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Update(self.version.clone()),
+            ..Default::default()
+        };
+        match home.store.put_opts(&self.record_key, PutPayload::from(body), opts).await {
+            Ok(put) => {
+                self.version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
+                Ok(())
+            }
+            Err(object_store::Error::Precondition { .. }) => Err(Error::TakenOver),
+            Err(e) => Err(from_store(e)),
+        }
+    }
+
+    /// Checks the whole file against `hash` and, if it matches, completes
+    /// the upload (the object appears, whole) and forgets the record. On a
+    /// mismatch, a target that became a directory meanwhile, or a failure
+    /// to complete, the upload and its record are dropped.
+    async fn commit(mut self, home: &S3Home, path: &RemotePath, key: &Path, hash: &blake3::Hash) -> Result<Removed> {
+        let result = self.complete(home, path, key, hash).await;
+        match &result {
+            Ok(_) => {
+                let _ = home.store.delete(&self.record_key).await;
+            }
+            Err(_) => self.discard(home, key).await,
+        }
+        result
+    }
+
+    async fn complete(&mut self, home: &S3Home, path: &RemotePath, key: &Path, hash: &blake3::Hash) -> Result<Removed> {
+        let held = self.record.held() + self.buf.len() as u64;
+        if held != self.record.size {
+            return Err(Error::Integrity(format!("received {held} of {} bytes declared", self.record.size)));
+        }
+        let last = std::mem::take(&mut self.buf);
+        let n = self.record.parts.len();
+        let actual = match (n, last.is_empty()) {
+            (0, _) => blake3::hash(&last),
+            (_, true) => self.record.prefix_hash().ok_or_else(|| Error::other("unreadable partial record"))?,
+            _ => {
+                let mut cvs = self.record.cvs().ok_or_else(|| Error::other("unreadable partial record"))?;
+                if !last.is_empty() {
+                    cvs.push(part_cv(n as u64, PART_SIZE, &last));
+                }
+                root_of(&cvs)
+            }
+        };
+        if actual != *hash {
+            return Err(Error::Integrity(format!("hash mismatch: the data received hashes to {}", actual.to_hex())));
+        }
+        home.check_target(path).await?;
+        let replaced = home.as_removed(path).await?;
+        let mut parts: Vec<PartId> = self.record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
+        if !last.is_empty() || parts.is_empty() {
+            let index = parts.len();
+            let part = home.store.put_part(key, &self.record.upload_id, index, PutPayload::from(last)).await;
+            parts.push(part.map_err(from_store)?);
+        }
+        home.store.complete_multipart(key, &self.record.upload_id, parts).await.map_err(from_store)?;
+        Ok(replaced)
+    }
+
+    /// Drops the upload and its record (the bytes held can't be trusted,
+    /// or hold nothing worth keeping).
+    async fn discard(&self, home: &S3Home, key: &Path) {
+        let _ = home.store.abort_multipart(key, &self.record.upload_id).await;
+        let _ = home.store.delete(&self.record_key).await;
+    }
+}
+
+fn hex32(cv: &[u8; 32]) -> String {
+    cv.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// BLAKE3's chaining value of one part of a file (`index` counts parts of
+/// `part_size`, a power of two of at least 1 KiB).
+fn part_cv(index: u64, part_size: usize, data: &[u8]) -> blake3::hazmat::ChainingValue {
+    use blake3::hazmat::HasherExt;
+    blake3::Hasher::new().set_input_offset(index * part_size as u64).update(data).finalize_non_root()
+}
+
+/// The BLAKE3 of a file of two or more parts from their chaining values,
+/// built the way BLAKE3 builds its tree: the left subtree always takes the
+/// largest power of two of parts less than the count.
+fn root_of(cvs: &[blake3::hazmat::ChainingValue]) -> blake3::Hash {
+    use blake3::hazmat::{Mode, merge_subtrees_non_root, merge_subtrees_root};
+    fn split(n: usize) -> usize {
+        1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    }
+    fn merge(cvs: &[blake3::hazmat::ChainingValue]) -> blake3::hazmat::ChainingValue {
+        if cvs.len() == 1 {
+            return cvs[0];
+        }
+        let left = split(cvs.len());
+        merge_subtrees_non_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash)
+    }
+    assert!(cvs.len() >= 2, "a single part is hashed as a whole");
+    let left = split(cvs.len());
+    merge_subtrees_root(&merge(&cvs[..left]), &merge(&cvs[left..]), Mode::Hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_hash_comes_from_its_parts_chaining_values() {
+        const PART: usize = 4096;
+        for len in [PART + 1, 2 * PART, 2 * PART + 7, 3 * PART, 5 * PART + 100, 8 * PART, 9 * PART + 1] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let cvs: Vec<_> = data.chunks(PART).enumerate().map(|(i, part)| part_cv(i as u64, PART, part)).collect();
+            assert_eq!(root_of(&cvs), blake3::hash(&data), "length {len}");
+        }
+    }
+}

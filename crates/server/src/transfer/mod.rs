@@ -1,0 +1,256 @@
+//! What every door shares, whatever the wire: a user's files ([`Files`])
+//! with their quota reserved and settled, uploads that are verified before
+//! they appear and that a newer attempt can take over ([`Upload`]),
+//! downloads pinned to one version, and the log line and metrics of each
+//! request ([`Engine::finished`]).
+//!
+//! Nothing here knows a frame, and nothing here names a backend: bytes go
+//! through [`crate::storage`].
+
+mod locks;
+mod takeover;
+mod upload;
+
+pub use crate::storage::{Body, Download, DownloadSource, Error, Result, SMALL_FILE, Source, Usage, Want};
+pub use upload::{End, SmallPut, Upload};
+
+use crate::metrics::Metrics;
+use crate::storage::{Account, Backend, Claim, Home, Quota, Reservation, Store};
+use crate::users::UserStore;
+use ftp_proto::{Entry, EntryKind, RemotePath};
+use locks::PathLocks;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use takeover::Holders;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+/// The engine under every door: the store, every user's account, and the
+/// bookkeeping that spans sessions.
+pub struct Engine {
+    store: Store,
+    users: Arc<UserStore>,
+    /// One account per user, for as long as the daemon runs (a local
+    /// account's count must outlive the user's sessions).
+    accounts: Mutex<HashMap<String, Account>>,
+    holders: Arc<Holders>,
+    locks: PathLocks,
+    metrics: Arc<Metrics>,
+    /// Work that outlives a request (a reservation released after its
+    /// connection dropped, a settlement retried); shutdown waits for it.
+    tasks: TaskTracker,
+}
+
+impl Engine {
+    /// An engine on `store`, with quotas from `users`.
+    pub fn new(store: Store, users: Arc<UserStore>, metrics: Arc<Metrics>) -> Engine {
+        Engine {
+            store,
+            users,
+            accounts: Mutex::default(),
+            holders: Arc::default(),
+            locks: PathLocks::default(),
+            metrics,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Where files are, for the log.
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    /// The background work, for shutdown to wait on.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    fn account(&self, user: &str) -> Account {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        accounts.entry(user.to_owned()).or_insert_with(|| self.store.account(user)).clone()
+    }
+
+    /// The files of `user` (a validated name), their usage loaded.
+    pub async fn files(self: &Arc<Self>, user: &str) -> Result<Files> {
+        let home = self.store.home(user).await?;
+        let account = self.account(user);
+        account.load(&home).await?;
+        Ok(Files { user: user.into(), home, account, engine: self.clone() })
+    }
+
+    /// The usage of each user known now, sorted by name (for metrics).
+    pub fn usage_by_user(&self) -> Vec<(String, Usage)> {
+        let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> =
+            accounts.iter().filter_map(|(user, account)| Some((user.clone(), account.known_usage()?))).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Removes partial uploads not written to for `max_age`, and takes
+    /// their bytes out of their users' usage. Each removal is logged
+    /// before its bytes leave the usage.
+    pub async fn sweep(&self, max_age: Duration) -> Result<()> {
+        for swept in self.store.sweep(max_age).await? {
+            info!(user = %swept.user, bytes = swept.bytes, "removed a stale partial upload");
+            if let Err(e) = self.account(&swept.user).partial_dropped(&swept.partial, swept.bytes).await {
+                warn!(user = %swept.user, error = %e, "cannot take a stale partial out of the usage");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the log line and the metrics of a finished request: `result`
+    /// is `Ok`, or the label of what refused it (`not_found`, `timeout`,
+    /// `disconnected` when the connection broke off during it...).
+    pub fn finished(&self, op: &'static str, path: &str, bytes: u64, result: Result<(), &'static str>, took: Duration) {
+        self.metrics.request(op, result.err().unwrap_or("ok"), bytes, took);
+        let ms = took.as_secs_f64() * 1000.0;
+        let mib_s = if bytes > 0 && ms > 0.0 { bytes as f64 / 1_048_576.0 / (ms / 1000.0) } else { 0.0 };
+        let path = escape(path);
+        match result {
+            Ok(()) => info!(op, path = %path, bytes, ms = format!("{ms:.1}"), mib_s = format!("{mib_s:.1}"), "ok"),
+            Err(code) => info!(op, path = %path, bytes, ms = format!("{ms:.1}"), error = code, "refused"),
+        }
+    }
+
+    /// Runs `work` in the background, tracked for shutdown.
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(work);
+    }
+}
+
+/// Escapes control characters so a hostile name can't forge log lines.
+pub fn escape(s: &str) -> String {
+    s.chars().flat_map(char::escape_debug).collect::<String>()
+}
+
+/// One user's files, as every door sees them.
+#[derive(Clone)]
+pub struct Files {
+    user: Arc<str>,
+    home: Home,
+    account: Account,
+    engine: Arc<Engine>,
+}
+
+impl Files {
+    /// The user's quota now (changes to the users file apply from the
+    /// next upload).
+    fn quota(&self) -> Option<u64> {
+        self.engine.users.quota(&self.user)
+    }
+
+    /// The entries of a directory, sorted by name.
+    pub async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
+        self.home.list(dir).await
+    }
+
+    /// Whether `path` is a directory.
+    pub async fn is_dir(&self, path: &RemotePath) -> Result<bool> {
+        self.home.is_dir(path).await
+    }
+
+    /// An entry, with the BLAKE3 of its content for a file.
+    pub async fn stat(&self, path: &RemotePath) -> Result<(Entry, Option<blake3::Hash>)> {
+        let entry = self.home.stat(path).await?;
+        let hash = match entry.kind {
+            EntryKind::File => Some(self.home.hash(path).await?),
+            _ => None,
+        };
+        Ok((entry, hash))
+    }
+
+    /// Creates a directory.
+    pub async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        self.home.create_dir(path).await
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&self, path: &RemotePath) -> Result<()> {
+        self.home.remove_dir(path).await
+    }
+
+    /// Deletes a file; its bytes leave the usage.
+    pub async fn remove_file(&self, path: &RemotePath) -> Result<()> {
+        let removed = {
+            let _locked = self.engine.locks.lock(&self.user, &[path]).await;
+            self.home.remove_file(path).await?
+        };
+        self.forget(&removed).await;
+        Ok(())
+    }
+
+    /// Renames a file or directory; a file it replaces leaves the usage.
+    pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
+        let replaced = {
+            let _locked = self.engine.locks.lock(&self.user, &[from, to]).await;
+            self.home.rename(from, to).await?
+        };
+        self.forget(&replaced).await;
+        Ok(())
+    }
+
+    /// Takes a file that is gone out of the usage; the file is gone
+    /// whatever happens to the count, so a failure is logged, not returned.
+    async fn forget(&self, removed: &crate::storage::Removed) {
+        if removed.bytes == 0 {
+            return;
+        }
+        if let Err(e) = self.account.removed(removed).await {
+            error!(user = %self.user, error = %e, "cannot record freed space in the usage");
+        }
+    }
+
+    /// Space used and reserved, and the quota.
+    pub async fn usage(&self) -> Result<(Usage, Option<u64>)> {
+        Ok((self.account.usage().await?, self.quota()))
+    }
+
+    /// Reserves room for an upload of `size` bytes to `path` that holds
+    /// `held` already (in `partial`). When the whole size does not fit,
+    /// only the difference with the file it replaces needs to.
+    async fn reserve(&self, path: &RemotePath, size: u64, held: u64, partial: Option<&str>) -> Result<Reservation> {
+        let quota = self.quota();
+        let claim = Claim { size, held, replaces: 0, partial: partial.map(str::to_owned) };
+        match self.account.reserve(claim.clone(), quota).await {
+            Err(Error::OverQuota { .. }) if quota.is_some() => {
+                let replaces = self.home.file_size(path).await.ok().flatten().unwrap_or(0);
+                self.account.reserve(Claim { replaces, ..claim }, quota).await
+            }
+            other => other,
+        }
+    }
+
+    /// Counts a completed upload. A failed write of the count is retried
+    /// in the background (a settlement applies once, so retrying is safe).
+    async fn settle(&self, reservation: Reservation, replaced: crate::storage::Removed) {
+        let Err(e) = self.account.settle(reservation.clone(), &replaced).await else { return };
+        warn!(user = %self.user, error = %e, "cannot record an upload in the usage yet; retrying");
+        let (account, user) = (self.account.clone(), self.user.clone());
+        self.engine.spawn(async move {
+            for attempt in 1..=8u32 {
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                match account.settle(reservation.clone(), &replaced).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == 8 => error!(user = %user, error = %e, "cannot record an upload in the usage"),
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
+    /// Ends a reservation without counting anything but what a partial
+    /// keeps; a failure lets the reservation lapse by itself.
+    async fn release(&self, reservation: Reservation, kept: u64) {
+        if let Err(e) = self.account.release(reservation, kept).await {
+            warn!(user = %self.user, error = %e, "cannot end an upload's reservation; it lapses by itself");
+        }
+    }
+
+    /// Opens downloads, each pinned to the version of its file found now.
+    pub async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>> {
+        self.home.open_downloads(wants).await
+    }
+}
