@@ -332,6 +332,21 @@ mod tests {
         assert!(store.verify("bob", "pw3"), "a broken file keeps the previous users");
     }
 
+    /// A hash made by [`hash_password`] under argon2 0.5 (password
+    /// "correct horse battery staple"): user files made by older builds
+    /// must keep verifying whatever the argon2 crate's version.
+    #[test]
+    fn hashes_from_earlier_releases_still_verify() {
+        const OLD: &str =
+            "$argon2id$v=19$m=19456,t=2,p=1$qLMKfVU/ZmDLYNCs77FG2g$CmAQgmWAfCesxx4Tierok/UifKxzcKqWvn+wId32Tjs";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        std::fs::write(&path, format!("[users.alice]\npassword = \"{OLD}\"\n")).unwrap();
+        let store = UserStore::open(&path).unwrap();
+        assert!(store.verify("alice", "correct horse battery staple"));
+        assert!(!store.verify("alice", "correct horse battery stapler"));
+    }
+
     #[test]
     fn sizes_parse_with_units() {
         assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
