@@ -74,3 +74,15 @@ pub const MAX_PASSWORD: usize = 1024;
 /// Number of directory entries the server packs into one listing frame at
 /// most; the frame size limit applies as well.
 pub const LIST_BATCH: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cert_fingerprint_is_sha256_in_lowercase_hex() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            super::cert_fingerprint(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

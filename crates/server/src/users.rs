@@ -10,8 +10,7 @@
 //! `ftpd user add` takes effect without a restart; a file that fails to
 //! parse is reported and the previous contents stay in force.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -145,9 +144,9 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
     if password.len() > ftp_proto::MAX_PASSWORD {
         return Err(UserError::BadPassword("longer than 1024 bytes"));
     }
-    let salt = SaltString::generate(&mut OsRng);
+    // A random 16-byte salt from the OS.
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| UserError::Hash(e.to_string()))
 }
