@@ -1,17 +1,17 @@
 //! The wire protocol shared by `ftpd` and `ftpc`.
 //!
 //! It turns bytes into [`Frame`]s and frames into typed [`Request`]s and
-//! responses, and back; [`bulk`] moves file bytes between a stream and the
-//! disk through data frames. Every length is bounded before anything is
-//! allocated. `PROTOCOL.md` at the top of the
-//! repository is the prose specification; this crate is its one
-//! implementation, used by both ends.
+//! responses, and back; [`bulk`] moves file bytes between a stream and
+//! caller-owned buffers through data frames (the disk side, reading and
+//! writing files, is the `ftp-disk` crate). Every length is bounded before
+//! anything is allocated. `PROTOCOL.md` at the top of the repository is the
+//! prose specification; this crate is its one implementation, used by both
+//! ends.
 
 pub mod bulk;
 mod codec;
 mod message;
 mod path;
-mod pool;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{

@@ -1,6 +1,6 @@
 //! Uploads and downloads: where file bytes cross between socket and disk.
 //!
-//! Disk I/O and hashing run on a blocking thread ([`ftp_proto::bulk`])
+//! Disk I/O and hashing run on a blocking thread ([`ftp_disk`])
 //! passing a few recycled buffers to and from the session, so reading the
 //! socket and writing the disk overlap while memory per transfer stays
 //! constant; data frames go between socket and buffer without a copy
@@ -12,7 +12,8 @@ use crate::home::{Home, Upload, UploadStart};
 use crate::session::{ConnError, Files, Flow, Outcome, Session, log_request};
 use crate::staged::StagedPut;
 use bytes::Buf;
-use ftp_proto::bulk::{FileSink, FileSource, Received, read_frame};
+use ftp_disk::{FileSink, FileSource};
+use ftp_proto::bulk::{Received, read_frame};
 use ftp_proto::{
     DEFAULT_CHUNK, ErrorBody, ErrorCode, Frame, FrameError, GetOk, PutOk, PutReady, RemotePath, Request, Trailer,
     Version, encode_err,
