@@ -7,6 +7,12 @@
 //! anything is allocated. `PROTOCOL.md` at the top of the repository is the
 //! prose specification; this crate is its one implementation, used by both
 //! ends.
+//!
+//! Of tokio it enables `io-util` only (tokio-util's codec adds `sync`): it
+//! reads and writes the streams it is handed and opens none itself, so it
+//! brings in neither `net` nor `fs` nor a runtime (its tests take `rt` and
+//! `macros` as dev-dependencies). `cargo tree -p ftp-proto -e features -i
+//! tokio` shows what it enables.
 
 pub mod bulk;
 mod codec;
