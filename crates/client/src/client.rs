@@ -1,7 +1,8 @@
 //! The connection and its requests.
 
 use crate::tls::Trust;
-use ftp_proto::bulk::{FileSink, FileSource, Received, hash_exact, read_frame, write_data};
+use ftp_disk::{FileSink, FileSource, hash_exact};
+use ftp_proto::bulk::{Received, read_frame, write_data};
 use ftp_proto::{
     DEFAULT_CHUNK, DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk,
     Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,

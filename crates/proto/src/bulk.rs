@@ -6,42 +6,20 @@
 //!   codec's buffer first.
 //! - [`read_frame`] reads the next frame; a data frame's payload goes
 //!   straight from the stream into a caller's reusable buffer.
-//! - [`FileSink`] and [`FileSource`] run the disk side of a transfer (and
-//!   its BLAKE3 hash) on a blocking thread, passing a few recycled buffers
-//!   back and forth: the network side fills one while the disk side drains
-//!   another, and nothing is allocated per chunk.
 //!
-//! Both ends of the protocol use these for put and get alike.
+//! Both work on buffers the caller owns and allocate nothing per chunk.
+//! The disk side of a transfer (files read and written on blocking threads,
+//! hashed, synced, and the buffers they pass around) is the `ftp-disk`
+//! crate's; both ends of the protocol use the two together for put and get
+//! alike.
 
 use crate::codec::check_tag;
-use crate::pool;
 use crate::{Frame, FrameCodec, FrameError, Tag};
 use bytes::{Buf, Bytes};
 use futures::SinkExt;
-use std::fs::File;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
-
-/// Buffers a transfer may have in flight between its network and disk
-/// sides: one filled by the network while the disk drains the other. With
-/// [`crate::DEFAULT_CHUNK`] chunks this bounds a transfer's memory to 2 MiB
-/// whatever the file size. A single stream ran no faster with four; under
-/// 200 concurrent transfers, two cut the daemon's peak RSS from about 520
-/// to 360 MiB and a round's time by about 5 % (fewer pages to fault in,
-/// less memory for the copies to go through).
-pub const DEPTH: usize = 2;
-
-/// The most a [`FileSink`] hands the kernel in one `write`. Linux sizes the
-/// page-cache folios of a write by its length, so a 1 MiB write asks for
-/// large folios. On the benchmark machine (a VM whose balloon driver
-/// reports free memory to the host) those come from memory the host must
-/// fault in again: 1 MiB writes into a new file mostly ran at 0.7–1.5 GB/s,
-/// 256 KiB writes at 5.5–6 GB/s. Hashing each piece right after writing it
-/// also reads it while it is still in the CPU cache.
-const WRITE_PIECE: usize = 256 * 1024;
 
 /// Writes one data frame carrying `payload` straight to the stream under
 /// `frames`: whatever the codec still buffers is flushed first, then header
@@ -167,238 +145,10 @@ fn take_buffered<S, C>(frames: &mut Framed<S, C>, out: &mut [u8]) -> usize {
     n
 }
 
-/// Feeds the next `len` bytes of `reader` to `hasher` (the part of a file
-/// already held on the other side of a resumed transfer). A reader that
-/// ends sooner is an `UnexpectedEof` error.
-pub fn hash_exact(reader: &mut impl Read, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
-    if io::copy(&mut reader.take(len), hasher)? != len {
-        return Err(shrank());
-    }
-    Ok(())
-}
-
-fn shrank() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
-}
-
-/// The disk side of a receiving transfer: a blocking thread that appends
-/// the chunks it is given to a file and hashes them.
-pub struct FileSink {
-    full: Option<mpsc::Sender<(Vec<u8>, usize)>>,
-    free: mpsc::Receiver<Vec<u8>>,
-    made: usize,
-    thread: JoinHandle<io::Result<blake3::Hash>>,
-    _lease: pool::Lease,
-}
-
-impl FileSink {
-    /// Starts the thread. It first feeds the `prefix` bytes from the file's
-    /// current position to `hasher` (a resumed transfer's bytes already on
-    /// disk), then appends what it is given there. With `durable`, written
-    /// ranges are handed to the disk as the transfer goes (so the final
-    /// `fsync` has little left to wait for) and the file is synced at the
-    /// end.
-    pub fn spawn(mut file: File, prefix: u64, mut hasher: blake3::Hasher, durable: bool) -> FileSink {
-        let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
-        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-        let thread = tokio::task::spawn_blocking(move || {
-            hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut flush = FlushBehind::new(prefix, durable);
-            while let Some((buf, n)) = full_rx.blocking_recv() {
-                for piece in buf[..n].chunks(WRITE_PIECE) {
-                    file.write_all(piece)?;
-                    hasher.update(piece);
-                }
-                flush.wrote(&file, n as u64);
-                let _ = free_tx.try_send(buf);
-            }
-            if durable {
-                file.sync_all()?;
-            }
-            Ok(hasher.finalize())
-        });
-        FileSink { full: Some(full_tx), free: free_rx, made: 0, thread, _lease: pool::Lease::new() }
-    }
-
-    /// A buffer to receive the next chunk into; `None` once the disk thread
-    /// has failed (see [`FileSink::finish`] for why).
-    pub async fn buffer(&mut self) -> Option<Vec<u8>> {
-        if let Ok(buf) = self.free.try_recv() {
-            return Some(buf);
-        }
-        if self.made < DEPTH {
-            self.made += 1;
-            return Some(pool::take());
-        }
-        self.free.recv().await
-    }
-
-    /// Hands the first `n` bytes of `buf` to the disk thread. Returns false
-    /// once the disk thread has failed.
-    pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
-        match &self.full {
-            Some(tx) => tx.send((buf, n)).await.is_ok(),
-            None => false,
-        }
-    }
-
-    /// Waits for everything handed over to be written (and synced, if
-    /// durable) and returns the hash of the whole file.
-    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
-        self.full = None;
-        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
-    }
-}
-
-impl Drop for FileSink {
-    /// The buffers the disk thread handed back go to the pool.
-    fn drop(&mut self) {
-        while let Ok(buf) = self.free.try_recv() {
-            pool::give(buf);
-        }
-    }
-}
-
-/// The disk side of a sending transfer: a blocking thread that reads a file
-/// in chunks and hashes them.
-pub struct FileSource {
-    full: mpsc::Receiver<(Vec<u8>, usize)>,
-    free: mpsc::Sender<Vec<u8>>,
-    thread: JoinHandle<io::Result<blake3::Hash>>,
-    _lease: pool::Lease,
-}
-
-impl FileSource {
-    /// Starts the thread. It first feeds the `prefix` bytes from the file's
-    /// current position to `hasher` without sending them (what the other
-    /// side already holds), then reads the next `len` bytes in chunks of at
-    /// most `chunk`. A file that ends sooner is an error.
-    pub fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> FileSource {
-        let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
-        let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-        let thread = tokio::task::spawn_blocking(move || {
-            hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut left = len;
-            let mut made = 0;
-            while left > 0 {
-                let want = left.min(chunk as u64) as usize;
-                let mut buf = match free_rx.try_recv() {
-                    Ok(buf) => buf,
-                    Err(_) if made < DEPTH => {
-                        made += 1;
-                        pool::take()
-                    }
-                    Err(_) => match free_rx.blocking_recv() {
-                        Some(buf) => buf,
-                        None => return Err(io::Error::other("transfer cancelled")),
-                    },
-                };
-                if buf.len() < want {
-                    buf.resize(want, 0);
-                }
-                file.read_exact(&mut buf[..want])
-                    .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
-                hasher.update(&buf[..want]);
-                if full_tx.blocking_send((buf, want)).is_err() {
-                    return Err(io::Error::other("transfer cancelled"));
-                }
-                left -= want as u64;
-            }
-            while let Ok(buf) = free_rx.try_recv() {
-                pool::give(buf);
-            }
-            Ok(hasher.finalize())
-        });
-        FileSource { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
-    }
-
-    /// The next chunk: a buffer whose first `n` bytes are the data. `None`
-    /// when the file is done or the thread failed ([`FileSource::finish`]
-    /// tells which). Hand the buffer back with [`FileSource::recycle`].
-    pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
-        self.full.recv().await
-    }
-
-    /// Returns a buffer for the thread to fill again (to the pool once the
-    /// thread has read the whole file).
-    pub fn recycle(&self, buf: Vec<u8>) {
-        if let Err(e) = self.free.try_send(buf) {
-            pool::give(e.into_inner());
-        }
-    }
-
-    /// The hash of the whole file (prefix included), or why reading failed.
-    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
-        self.full.close();
-        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
-    }
-}
-
-impl Drop for FileSource {
-    /// Chunks read but not sent go back to the pool.
-    fn drop(&mut self) {
-        while let Ok((buf, _)) = self.full.try_recv() {
-            pool::give(buf);
-        }
-    }
-}
-
-/// Starts writeback of what a durable transfer has written every few MiB,
-/// so the final fsync waits for the tail only, not the whole file.
-struct FlushBehind {
-    enabled: bool,
-    /// Start of the range not handed to the disk yet.
-    from: u64,
-    /// End of what was written.
-    to: u64,
-}
-
-impl FlushBehind {
-    const EVERY: u64 = 8 * 1024 * 1024;
-
-    fn new(at: u64, durable: bool) -> FlushBehind {
-        FlushBehind { enabled: durable && cfg!(target_os = "linux"), from: at, to: at }
-    }
-
-    fn wrote(&mut self, file: &File, n: u64) {
-        self.to += n;
-        if !self.enabled || self.to - self.from < Self::EVERY {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: a plain syscall on a descriptor we own; it only starts
-            // writeback of the range and reads no memory of ours.
-            unsafe {
-                libc::sync_file_range(
-                    file.as_raw_fd(),
-                    self.from as libc::off64_t,
-                    (self.to - self.from) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = file;
-        self.from = self.to;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures::StreamExt;
-
-    #[test]
-    fn hash_exact_refuses_short_readers() {
-        let data = [1u8; 10];
-        let mut hasher = blake3::Hasher::new();
-        hash_exact(&mut &data[..], 10, &mut hasher).unwrap();
-        assert_eq!(hasher.finalize(), blake3::hash(&data));
-        let err = hash_exact(&mut &data[..], 11, &mut blake3::Hasher::new()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-    }
 
     #[tokio::test]
     async fn direct_data_frames_interleave_with_codec_frames() {
@@ -480,50 +230,5 @@ mod tests {
         let mut rx = Framed::new(b, FrameCodec::new(crate::MAX_FRAME));
         a.write_all(&[0, 0, 0, 1, b'X', 0, 0, 0, 0]).await.unwrap();
         assert!(matches!(read_frame(&mut rx, &mut buf).await, Err(FrameError::UnknownTag(b'X'))));
-    }
-
-    #[tokio::test]
-    async fn file_source_and_sink_round_trip_with_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..(crate::DEFAULT_CHUNK * 3 + 17)).map(|i| (i * 7) as u8).collect();
-        let src = dir.path().join("src");
-        std::fs::write(&src, &data).unwrap();
-        // Send all but a 1000-byte prefix, which the hash still covers.
-        let mut source = FileSource::spawn(
-            File::open(&src).unwrap(),
-            1000,
-            data.len() as u64 - 1000,
-            blake3::Hasher::new(),
-            // Chunks the sink writes in two whole pieces and a short one.
-            WRITE_PIECE * 2 + 4096 * 3,
-        );
-        let dst = dir.path().join("dst");
-        std::fs::write(&dst, &data[..1000]).unwrap();
-        let out = std::fs::OpenOptions::new().read(true).write(true).open(&dst).unwrap();
-        let mut sink = FileSink::spawn(out, 1000, blake3::Hasher::new(), true);
-        while let Some((chunk, n)) = source.next().await {
-            let mut buf = sink.buffer().await.unwrap();
-            buf.clear();
-            buf.extend_from_slice(&chunk[..n]);
-            source.recycle(chunk);
-            assert!(sink.write(buf, n).await);
-        }
-        let sent = source.finish().await.unwrap();
-        let got = sink.finish().await.unwrap();
-        assert_eq!(sent, blake3::hash(&data));
-        assert_eq!(got, sent);
-        assert_eq!(std::fs::read(&dst).unwrap(), data);
-    }
-
-    #[tokio::test]
-    async fn file_source_reports_a_shrunk_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::write(&src, [0u8; 10]).unwrap();
-        let mut source = FileSource::spawn(File::open(&src).unwrap(), 0, 11, blake3::Hasher::new(), 4);
-        while let Some((chunk, _)) = source.next().await {
-            source.recycle(chunk);
-        }
-        assert_eq!(source.finish().await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 }

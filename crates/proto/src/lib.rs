@@ -1,17 +1,23 @@
 //! The wire protocol shared by `ftpd` and `ftpc`.
 //!
 //! It turns bytes into [`Frame`]s and frames into typed [`Request`]s and
-//! responses, and back; [`bulk`] moves file bytes between a stream and the
-//! disk through data frames. Every length is bounded before anything is
-//! allocated. `PROTOCOL.md` at the top of the
-//! repository is the prose specification; this crate is its one
-//! implementation, used by both ends.
+//! responses, and back; [`bulk`] moves file bytes between a stream and
+//! caller-owned buffers through data frames (the disk side, reading and
+//! writing files, is the `ftp-disk` crate). Every length is bounded before
+//! anything is allocated. `PROTOCOL.md` at the top of the repository is the
+//! prose specification; this crate is its one implementation, used by both
+//! ends.
+//!
+//! Of tokio it enables `io-util` only (tokio-util's codec adds `sync`): it
+//! reads and writes the streams it is handed and opens none itself, so it
+//! brings in neither `net` nor `fs` nor a runtime (its tests take `rt` and
+//! `macros` as dev-dependencies). `cargo tree -p ftp-proto -e features -i
+//! tokio` shows what it enables.
 
 pub mod bulk;
 mod codec;
 mod message;
 mod path;
-mod pool;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
@@ -74,3 +80,15 @@ pub const MAX_PASSWORD: usize = 1024;
 /// Number of directory entries the server packs into one listing frame at
 /// most; the frame size limit applies as well.
 pub const LIST_BATCH: usize = 256;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cert_fingerprint_is_sha256_in_lowercase_hex() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            super::cert_fingerprint(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -11,8 +11,7 @@
 //! that fails to parse, disappears or is emptied is reported and the
 //! previous contents stay in force.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -146,9 +145,9 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
     if password.len() > ftp_proto::MAX_PASSWORD {
         return Err(UserError::BadPassword("longer than 1024 bytes"));
     }
-    let salt = SaltString::generate(&mut OsRng);
+    // A random 16-byte salt from the OS.
     Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| UserError::Hash(e.to_string()))
 }
@@ -392,6 +391,21 @@ mod tests {
         db.save(&path).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("[users]"));
         assert_eq!(store.refresh().users.len(), 0, "an explicit empty table removes every user");
+    }
+
+    /// A hash made by [`hash_password`] under argon2 0.5 (password
+    /// "correct horse battery staple"): user files made by older builds
+    /// must keep verifying whatever the argon2 crate's version.
+    #[test]
+    fn hashes_from_earlier_releases_still_verify() {
+        const OLD: &str =
+            "$argon2id$v=19$m=19456,t=2,p=1$qLMKfVU/ZmDLYNCs77FG2g$CmAQgmWAfCesxx4Tierok/UifKxzcKqWvn+wId32Tjs";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        std::fs::write(&path, format!("[users.alice]\npassword = \"{OLD}\"\n")).unwrap();
+        let store = UserStore::open(&path).unwrap();
+        assert!(store.verify("alice", "correct horse battery staple"));
+        assert!(!store.verify("alice", "correct horse battery stapler"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod tree;
 mod upload;
 
 use super::{Body, Chunk, Download, Error, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode, Want};
-use ftp_proto::bulk::{FileSink, FileSource};
+use ftp_disk::{FileSink, FileSource};
 use ftp_proto::{DEFAULT_CHUNK, Entry, RemotePath};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

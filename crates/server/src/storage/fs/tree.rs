@@ -242,7 +242,7 @@ impl Tree {
         let mut hasher = blake3::Hasher::new();
         let (offset, dropped) = if same && held <= size {
             file.seek(SeekFrom::Start(0))?;
-            ftp_proto::bulk::hash_exact(&mut file, held, &mut hasher)?;
+            ftp_disk::hash_exact(&mut file, held, &mut hasher)?;
             (held, 0)
         } else {
             // Only a stale partial needs emptying. Truncating a file on ext4

@@ -6,7 +6,7 @@ use super::tree::Tree;
 use crate::storage::{Error, Removed, Result};
 use cap_std::fs::Dir;
 use ftp_proto::RemotePath;
-use ftp_proto::bulk::FileSink;
+use ftp_disk::FileSink;
 use std::sync::Arc;
 
 /// What a resumable partial was started for, kept beside it.

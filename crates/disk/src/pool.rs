@@ -1,8 +1,8 @@
 //! Chunk buffers passed on from one transfer to the next while transfers
 //! overlap.
 //!
-//! Every streamed transfer holds a few [`crate::DEFAULT_CHUNK`] buffers
-//! (see [`crate::bulk`]). Allocated fresh each time, their memory comes
+//! Every streamed transfer holds a few [`crate::BUFFER_SIZE`] buffers
+//! (see [`crate::DEPTH`]). Allocated fresh each time, their memory comes
 //! straight from the kernel, and filling it costs a page fault per 4 KiB:
 //! with 200 clients putting and getting at once, faults in those buffers
 //! were about a tenth of all CPU time. So a transfer takes its buffers from
@@ -17,12 +17,12 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// The size of every pooled buffer.
-const SIZE: usize = crate::DEFAULT_CHUNK;
+const SIZE: usize = crate::BUFFER_SIZE;
 
 /// The process's pool.
 static POOL: Pool = Pool::new();
 
-/// A buffer of one chunk (`DEFAULT_CHUNK` bytes): an idle one, or a new one.
+/// A buffer of [`SIZE`] bytes: an idle one, or a new one.
 pub(crate) fn take() -> Vec<u8> {
     POOL.take()
 }

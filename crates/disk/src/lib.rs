@@ -1,0 +1,124 @@
+//! The disk side of a transfer, shared by `ftpd` and `ftpc`: files written
+//! and read on blocking threads, and hashed (BLAKE3) as they go.
+//!
+//! - [`FileSink`] appends the chunks it is given to a file, hashing them,
+//!   and syncs the file at the end of a durable transfer (starting
+//!   writeback of what was written as it goes, so the final `fsync` has
+//!   little left to wait for).
+//! - [`FileSource`] reads a file in chunks and hashes them.
+//! - [`hash_exact`] hashes the part of a file the other side already holds
+//!   (a resumed transfer's prefix).
+//!
+//! Sink and source pass a few recycled buffers ([`DEPTH`]) back and forth
+//! with the async side: the network fills one while the disk drains
+//! another, and nothing is allocated per chunk. Buffers come from a
+//! process-wide pool that keeps them while any transfer runs and frees
+//! them all when the last one ends, so an idle process holds none.
+//!
+//! This crate knows nothing of the wire format: `ftp_proto::bulk` moves the
+//! chunks between these buffers and the stream. Both need a tokio runtime
+//! (the threads are `spawn_blocking` tasks).
+
+mod pool;
+mod sink;
+mod source;
+
+pub use sink::FileSink;
+pub use source::FileSource;
+
+use std::io::{self, Read};
+
+/// Buffers a transfer may have in flight between its network and disk
+/// sides: one filled by the network while the disk drains the other. With
+/// [`BUFFER_SIZE`] buffers this bounds a transfer's memory to 2 MiB
+/// whatever the file size. A single stream ran no faster with four; under
+/// 200 concurrent transfers, two cut the daemon's peak RSS from about 520
+/// to 360 MiB and a round's time by about 5 % (fewer pages to fault in,
+/// less memory for the copies to go through).
+pub const DEPTH: usize = 2;
+
+/// Size of the buffers a [`FileSink`] hands out, and of those the pool
+/// keeps: one chunk of the protocol (`ftp_proto::DEFAULT_CHUNK`, checked by
+/// a test), so a [`FileSource`] reading chunks of this size fills pooled
+/// buffers without resizing them.
+pub const BUFFER_SIZE: usize = 1024 * 1024;
+
+/// Feeds the next `len` bytes of `reader` to `hasher` (the part of a file
+/// already held on the other side of a resumed transfer). A reader that
+/// ends sooner is an `UnexpectedEof` error.
+pub fn hash_exact(reader: &mut impl Read, len: u64, hasher: &mut blake3::Hasher) -> io::Result<()> {
+    if io::copy(&mut reader.take(len), hasher)? != len {
+        return Err(shrank());
+    }
+    Ok(())
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    #[test]
+    fn hash_exact_refuses_short_readers() {
+        let data = [1u8; 10];
+        let mut hasher = blake3::Hasher::new();
+        hash_exact(&mut &data[..], 10, &mut hasher).unwrap();
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+        let err = hash_exact(&mut &data[..], 11, &mut blake3::Hasher::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_buffer_holds_one_protocol_chunk() {
+        assert_eq!(BUFFER_SIZE, ftp_proto::DEFAULT_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn file_source_and_sink_round_trip_with_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(BUFFER_SIZE * 3 + 17)).map(|i| (i * 7) as u8).collect();
+        let src = dir.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        // Send all but a 1000-byte prefix, which the hash still covers.
+        let mut source = FileSource::spawn(
+            File::open(&src).unwrap(),
+            1000,
+            data.len() as u64 - 1000,
+            blake3::Hasher::new(),
+            // Chunks the sink writes in two whole pieces and a short one.
+            sink::WRITE_PIECE * 2 + 4096 * 3,
+        );
+        let dst = dir.path().join("dst");
+        std::fs::write(&dst, &data[..1000]).unwrap();
+        let out = std::fs::OpenOptions::new().read(true).write(true).open(&dst).unwrap();
+        let mut sink = FileSink::spawn(out, 1000, blake3::Hasher::new(), true);
+        while let Some((chunk, n)) = source.next().await {
+            let mut buf = sink.buffer().await.unwrap();
+            buf.clear();
+            buf.extend_from_slice(&chunk[..n]);
+            source.recycle(chunk);
+            assert!(sink.write(buf, n).await);
+        }
+        let sent = source.finish().await.unwrap();
+        let got = sink.finish().await.unwrap();
+        assert_eq!(sent, blake3::hash(&data));
+        assert_eq!(got, sent);
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn file_source_reports_a_shrunk_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::write(&src, [0u8; 10]).unwrap();
+        let mut source = FileSource::spawn(File::open(&src).unwrap(), 0, 11, blake3::Hasher::new(), 4);
+        while let Some((chunk, _)) = source.next().await {
+            source.recycle(chunk);
+        }
+        assert_eq!(source.finish().await.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
