@@ -123,7 +123,9 @@ pub async fn run(
             warn!(addr = %admin_addr, "admin listener on a non-loopback address: its metrics name your users");
         }
         info!(addr = %admin_addr, "admin listener on {admin_addr} (/metrics, /healthz, /readyz)");
-        tokio::spawn(crate::admin::serve(admin, shared.clone(), shutdown.clone(), done.clone()));
+        let metrics = shared.clone();
+        let render = Arc::new(move || metrics.metrics.render(&metrics.accounts, &metrics.users));
+        tokio::spawn(crate::admin::serve(admin, render, shutdown.clone(), done.clone()));
     }
     info!(%addr, root = %shared.config.root.display(), "listening on {addr}");
     tokio::spawn(remove_stale_partials(shared.clone(), shutdown.clone()));
