@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
-use ftp_server::config::{Config, FileConfig, LogFormat, Overrides};
+use ftp_server::config::{Config, Flags, LogFormat};
 use ftp_server::users::{UserDb, UserRecord, format_size, hash_password, parse_size, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ enum Command {
         #[arg(long, env = "FTPD_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        over: Overrides,
+        flags: Flags,
     },
     /// Print the SHA-256 fingerprint of the daemon's TLS certificate (made
     /// now if the daemon has none yet), for clients to pin.
@@ -35,7 +35,7 @@ enum Command {
         #[arg(long, env = "FTPD_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        over: Overrides,
+        flags: Flags,
     },
     /// Ask a running daemon's admin listener whether it is ready (GET
     /// /readyz); exit 0 if so, 1 if not. For container health checks.
@@ -125,34 +125,22 @@ fn main() -> std::process::ExitCode {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, over } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let config = Config::build(file, over)?;
+        Command::Serve { config, flags } => {
+            let config = Config::load(config.as_deref(), &flags)?;
             init_logging(config.log_format);
             return_large_allocations();
             let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             runtime.block_on(serve(config))
         }
-        Command::Fingerprint { config, over } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let config = Config::build(file, over)?;
+        Command::Fingerprint { config, flags } => {
+            let config = Config::load(config.as_deref(), &flags)?;
             let id = ftp_server::tls::TlsIdentity::load(ftp_server::tls::CertPaths::from_config(&config))?;
             println!("{}", id.fingerprint());
             Ok(())
         }
         Command::Health { config, admin, timeout } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let over = Overrides { admin_listen: admin, ..Overrides::default() };
-            let Some(mut addr) = Config::build(file, over)?.admin_listen else {
+            let flags = Flags::default().with("admin_listen", admin)?;
+            let Some(mut addr) = Config::load(config.as_deref(), &flags)?.admin_listen else {
                 bail!("no admin listener configured: pass --admin ADDR or set FTPD_ADMIN_LISTEN / admin_listen");
             };
             // A listener on every address answers on loopback too.
@@ -177,12 +165,8 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::User { config, root, users, action } => {
-            let file = match &config {
-                Some(path) => FileConfig::load(path)?,
-                None => FileConfig::default(),
-            };
-            let over = Overrides { root, users, ..Overrides::default() };
-            let config = Config::build(file, over)?;
+            let flags = Flags::default().with("root", root)?.with("users", users)?;
+            let config = Config::load(config.as_deref(), &flags)?;
             user_command(&config.users, action)
         }
     }

@@ -404,8 +404,9 @@ mod tests {
         let path = dir.path().join("users.toml");
         std::fs::write(&path, format!("[users.alice]\npassword = \"{OLD}\"\n")).unwrap();
         let store = UserStore::open(&path).unwrap();
-        assert!(store.verify("alice", "correct horse battery staple"));
-        assert!(!store.verify("alice", "correct horse battery stapler"));
+        let users = store.snapshot();
+        assert!(store.verify(&users, "alice", "correct horse battery staple"));
+        assert!(!store.verify(&users, "alice", "correct horse battery stapler"));
     }
 
     #[test]
