@@ -287,7 +287,7 @@ mod s1_frames {
         raw.write(&wire(TAG_MESSAGE, &pwd)).unwrap();
         assert_eq!(raw.reply()["cwd"], "/", "65,536 bytes is within the limit");
         pwd.push(b' ');
-        raw.write(&wire(TAG_MESSAGE, &pwd)).unwrap();
+        let _ = raw.write(&wire(TAG_MESSAGE, &pwd));
         assert_error(&raw.reply(), "too_large");
         assert_closed(&mut raw);
         // An end frame is JSON too.
@@ -297,7 +297,9 @@ mod s1_frames {
         let mut trailer = json!({"hash": hex(b"x")}).to_string().into_bytes();
         trailer.resize(65_537, b' ');
         out.extend(wire(TAG_END, &trailer));
-        raw.write(&out).unwrap();
+        // The server may refuse the frame by its length, before its body
+        // arrives, and close: the rest of the write may then fail.
+        let _ = raw.write(&out);
         assert_error(&raw.reply(), "too_large");
         assert_closed(&mut raw);
         let mut raw = alice(&d);
