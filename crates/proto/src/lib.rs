@@ -21,8 +21,8 @@ mod path;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
-    DecodeError, DfOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, Password, PutOk,
-    PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err, encode_ok,
+    DecodeError, DfOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, MAX_SIZE, Password,
+    PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err, encode_ok, is_hash_hex,
 };
 pub use path::{PathError, RemotePath, validate_name};
 
@@ -43,6 +43,12 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 /// Protocol version spoken by this crate. A peer announcing another version
 /// is refused with [`ErrorCode::UnsupportedVersion`].
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Revision of [`PROTOCOL_VERSION`] this crate implements: `PROTOCOL.md`
+/// "version 1, revision 1" (1.1). A revision changes nothing a client of an
+/// earlier revision of the same version sends or relies on; a server
+/// announces its revision in its hello reply (see `PROTOCOL.md` §8).
+pub const PROTOCOL_REVISION: u32 = 1;
 
 /// Largest frame payload (tag byte included) accepted after login: one
 /// maximal data chunk plus its tag.

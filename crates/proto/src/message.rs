@@ -6,15 +6,51 @@
 //! knows which body type to expect.
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// A request from client to server. Unknown fields are ignored (so that
-/// later protocol versions can add optional fields); an unknown `op` is a
-/// `bad_request`.
+/// Largest `size` or `offset` on the wire: 2^63 − 1, what a signed 64-bit
+/// file offset holds. Larger values are refused at decode.
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+
+/// Implements `Serialize` and `Deserialize` for a type derived with
+/// `#[serde(remote = "Self")]`, accepting only a JSON object (serde's derived
+/// deserialisers also take a sequence of the fields in order, which the
+/// protocol does not allow).
+macro_rules! object_only {
+    ($ty:ident, $expecting:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                $ty::serialize(self, serializer)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
+                struct ObjectVisitor;
+                impl<'de> Visitor<'de> for ObjectVisitor {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        // The derived (remote) deserialiser, fed the object.
+                        $ty::deserialize(MapAccessDeserializer::new(map))
+                    }
+                }
+                deserializer.deserialize_map(ObjectVisitor)
+            }
+        }
+    };
+}
+
+/// A request from client to server: a JSON object (nothing else decodes).
+/// Unknown fields are ignored (so that later protocol versions can add
+/// optional fields); an unknown `op`, a missing field or a field of the
+/// wrong type or out of range is a `bad_request`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// First message of every connection: announces the protocol version.
     Hello {
@@ -40,22 +76,26 @@ pub enum Request {
     Put {
         /// Target path.
         path: String,
-        /// Size of the whole file.
+        /// Size of the whole file, at most [`MAX_SIZE`].
+        #[serde(deserialize_with = "size")]
         size: u64,
         /// Ask to continue an interrupted upload of the same file.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[serde(default, deserialize_with = "optional_bool", skip_serializing_if = "std::ops::Not::not")]
         resume: bool,
-        /// BLAKE3 (hex) of the whole file, if the sender knows it up front.
-        /// A partial recorded with another hash is never resumed.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// BLAKE3 (64 hex digits, either case) of the whole file, if the
+        /// sender knows it up front; anything else is refused at decode. A
+        /// partial recorded with another hash is never resumed, and an end
+        /// frame whose hash differs from it is refused with `integrity`.
+        #[serde(default, deserialize_with = "optional_hash", skip_serializing_if = "Option::is_none")]
         hash: Option<String>,
     },
     /// Download a file, from `offset` on.
     Get {
         /// File to read.
         path: String,
-        /// Bytes the client already holds (from an interrupted download).
-        #[serde(default, skip_serializing_if = "is_zero")]
+        /// Bytes the client already holds (from an interrupted download), at
+        /// most [`MAX_SIZE`].
+        #[serde(default, deserialize_with = "optional_size", skip_serializing_if = "is_zero")]
         offset: u64,
         /// Size and mtime the file had when the held bytes were received;
         /// if the file changed since, the server starts again from 0.
@@ -130,19 +170,89 @@ impl Request {
         }
     }
 
-    /// Parses a request from the payload of a message frame.
+    /// Parses a request from the payload of a message frame. On failure,
+    /// [`DecodeError::op`] still names the `op` of a JSON object that has a
+    /// string `op` (a server needs to know that a malformed request was a
+    /// `put`, whose data frames may follow).
     pub fn decode(json: &[u8]) -> Result<Request, DecodeError> {
-        serde_json::from_slice(json).map_err(|e| {
-            let op = serde_json::from_slice::<serde_json::Value>(json)
-                .ok()
-                .and_then(|v| v.get("op").and_then(|op| op.as_str()).map(str::to_owned));
-            DecodeError(e, op)
-        })
+        serde_json::from_slice(json).map_err(|error| DecodeError { error, op: probe_op(json) })
     }
 
     /// Serialises the request as the payload of a message frame.
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("requests always serialise"))
+    }
+}
+
+object_only!(Request, "a request: a JSON object with an `op`");
+
+/// The `op` of a message that is a JSON object with a string `op`, however
+/// malformed the rest of it. Only called when decoding failed.
+fn probe_op(json: &[u8]) -> Option<String> {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut map)) => match map.remove("op") {
+            Some(serde_json::Value::String(op)) => Some(op),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Deserialises a `size` or `offset`: an integer from 0 to [`MAX_SIZE`].
+fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct SizeVisitor;
+    impl Visitor<'_> for SizeVisitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "an integer from 0 to {MAX_SIZE}")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+            if n > MAX_SIZE {
+                return Err(E::invalid_value(serde::de::Unexpected::Unsigned(n), &self));
+            }
+            Ok(n)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+        }
+    }
+    deserializer.deserialize_u64(SizeVisitor)
+}
+
+/// Deserialises an optional `offset`: like [`size`], and `null` is 0 (the
+/// same as leaving it out).
+fn optional_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    struct Size(u64);
+    impl<'de> Deserialize<'de> for Size {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Size, D::Error> {
+            size(deserializer).map(Size)
+        }
+    }
+    Ok(Option::<Size>::deserialize(deserializer)?.map_or(0, |s| s.0))
+}
+
+/// Deserialises an optional flag: a boolean, and `null` is `false` (the
+/// same as leaving it out).
+fn optional_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(false))
+}
+
+/// Whether `s` is a BLAKE3 hash as the protocol writes it: exactly 64 hex
+/// digits, either case.
+pub fn is_hash_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Deserialises the optional `hash` of a `put`: absent, `null`, or 64 hex
+/// digits.
+fn optional_hash<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let hash = Option::<String>::deserialize(deserializer)?;
+    match hash {
+        // The value is not echoed: it came from the network.
+        Some(h) if !is_hash_hex(&h) => {
+            Err(serde::de::Error::custom("`hash` must be a BLAKE3 hash: exactly 64 hex digits"))
+        }
+        other => Ok(other),
     }
 }
 
@@ -172,8 +282,10 @@ impl fmt::Display for Password {
 }
 
 /// Stable, machine-readable error codes. Clients match on these, never on
-/// the message text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// the message text. On the wire a code is a JSON string (snake_case); a
+/// string this version does not know decodes as [`ErrorCode::Unknown`],
+/// anything but a string does not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is malformed: bad JSON, unknown op, wrong field type,
@@ -195,13 +307,15 @@ pub enum ErrorCode {
     IsADirectory,
     /// rmdir of a directory that still has entries.
     NotEmpty,
-    /// The path leads outside the user's home or is otherwise forbidden.
+    /// The path leads outside the user's home or is otherwise forbidden
+    /// (a read-only store, a file the daemon's OS user may not write).
     PermissionDenied,
     /// Size or hash of transferred data does not match what was declared.
     Integrity,
     /// A frame or message exceeds a limit.
     TooLarge,
-    /// The server is at its connection limit.
+    /// The server is at its connection limit, or out of resources (file
+    /// descriptors, ...) for the moment.
     Busy,
     /// Too many sessions for this user or from this address.
     TooManySessions,
@@ -209,6 +323,12 @@ pub enum ErrorCode {
     TooManyAttempts,
     /// The upload does not fit in the user's quota.
     QuotaExceeded,
+    /// The server's storage is full (disk full, or the object store refused
+    /// for lack of space); not the user's quota (that is `quota_exceeded`).
+    NoSpace,
+    /// The storage backend can't be reached or answered with a transient
+    /// failure: try again later.
+    Unavailable,
     /// The peer was too slow (login deadline or idle timeout).
     Timeout,
     /// The sender abandoned a transfer.
@@ -217,16 +337,43 @@ pub enum ErrorCode {
     ShuttingDown,
     /// An unexpected server-side failure (details are in the server log).
     Internal,
-    /// The server's storage is full (not the user's quota).
-    NoSpace,
-    /// The storage backend can't be reached for the moment.
-    Unavailable,
     /// A code this version does not know (sent by a newer peer).
-    #[serde(other)]
     Unknown,
 }
 
 impl ErrorCode {
+    /// Every code but [`ErrorCode::Unknown`].
+    pub const KNOWN: [ErrorCode; 22] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::AuthRequired,
+        ErrorCode::AuthFailed,
+        ErrorCode::NotFound,
+        ErrorCode::Exists,
+        ErrorCode::NotADirectory,
+        ErrorCode::IsADirectory,
+        ErrorCode::NotEmpty,
+        ErrorCode::PermissionDenied,
+        ErrorCode::Integrity,
+        ErrorCode::TooLarge,
+        ErrorCode::Busy,
+        ErrorCode::TooManySessions,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::NoSpace,
+        ErrorCode::Unavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Aborted,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+
+    /// The code with this wire name; [`ErrorCode::Unknown`] for a name this
+    /// version does not know.
+    pub fn from_wire(name: &str) -> ErrorCode {
+        ErrorCode::KNOWN.into_iter().find(|c| c.as_str() == name).unwrap_or(ErrorCode::Unknown)
+    }
+
     /// The wire name of the code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -246,14 +393,30 @@ impl ErrorCode {
             ErrorCode::TooManySessions => "too_many_sessions",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Aborted => "aborted",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
-            ErrorCode::NoSpace => "no_space",
-            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Unknown => "unknown",
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ErrorCode, D::Error> {
+        struct CodeVisitor;
+        impl Visitor<'_> for CodeVisitor {
+            type Value = ErrorCode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an error code (a string)")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ErrorCode, E> {
+                Ok(ErrorCode::from_wire(name))
+            }
+        }
+        deserializer.deserialize_str(CodeVisitor)
     }
 }
 
@@ -263,14 +426,17 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// The body of a failed reply.
+/// The body of a failed reply, or the `error` of a trailer: a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub code: ErrorCode,
     /// Human-readable explanation.
     pub message: String,
 }
+
+object_only!(ErrorBody, "an error: a JSON object with a `code` and a `message`");
 
 impl ErrorBody {
     /// Builds an error body.
@@ -315,14 +481,19 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Identifies one version of a remote file, for resuming a download.
+/// Identifies one version of a remote file, for resuming a download: a
+/// JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Version {
-    /// Size in bytes.
+    /// Size in bytes, at most [`MAX_SIZE`].
+    #[serde(deserialize_with = "size")]
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: i64,
 }
+
+object_only!(Version, "a file version: a JSON object with `size` and `mtime`");
 
 /// Interim reply to a `put` with `resume`: the client sends the data from
 /// `offset` on.
@@ -426,8 +597,9 @@ pub struct Entry {
 /// After `put` data the client sends `{"hash": ...}`, or `{"error": ...}` to
 /// abandon the upload. After `get` data the server sends `{"hash": ...}`,
 /// or `{"error": ...}` if reading failed midway. After `ls` data the server
-/// sends `{"count": N}`.
+/// sends `{"count": N}`. Only a JSON object decodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Trailer {
     /// BLAKE3 hash (64 lowercase hex digits) of all the data bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -440,10 +612,12 @@ pub struct Trailer {
     pub error: Option<ErrorBody>,
 }
 
+object_only!(Trailer, "a trailer: a JSON object");
+
 impl Trailer {
     /// Parses a trailer from the payload of an end frame.
     pub fn decode(json: &[u8]) -> Result<Trailer, DecodeError> {
-        serde_json::from_slice(json).map_err(|e| DecodeError(e, None))
+        serde_json::from_slice(json).map_err(DecodeError::new)
     }
 
     /// Serialises the trailer as the payload of an end frame.
@@ -455,15 +629,26 @@ impl Trailer {
 /// A JSON message that could not be parsed. The message names the field or
 /// op that was wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid message: {0}")]
-pub struct DecodeError(serde_json::Error, Option<String>);
+#[error("invalid message: {error}")]
+pub struct DecodeError {
+    error: serde_json::Error,
+    op: Option<String>,
+}
 
 impl DecodeError {
-    /// The `op` of a request that could not be decoded, if it is a JSON
-    /// object with a string `op` (so that a server knows a malformed `put`
-    /// may be followed by its data).
+    fn new(error: serde_json::Error) -> DecodeError {
+        DecodeError { error, op: None }
+    }
+
+    /// For a request that failed to decode: its `op`, if the message is a
+    /// JSON object with a string `op` (whether or not that op exists, and
+    /// however malformed the other fields). `None` for anything else, and
+    /// for replies and trailers.
+    ///
+    /// A server uses it to tell a malformed `put` (whose data frames and end
+    /// frame may follow, to be dropped) from any other bad request.
     pub fn op(&self) -> Option<&str> {
-        self.1.as_deref()
+        self.op.as_deref()
     }
 }
 
@@ -484,12 +669,12 @@ pub fn encode_err(err: &ErrorBody) -> Bytes {
 /// Decodes a reply whose success body is `T`. The outer `Result` is about
 /// the bytes; the inner one is the server's verdict.
 pub fn decode_reply<T: DeserializeOwned>(json: &[u8]) -> Result<Result<T, ErrorBody>, DecodeError> {
-    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| DecodeError(e, None))?;
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(DecodeError::new)?;
     let ok = value.get("ok").and_then(serde_json::Value::as_bool);
     match ok {
-        Some(true) => serde_json::from_value(value).map(Ok).map_err(|e| DecodeError(e, None)),
-        Some(false) => serde_json::from_value(value).map(Err).map_err(|e| DecodeError(e, None)),
-        None => Err(DecodeError(serde::de::Error::custom("reply lacks a boolean `ok` field"), None)),
+        Some(true) => serde_json::from_value(value).map(Ok).map_err(DecodeError::new),
+        Some(false) => serde_json::from_value(value).map(Err).map_err(DecodeError::new),
+        None => Err(DecodeError::new(serde::de::Error::custom("reply lacks a boolean `ok` field"))),
     }
 }
 
@@ -557,7 +742,7 @@ mod tests {
         roundtrip_ok(StatOk { entry: entry.clone(), hash: Some("00".repeat(32)) });
         roundtrip_ok(StatOk { entry: Entry { kind: EntryKind::Dir, ..entry }, hash: None });
         roundtrip_ok(WorkingDir { cwd: "/x".into() });
-        for code in [ErrorCode::NotFound, ErrorCode::Integrity, ErrorCode::AuthFailed, ErrorCode::Busy] {
+        for code in ErrorCode::KNOWN {
             let err = ErrorBody::new(code, "nope");
             let back = decode_reply::<Empty>(&encode_err(&err)).unwrap().unwrap_err();
             assert_eq!(back, err);
@@ -598,6 +783,221 @@ mod tests {
             assert!(Request::decode(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
         assert!(decode_reply::<Empty>(b"{}").is_err());
+    }
+
+    /// JSON values of every kind but an object.
+    const NOT_OBJECTS: [&str; 7] = ["[]", "[1, 2]", r#""text""#, "5", "-1.5", "true", r#"["put", "a", 5]"#];
+
+    #[test]
+    fn only_json_objects_decode_as_requests() {
+        for bad in NOT_OBJECTS {
+            assert!(Request::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // What serde's derive would otherwise take: the tag, then the fields in order.
+        assert!(Request::decode(br#"["put", "a", 5, false, null]"#).is_err());
+        assert!(Request::decode(br#"["pwd"]"#).is_err());
+        assert!(Request::decode(br#"{"op":"pwd"}"#).is_ok());
+    }
+
+    #[test]
+    fn since_must_be_a_json_object() {
+        for bad in NOT_OBJECTS.iter().chain(&["[5, 3]", r#"[5, 3, "x"]"#]) {
+            let json = format!(r#"{{"op":"get","path":"f","offset":2,"since":{bad}}}"#);
+            assert!(Request::decode(json.as_bytes()).is_err(), "{json}");
+        }
+        let ok = Request::decode(br#"{"op":"get","path":"f","offset":2,"since":{"size":5,"mtime":3}}"#).unwrap();
+        assert_eq!(ok, Request::Get { path: "f".into(), offset: 2, since: Some(Version { size: 5, mtime: 3 }) });
+        // `null` is the same as leaving the optional field out.
+        let ok = Request::decode(br#"{"op":"get","path":"f","since":null}"#).unwrap();
+        assert_eq!(ok, Request::Get { path: "f".into(), offset: 0, since: None });
+        // Directly, too.
+        assert!(serde_json::from_str::<Version>("[5, 3]").is_err());
+        assert_eq!(serde_json::from_str::<Version>(r#"{"size":5,"mtime":3}"#).unwrap(), Version { size: 5, mtime: 3 });
+    }
+
+    #[test]
+    fn only_json_objects_decode_as_trailers() {
+        let hash = "ab".repeat(32);
+        for bad in NOT_OBJECTS
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!(r#"["{hash}"]"#), format!(r#"["{hash}", 3, null]"#)])
+        {
+            assert!(Trailer::decode(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(Trailer::decode(b"{}").is_ok());
+    }
+
+    #[test]
+    fn a_trailer_error_must_be_a_json_object_with_a_string_code() {
+        for bad in NOT_OBJECTS.iter().chain(&[r#"["aborted", "m"]"#]) {
+            let json = format!(r#"{{"error":{bad}}}"#);
+            assert!(Trailer::decode(json.as_bytes()).is_err(), "{json}");
+        }
+        // The code is a string: not a number, an array, or the map form of
+        // an enum variant serde would otherwise take.
+        for bad in [r#"{"aborted":null}"#, "5", r#"["aborted"]"#, "true", "{}"] {
+            let json = format!(r#"{{"error":{{"code":{bad},"message":"m"}}}}"#);
+            assert!(Trailer::decode(json.as_bytes()).is_err(), "{json}");
+            let reply = format!(r#"{{"ok":false,"code":{bad},"message":"m"}}"#);
+            assert!(decode_reply::<Empty>(reply.as_bytes()).is_err(), "{reply}");
+        }
+        let t = Trailer::decode(br#"{"error":{"code":"aborted","message":"m"}}"#).unwrap();
+        assert_eq!(t.error, Some(ErrorBody::new(ErrorCode::Aborted, "m")));
+        assert!(serde_json::from_str::<ErrorBody>(r#"["aborted", "m"]"#).is_err());
+    }
+
+    fn put_with_size(size: &str) -> Result<Request, DecodeError> {
+        Request::decode(format!(r#"{{"op":"put","path":"f","size":{size}}}"#).as_bytes())
+    }
+
+    #[test]
+    fn sizes_and_offsets_are_integers_from_0_to_2_pow_63_minus_1() {
+        let max = MAX_SIZE.to_string();
+        assert_eq!(max, "9223372036854775807");
+        for good in ["0", "1", &max] {
+            assert!(put_with_size(good).is_ok(), "{good}");
+            let get = format!(r#"{{"op":"get","path":"f","offset":{good}}}"#);
+            assert!(Request::decode(get.as_bytes()).is_ok(), "{get}");
+            let since = format!(r#"{{"op":"get","path":"f","since":{{"size":{good},"mtime":0}}}}"#);
+            assert!(Request::decode(since.as_bytes()).is_ok(), "{since}");
+        }
+        let bad = [
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-1",
+            "-9223372036854775808",
+            "1.0",
+            "1e3",
+            "0.5",
+            r#""5""#,
+            "true",
+            "[5]",
+            r#"{"n":5}"#,
+        ];
+        for bad in bad {
+            let err = put_with_size(bad).unwrap_err();
+            assert_eq!(err.op(), Some("put"), "{bad}");
+            let get = format!(r#"{{"op":"get","path":"f","offset":{bad}}}"#);
+            assert!(Request::decode(get.as_bytes()).is_err(), "{get}");
+            let since = format!(r#"{{"op":"get","path":"f","since":{{"size":{bad},"mtime":0}}}}"#);
+            assert!(Request::decode(since.as_bytes()).is_err(), "{since}");
+        }
+        // A size is required; an offset is optional (`null` is 0).
+        assert!(put_with_size("null").is_err());
+        assert!(Request::decode(br#"{"op":"get","path":"f","since":{"size":null,"mtime":0}}"#).is_err());
+        let msg = put_with_size("9223372036854775808").unwrap_err().to_string();
+        assert!(msg.contains("9223372036854775807"), "the message names the range: {msg}");
+    }
+
+    #[test]
+    fn mtime_is_a_signed_64_bit_integer() {
+        for good in ["0", "-1", "9223372036854775807", "-9223372036854775808"] {
+            let json = format!(r#"{{"op":"get","path":"f","since":{{"size":1,"mtime":{good}}}}}"#);
+            assert!(Request::decode(json.as_bytes()).is_ok(), "{json}");
+        }
+        for bad in ["9223372036854775808", "-9223372036854775809", "1.5", r#""1""#, "null"] {
+            let json = format!(r#"{{"op":"get","path":"f","since":{{"size":1,"mtime":{bad}}}}}"#);
+            assert!(Request::decode(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_put_hash_is_64_hex_digits_in_either_case() {
+        let put =
+            |hash: &str| Request::decode(format!(r#"{{"op":"put","path":"f","size":1,"hash":{hash}}}"#).as_bytes());
+        let lower = "0123456789abcdef".repeat(4);
+        let upper = lower.to_uppercase();
+        let mixed = "aBcDeF0123456789".repeat(4);
+        for good in [&lower, &upper, &mixed] {
+            match put(&format!(r#""{good}""#)).unwrap() {
+                Request::Put { hash, .. } => assert_eq!(hash.as_deref(), Some(good.as_str())),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(put("null").unwrap(), Request::Put { hash: None, .. }));
+        let bad = [
+            format!(r#""{}""#, &lower[..63]),
+            format!(r#""{lower}0""#),
+            format!(r#""{}g""#, &lower[..63]),
+            format!(r#""{}""#, "é".repeat(32)),
+            format!(r#"" {}""#, &lower[..63]),
+            r#""""#.to_owned(),
+            "5".to_owned(),
+            format!(r#"["{lower}"]"#),
+            r#"{"hash":"x"}"#.to_owned(),
+        ];
+        for bad in bad {
+            let err = put(&bad).unwrap_err();
+            assert_eq!(err.op(), Some("put"), "{bad}");
+        }
+        assert!(is_hash_hex(&lower) && !is_hash_hex(&lower[1..]));
+    }
+
+    #[test]
+    fn a_decode_error_names_the_op_of_an_object_with_a_string_op() {
+        let cases: [(&[u8], Option<&str>); 16] = [
+            (br#"{"op":"put","path":"f","size":"5"}"#, Some("put")),
+            (br#"{"op":"put","path":"f","size":-5}"#, Some("put")),
+            (br#"{"op":"put","path":"f"}"#, Some("put")),
+            (br#"{"op":"put","path":5,"size":1}"#, Some("put")),
+            (br#"{"op":"put","path":"f","size":1,"resume":"x"}"#, Some("put")),
+            (br#"{"size":1,"path":"f","op":"put","hash":"nope"}"#, Some("put")),
+            (br#"{"op":"get","path":"f","since":[1,2]}"#, Some("get")),
+            (br#"{"op":"launch_missiles"}"#, Some("launch_missiles")),
+            (br#"{"op":5,"path":"f"}"#, None),
+            (br#"{"op":null}"#, None),
+            (br#"{"path":"f","size":1}"#, None),
+            (br#"["put","f",1]"#, None),
+            (br#""put""#, None),
+            (br#"{"op":"put","path":"f","size":1"#, None),
+            (br#"{"op":"put"} trailing"#, None),
+            (b"\xff{", None),
+        ];
+        for (json, op) in cases {
+            let err = Request::decode(json).unwrap_err();
+            assert_eq!(err.op(), op, "{}", String::from_utf8_lossy(json));
+        }
+        // Replies and trailers have no op.
+        assert_eq!(Trailer::decode(br#"{"op":"put","hash":5}"#).unwrap_err().op(), None);
+        assert_eq!(decode_reply::<Empty>(br#"{"op":"put"}"#).unwrap_err().op(), None);
+    }
+
+    #[test]
+    fn null_is_the_same_as_an_absent_optional_field() {
+        let put = Request::decode(br#"{"op":"put","path":"f","size":1,"resume":null,"hash":null}"#).unwrap();
+        assert_eq!(put, Request::Put { path: "f".into(), size: 1, resume: false, hash: None });
+        let get = Request::decode(br#"{"op":"get","path":"f","offset":null,"since":null}"#).unwrap();
+        assert_eq!(get, Request::Get { path: "f".into(), offset: 0, since: None });
+        let hello = Request::decode(br#"{"op":"hello","version":1,"client":null}"#).unwrap();
+        assert_eq!(hello, Request::Hello { version: 1, client: None });
+        assert_eq!(Request::decode(br#"{"op":"ls","path":null}"#).unwrap(), Request::Ls { path: None });
+        assert_eq!(Request::decode(br#"{"op":"cd","path":null}"#).unwrap(), Request::Cd { path: None });
+        let t = Trailer::decode(br#"{"hash":null,"count":null,"error":null}"#).unwrap();
+        assert_eq!(t, Trailer::default());
+        // Required fields are not optional.
+        assert!(Request::decode(br#"{"op":"put","path":"f","size":null}"#).is_err());
+        assert!(Request::decode(br#"{"op":"stat","path":null}"#).is_err());
+        assert!(Request::decode(br#"{"op":"put","path":"f","size":1,"resume":"true"}"#).is_err());
+        assert!(Request::decode(br#"{"op":"put","path":"f","size":1,"resume":0}"#).is_err());
+    }
+
+    #[test]
+    fn every_error_code_has_a_stable_wire_name() {
+        for code in ErrorCode::KNOWN {
+            let wire = serde_json::to_string(&code).unwrap();
+            assert_eq!(wire, format!(r#""{}""#, code.as_str()));
+            assert_eq!(ErrorCode::from_wire(code.as_str()), code);
+            assert_eq!(serde_json::from_str::<ErrorCode>(&wire).unwrap(), code);
+        }
+        assert_eq!(ErrorCode::NoSpace.as_str(), "no_space");
+        assert_eq!(ErrorCode::Unavailable.as_str(), "unavailable");
+        let mut names: Vec<_> = ErrorCode::KNOWN.iter().map(|c| c.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::KNOWN.len());
+        assert!(!names.contains(&"unknown"));
     }
 
     #[test]
