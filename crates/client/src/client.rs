@@ -227,7 +227,7 @@ where
     /// the server.
     pub async fn handshake(stream: S, timeout: Duration) -> Result<Client<S>> {
         let frames = Framed::new(stream, FrameCodec::new(ftp_proto::MAX_FRAME));
-        let placeholder = HelloOk { version: 0, server: String::new(), max_chunk: 0 };
+        let placeholder = HelloOk { version: 0, revision: 0, server: String::new(), max_chunk: 0 };
         let mut client = Client {
             frames,
             timeout,

@@ -462,6 +462,11 @@ pub struct Empty {}
 pub struct HelloOk {
     /// Protocol version the server speaks.
     pub version: u32,
+    /// Revision of that version the server implements
+    /// ([`crate::PROTOCOL_REVISION`] for this crate); 0 from a server that
+    /// does not say (revision 0, protocol 1.0).
+    #[serde(default)]
+    pub revision: u32,
     /// Server name and version.
     pub server: String,
     /// Largest data chunk the server accepts.
@@ -731,7 +736,7 @@ mod tests {
     #[test]
     fn every_reply_round_trips() {
         roundtrip_ok(Empty {});
-        roundtrip_ok(HelloOk { version: 1, server: "ftpd".into(), max_chunk: 1 << 20 });
+        roundtrip_ok(HelloOk { version: 1, revision: 1, server: "ftpd".into(), max_chunk: 1 << 20 });
         roundtrip_ok(LoginOk { user: "alice".into(), cwd: "/".into() });
         roundtrip_ok(PutOk { path: "/a".into(), size: 5, hash: "ab".repeat(32) });
         roundtrip_ok(GetOk { size: 5, mtime: 1_700_000_000, offset: 2 });
@@ -747,6 +752,15 @@ mod tests {
             let back = decode_reply::<Empty>(&encode_err(&err)).unwrap().unwrap_err();
             assert_eq!(back, err);
         }
+    }
+
+    #[test]
+    fn a_hello_reply_without_revision_is_revision_0() {
+        let old = br#"{"ok":true,"version":1,"server":"ftpd 0.1.0","max_chunk":1048576}"#;
+        let hello = decode_reply::<HelloOk>(old).unwrap().unwrap();
+        assert_eq!(hello, HelloOk { version: 1, revision: 0, server: "ftpd 0.1.0".into(), max_chunk: 1 << 20 });
+        let new = HelloOk { version: 1, revision: crate::PROTOCOL_REVISION, server: "s".into(), max_chunk: 1 };
+        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":1"#));
     }
 
     #[test]
