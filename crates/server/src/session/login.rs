@@ -73,6 +73,7 @@ where
                         version: ftp_proto::PROTOCOL_VERSION,
                         server: concat!("ftpd ", env!("CARGO_PKG_VERSION")).into(),
                         max_chunk: ftp_proto::MAX_CHUNK as u64,
+                        revision: ftp_proto::PROTOCOL_REVISION,
                     };
                     self.conn.send_ok(&hello).await?;
                 }
