@@ -17,6 +17,8 @@ pub mod error;
 mod fs;
 mod quota;
 mod s3;
+#[cfg(test)]
+pub(crate) mod tests;
 
 pub use error::{Error, Result};
 pub use quota::{Claim, LocalAccount, Reservation, Usage};

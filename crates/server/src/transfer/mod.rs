@@ -9,6 +9,8 @@
 
 mod locks;
 mod takeover;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 pub use crate::storage::{Body, Download, DownloadSource, Error, Result, SMALL_FILE, Source, Usage, Want};

@@ -5,8 +5,8 @@
 use super::tree::Tree;
 use crate::storage::{Error, Removed, Result};
 use cap_std::fs::Dir;
-use ftp_proto::RemotePath;
 use ftp_disk::FileSink;
+use ftp_proto::RemotePath;
 use std::sync::Arc;
 
 /// What a resumable partial was started for, kept beside it.
