@@ -853,11 +853,21 @@ mod s3_paths {
     /// "| longest path | 4,096 bytes |" / "| longest path component | 255
     /// bytes |" / "| deepest path | 64 components |": at the limits, a path
     /// is valid, so the answer is about the entry (here: it does not exist).
+    /// "A server whose storage holds only shorter paths refuses a longer one
+    /// with `bad_request`, saying so": a 4,096-byte path is beyond both
+    /// Linux's (4,095 and its NUL) and S3's (1,024-byte keys).
     fn paths_at_the_length_and_depth_limits_are_valid() {
         let d = daemon();
         let mut raw = alice(&d);
         assert_error(&raw.request(&json!({"op": "stat", "path": "n".repeat(255)})), "not_found");
-        assert_error(&raw.request(&json!({"op": "stat", "path": limit_path()})), "not_found");
+        let reply = raw.request(&json!({"op": "stat", "path": limit_path()}));
+        assert_error(&reply, "bad_request");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains("too long for the server's storage"), "not the protocol's limit: {reply}");
+        let over = format!("{}x", limit_path());
+        let reply = raw.request(&json!({"op": "stat", "path": over}));
+        assert_error(&reply, "bad_request");
+        assert!(!reply["message"].as_str().unwrap().contains("server's storage"), "the protocol's limit: {reply}");
         let deep = vec!["d"; 64].join("/");
         assert_error(&raw.request(&json!({"op": "stat", "path": deep})), "not_found");
         request_ok(&mut raw, json!({"op": "mkdir", "path": "d"}));

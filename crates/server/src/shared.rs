@@ -33,8 +33,14 @@ impl Shared {
         use anyhow::Context;
         std::fs::create_dir_all(&config.root)
             .with_context(|| format!("cannot create data root {}", config.root.display()))?;
-        let users = Arc::new(UserStore::open(&config.users).context("cannot load users")?);
         let store = Store::open(&config).context("cannot open the storage")?;
+        Shared::new(config, store)
+    }
+
+    /// Opens the users file; files are in `store`.
+    pub(crate) fn new(config: Config, store: Store) -> anyhow::Result<Shared> {
+        use anyhow::Context;
+        let users = Arc::new(UserStore::open(&config.users).context("cannot load users")?);
         let metrics = Arc::new(Metrics::default());
         let engine = Arc::new(Engine::new(store, users.clone(), metrics.clone()));
         let trusted = config.root.join(crate::config::STATE_DIR).join("trusted-addresses");

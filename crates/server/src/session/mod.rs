@@ -15,6 +15,8 @@ mod connection;
 mod download;
 mod login;
 mod reply;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 use crate::limits::{AddressSlot, UserSlot};

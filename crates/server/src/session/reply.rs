@@ -23,6 +23,7 @@ pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
         Error::NotEmpty => (ErrorCode::NotEmpty, "directory not empty".into()),
         Error::Denied(why) => (ErrorCode::PermissionDenied, format!("permission denied: {why}")),
         Error::InvalidPath => (ErrorCode::BadRequest, "invalid path".into()),
+        Error::NameTooLong => (ErrorCode::BadRequest, err.to_string()),
         Error::ReadOnly { reason, source } => {
             warn!(path = %path, error = %source, "storage refused a change");
             (ErrorCode::PermissionDenied, format!("permission denied: {reason}"))

@@ -38,6 +38,10 @@ pub enum Error {
     /// The path can't name anything on this store.
     #[error("invalid path")]
     InvalidPath,
+    /// The path is within the protocol's limits but longer than this
+    /// store can hold (a filesystem's own limit, an S3 key's).
+    #[error("the path is too long for the server's storage")]
+    NameTooLong,
     /// The store refuses the write: a read-only filesystem, or a file or
     /// directory the daemon's own user may not change.
     #[error("{reason}")]
@@ -108,7 +112,7 @@ impl From<io::Error> for Error {
                 libc::EMFILE | libc::ENFILE | libc::ENOMEM => return Error::Exhausted(e),
                 libc::ELOOP => return Error::Denied("too many levels of symbolic links"),
                 libc::EXDEV => return Error::Denied("can't move across devices"),
-                libc::ENAMETOOLONG => return Error::InvalidPath,
+                libc::ENAMETOOLONG => return Error::NameTooLong,
                 _ => {}
             }
         }

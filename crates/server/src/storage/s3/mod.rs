@@ -36,6 +36,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest key S3 allows, in bytes.
+const MAX_KEY: usize = 1024;
 /// Name of the marker object of a directory.
 const DIR_MARKER: &str = "\\dir";
 
@@ -228,26 +230,44 @@ pub struct S3Home {
 
 impl S3Home {
     /// The key of a (confined, already resolved) path.
-    fn key(&self, path: &RemotePath) -> Path {
-        path.parts().fold(self.home.clone(), |key, part| key.join(part))
+    /// The key of a (confined, already resolved) path; one longer than
+    /// an S3 key may be is refused.
+    fn key(&self, path: &RemotePath) -> Result<Path> {
+        let key = path.parts().fold(self.home.clone(), |key, part| key.join(part));
+        if key.as_ref().len() > MAX_KEY - DIR_MARKER.len() - 1 {
+            return Err(Error::NameTooLong);
+        }
+        Ok(key)
     }
 
-    fn marker(&self, path: &RemotePath) -> Path {
-        self.key(path).join(DIR_MARKER)
+    fn marker(&self, path: &RemotePath) -> Result<Path> {
+        Ok(self.key(path)?.join(DIR_MARKER))
+    }
+
+    /// Whether `path` is a directory; `NotFound` when nothing is there
+    /// (as on the filesystem).
+    pub(in crate::storage) async fn is_dir(&self, path: &RemotePath) -> Result<bool> {
+        if self.dir_exists(path).await? {
+            return Ok(true);
+        }
+        match self.head(path).await? {
+            Some(_) => Ok(false),
+            None => Err(Error::NotFound),
+        }
     }
 
     /// Whether `path` is a directory: the home, a marked directory, or a
     /// prefix with objects under it.
-    pub(in crate::storage) async fn is_dir(&self, path: &RemotePath) -> Result<bool> {
+    async fn dir_exists(&self, path: &RemotePath) -> Result<bool> {
         if path.is_root() {
             return Ok(true);
         }
-        match self.store.head(&self.marker(path)).await {
+        match self.store.head(&self.marker(path)?).await {
             Ok(_) => return Ok(true),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(from_store(e)),
         }
-        let listed = self.store.list_with_delimiter(Some(&self.key(path))).await.map_err(from_store)?;
+        let listed = self.store.list_with_delimiter(Some(&self.key(path)?)).await.map_err(from_store)?;
         Ok(!listed.objects.is_empty() || !listed.common_prefixes.is_empty())
     }
 
@@ -260,7 +280,7 @@ impl S3Home {
     /// never a file; asking first also spares stores that keep objects as
     /// files, s3s-fs, a HEAD on a directory).
     async fn file(&self, path: &RemotePath) -> Result<Option<object_store::ObjectMeta>> {
-        if path.is_root() || self.is_dir(path).await? {
+        if path.is_root() || self.dir_exists(path).await? {
             return Ok(None);
         }
         self.head(path).await
@@ -270,12 +290,12 @@ impl S3Home {
     /// files (s3s-fs) fail a HEAD on a key that is a directory on their
     /// disk instead of answering 404; then the parent's listing decides.
     async fn head(&self, path: &RemotePath) -> Result<Option<object_store::ObjectMeta>> {
-        let key = self.key(path);
+        let key = self.key(path)?;
         match self.store.head(&key).await {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(first) => {
-                let parent = self.key(&path.parent());
+                let parent = self.key(&path.parent())?;
                 let listed = self.store.list_with_delimiter(Some(&parent)).await.map_err(|_| from_store(first))?;
                 Ok(listed.objects.into_iter().find(|o| o.location == key))
             }
@@ -289,7 +309,7 @@ impl S3Home {
 
     /// Fails unless `path` is a directory (a missing one is named as such).
     async fn check_dir(&self, path: &RemotePath, missing: Error) -> Result<()> {
-        if self.is_dir(path).await? {
+        if self.dir_exists(path).await? {
             return Ok(());
         }
         Err(match self.file(path).await? {
@@ -300,7 +320,7 @@ impl S3Home {
 
     pub(in crate::storage) async fn list(&self, path: &RemotePath) -> Result<Vec<Entry>> {
         self.check_dir(path, Error::NotFound).await?;
-        let dir = self.key(path);
+        let dir = self.key(path)?;
         let listed = self.store.list_with_delimiter(Some(&dir)).await.map_err(from_store)?;
         let mut entries = Vec::new();
         for prefix in listed.common_prefixes {
@@ -326,7 +346,7 @@ impl S3Home {
 
     pub(in crate::storage) async fn stat(&self, path: &RemotePath) -> Result<Entry> {
         let name = path.file_name().unwrap_or("/").to_owned();
-        if self.is_dir(path).await? {
+        if self.dir_exists(path).await? {
             return Ok(Entry { name, kind: EntryKind::Dir, size: 0, mtime: 0 });
         }
         match self.head(path).await? {
@@ -334,12 +354,14 @@ impl S3Home {
                 let mtime = meta.last_modified.timestamp();
                 Ok(Entry { name, kind: EntryKind::File, size: meta.size, mtime })
             }
+            // A file where a directory should be is named as such.
+            None if self.file(&path.parent()).await?.is_some() => Err(Error::NotADirectory),
             None => Err(Error::NotFound),
         }
     }
 
     pub(in crate::storage) async fn hash(&self, path: &RemotePath) -> Result<blake3::Hash> {
-        let mut stream = self.store.get(&self.key(path)).await.map_err(from_store)?.into_stream();
+        let mut stream = self.store.get(&self.key(path)?).await.map_err(from_store)?.into_stream();
         let mut hasher = blake3::Hasher::new();
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk.map_err(from_store)?);
@@ -354,7 +376,7 @@ impl S3Home {
             return Err(Error::IsADirectory);
         }
         self.check_dir(&path.parent(), Error::ParentNotFound).await?;
-        if self.is_dir(path).await? {
+        if self.dir_exists(path).await? {
             return Err(Error::IsADirectory);
         }
         Ok(())
@@ -371,7 +393,7 @@ impl S3Home {
         if self.head(path).await?.is_some() {
             return Err(Error::Exists);
         }
-        self.store.put(&self.marker(path), PutPayload::default()).await.map_err(from_store)?;
+        self.store.put(&self.marker(path)?, PutPayload::default()).await.map_err(from_store)?;
         Ok(())
     }
 
@@ -382,14 +404,14 @@ impl S3Home {
         if !self.list(path).await?.is_empty() {
             return Err(Error::NotEmpty);
         }
-        match self.store.delete(&self.marker(path)).await {
+        match self.store.delete(&self.marker(path)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(from_store(e)),
         }
     }
 
     pub(in crate::storage) async fn remove_file(&self, path: &RemotePath) -> Result<Removed> {
-        if path.is_root() || self.is_dir(path).await? {
+        if path.is_root() || self.dir_exists(path).await? {
             return Err(Error::IsADirectory);
         }
         let meta = self.head(path).await?.ok_or(Error::NotFound)?;
@@ -411,11 +433,11 @@ impl S3Home {
         if self.file(from).await?.is_some() {
             self.check_target(to).await?;
             let replaced = self.as_removed(to).await?;
-            self.store.copy(&self.key(from), &self.key(to)).await.map_err(from_store)?;
-            self.store.delete(&self.key(from)).await.map_err(from_store)?;
+            self.store.copy(&self.key(from)?, &self.key(to)?).await.map_err(from_store)?;
+            self.store.delete(&self.key(from)?).await.map_err(from_store)?;
             return Ok(replaced);
         }
-        if !self.is_dir(from).await? {
+        if !self.dir_exists(from).await? {
             return Err(Error::NotFound);
         }
         if to.to_string().starts_with(&format!("{}/", from.to_string().trim_end_matches('/'))) {
@@ -425,7 +447,7 @@ impl S3Home {
         if self.head(to).await?.is_some() {
             return Err(Error::Exists);
         }
-        let (src, dst) = (self.key(from), self.key(to));
+        let (src, dst) = (self.key(from)?, self.key(to)?);
         let objects: Vec<_> = self.store.list(Some(&src)).collect().await;
         for object in objects {
             let object = object.map_err(from_store)?;
@@ -447,7 +469,7 @@ impl S3Home {
         let sink = match mode {
             // An empty file holds nothing worth resuming.
             UploadMode::Resumable { hash } if size > 0 => upload::S3Sink::resumable(self, path, size, hash).await?,
-            _ => upload::S3Sink::private(self, path),
+            _ => upload::S3Sink::private(self, path)?,
         };
         Ok(super::Sink::S3(sink))
     }
@@ -465,7 +487,7 @@ impl S3Home {
     async fn put_whole(&self, path: &RemotePath, data: Vec<u8>) -> Result<Removed> {
         self.check_target(path).await?;
         let replaced = self.as_removed(path).await?;
-        self.store.put(&self.key(path), PutPayload::from(data)).await.map_err(from_store)?;
+        self.store.put(&self.key(path)?, PutPayload::from(data)).await.map_err(from_store)?;
         Ok(replaced)
     }
 
@@ -481,7 +503,7 @@ impl S3Home {
     /// small file is read whole, a larger one streamed in ranges that all
     /// ask for that version (If-Match).
     async fn open_download(&self, want: &Want) -> Result<Download> {
-        if want.path.is_root() || self.is_dir(&want.path).await? {
+        if want.path.is_root() || self.dir_exists(&want.path).await? {
             return Err(Error::IsADirectory);
         }
         let meta = self.head(&want.path).await?.ok_or(Error::NotFound)?;

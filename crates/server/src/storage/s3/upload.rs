@@ -138,7 +138,7 @@ pub async fn drop_partial(home: &S3Home, record: &Path) -> Result<Option<u64>> {
         return Ok(None);
     };
     if let Ok(path) = RemotePath::resolve(&RemotePath::root(), &upload.path) {
-        let _ = home.store.abort_multipart(&home.key(&path), &upload.upload_id).await;
+        let _ = home.store.abort_multipart(&home.key(&path)?, &upload.upload_id).await;
     }
     home.store.delete(record).await.map_err(from_store)?;
     Ok(Some(held))
@@ -159,9 +159,9 @@ pub async fn partials_held(home: &S3Home) -> Result<u64> {
 
 impl S3Sink {
     /// An upload that keeps nothing if it breaks off.
-    pub(in crate::storage) fn private(home: &S3Home, path: &RemotePath) -> S3Sink {
+    pub(in crate::storage) fn private(home: &S3Home, path: &RemotePath) -> Result<S3Sink> {
         let kind = Kind::Private(Box::new(Private { first: Vec::new(), parts: None, hasher: blake3::Hasher::new() }));
-        S3Sink { home: home.clone(), path: path.clone(), key: home.key(path), scratch: Vec::new(), kind }
+        Ok(S3Sink { home: home.clone(), path: path.clone(), key: home.key(path)?, scratch: Vec::new(), kind })
     }
 
     /// Starts or continues the resumable upload of `size` bytes to
@@ -173,7 +173,7 @@ impl S3Sink {
         size: u64,
         hash: Option<blake3::Hash>,
     ) -> Result<S3Sink> {
-        let key = home.key(path);
+        let key = home.key(path)?;
         let record_key = record_key(home, path);
         let hash = hash.map(|h| h.to_hex().to_string());
         let mut dropped = 0;
