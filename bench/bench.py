@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = REPO / "target" / "release"
+# BENCH_BIN: another build's binaries (an earlier commit's, to compare).
+BIN = Path(os.environ.get("BENCH_BIN", REPO / "target" / "release"))
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 SIZE = int(os.environ.get("BENCH_SIZE", str(1 << 30)))
 USER = "ftpbench"

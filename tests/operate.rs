@@ -52,10 +52,9 @@ fn metrics_follow_logins_requests_bytes_and_quota() {
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="ok"}"#), Some(1.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="get",outcome="ok"}"#), Some(1.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_requests_total{op="put",outcome="not_found"}"#), Some(1.0), "{after}");
-    // Bytes received count whatever the outcome: on the filesystem the
-    // refused small upload was read whole before its target was checked
-    // (the object store checks the target first).
-    let refused = if d.on_objects() { 0.0 } else { 100_000.0 };
+    // Bytes received count whatever the outcome: the refused small upload
+    // was read whole before its target was checked.
+    let refused = 100_000.0;
     assert_eq!(metric(&after, "ftpd_received_bytes_total"), Some(100_000.0 + refused), "{after}");
     assert_eq!(metric(&after, "ftpd_sent_bytes_total"), Some(100_000.0), "{after}");
     assert_eq!(metric(&after, r#"ftpd_logins_total{result="ok"}"#), Some(4.0), "{after}");

@@ -147,7 +147,10 @@ impl Daemon {
     /// whatever environment or descriptors a test needs, or a wrapper that
     /// execs ftpd with the arguments appended.
     pub fn launch(dir: tempfile::TempDir, extra: &[&str], mut cmd: Command) -> Daemon {
-        cmd.arg("serve").args(["--fsync", "false"]);
+        cmd.arg("serve");
+        if !extra.contains(&"--fsync") {
+            cmd.args(["--fsync", "false"]);
+        }
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }

@@ -220,3 +220,28 @@ async fn a_stalled_upload_is_a_timeout_and_keeps_nothing() {
         assert_eq!((usage.used, usage.reserved), (0, 0), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_download_the_client_stops_reading_is_cut_off_and_logged() {
+    for (name, lazy) in sessions() {
+        let mut c = lazy.start();
+        c.login().await;
+        let big = vec![3u8; 12 << 20];
+        assert_eq!(c.put("big", &big).await["ok"], true, "{name}");
+        c.message(json!({"op": "get", "path": "big"})).await;
+        // The client reads nothing: once the pipe is full, the session
+        // waits on it until the idle timeout.
+        tokio::time::pause();
+        let idle = Config::default().idle_timeout + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                _ = &mut c.served => break,
+                () = tokio::time::advance(idle) => {}
+            }
+        }
+        tokio::time::resume();
+        let metrics = c.shared.render_metrics();
+        let line = r#"ftpd_requests_total{op="get",outcome="timeout"} 1"#;
+        assert!(metrics.contains(line), "{name}: the request's log line and metrics: {metrics}");
+    }
+}

@@ -423,12 +423,14 @@ impl Quota for Account {
 }
 
 impl Account {
-    /// Loads a local account's usage from a count of `home`, once; an
-    /// account kept in the store needs no loading.
+    /// Loads the account's usage: a local account's from a count of
+    /// `home`, once; the store's record is read (made at the first login).
     pub async fn load(&self, home: &Home) -> Result<()> {
         match self {
             Account::Local(a) => a.load(home.usage()).await,
-            Account::Ledger(_) => Ok(()),
+            // The first look makes the record from a listing, if there is
+            // none yet: it counts what the bucket holds before any change.
+            Account::Ledger(l) => l.usage().await.map(drop),
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) fn p(path: &str) -> RemotePath {
     RemotePath::resolve(&RemotePath::root(), path).unwrap()
 }
 
-fn random(len: usize, seed: &str) -> Vec<u8> {
+pub(crate) fn random(len: usize, seed: &str) -> Vec<u8> {
     let mut out = vec![0u8; len];
     blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut out);
     out

@@ -95,7 +95,7 @@ impl Engine {
     /// before its bytes leave the usage.
     pub async fn sweep(&self, max_age: Duration) -> Result<()> {
         for swept in self.store.sweep(max_age).await? {
-            info!(user = %swept.user, bytes = swept.bytes, "removed a stale partial upload");
+            info!(user = %swept.user, bytes = swept.bytes, "removed stale partial uploads");
             if let Err(e) = self.account(&swept.user).partial_dropped(&swept.partial, swept.bytes).await {
                 warn!(user = %swept.user, error = %e, "cannot take a stale partial out of the usage");
             }

@@ -3,7 +3,7 @@
 //! same on the data root and on a bucket.
 
 use super::*;
-use crate::storage::tests::{p, stores};
+use crate::storage::tests::{p, random, stores};
 use crate::users::{UserDb, UserRecord, hash_password};
 
 /// An engine on each kind of store, with a user `alice` whose quota is
@@ -22,12 +22,6 @@ fn engines(quota: Option<u64>) -> Vec<(&'static str, Arc<Engine>, tempfile::Temp
             (name, engine, dir, users_dir)
         })
         .collect()
-}
-
-fn random(len: usize, seed: &str) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new().update(seed.as_bytes()).finalize_xof().fill(&mut out);
-    out
 }
 
 async fn send(upload: &mut Upload, data: &[u8]) -> Result<()> {

@@ -469,7 +469,7 @@ impl S3Home {
         let sink = match mode {
             // An empty file holds nothing worth resuming.
             UploadMode::Resumable { hash } if size > 0 => upload::S3Sink::resumable(self, path, size, hash).await?,
-            _ => upload::S3Sink::private(self, path)?,
+            _ => upload::S3Sink::private(self, path, size).await?,
         };
         Ok(super::Sink::S3(sink))
     }

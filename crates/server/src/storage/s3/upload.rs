@@ -1,8 +1,8 @@
 //! Uploads to the bucket.
 //!
-//! A private upload keeps its first [`PART_SIZE`] bytes in memory: a file
-//! that ends within them goes up as one plain PUT (an empty one too); a
-//! larger one becomes a multipart upload streamed in parts, at most
+//! A private upload of at most [`PART_SIZE`] bytes is kept in memory and
+//! goes up as one plain PUT (an empty one too: some stores refuse an empty
+//! part); a larger one is a multipart upload streamed in parts, at most
 //! [`PARTS_IN_FLIGHT`] on their way, so memory stays constant. The object
 //! only becomes visible when the upload is completed, after the whole
 //! content's BLAKE3 matched; otherwise the store drops the parts.
@@ -158,10 +158,19 @@ pub async fn partials_held(home: &S3Home) -> Result<u64> {
 }
 
 impl S3Sink {
-    /// An upload that keeps nothing if it breaks off.
-    pub(in crate::storage) fn private(home: &S3Home, path: &RemotePath) -> Result<S3Sink> {
-        let kind = Kind::Private(Box::new(Private { first: Vec::new(), parts: None, hasher: blake3::Hasher::new() }));
-        Ok(S3Sink { home: home.clone(), path: path.clone(), key: home.key(path)?, scratch: Vec::new(), kind })
+    /// An upload of `size` bytes that keeps nothing if it breaks off: one
+    /// plain PUT if it fits in a part, else a multipart upload, started now.
+    pub(in crate::storage) async fn private(home: &S3Home, path: &RemotePath, size: u64) -> Result<S3Sink> {
+        let key = home.key(path)?;
+        let parts = match size > PART_SIZE as u64 {
+            true => {
+                let upload = home.store.put_multipart(&key).await.map_err(from_store)?;
+                Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+            }
+            false => None,
+        };
+        let kind = Kind::Private(Box::new(Private { first: Vec::new(), parts, hasher: blake3::Hasher::new() }));
+        Ok(S3Sink { home: home.clone(), path: path.clone(), key, scratch: Vec::new(), kind })
     }
 
     /// Starts or continues the resumable upload of `size` bytes to
@@ -245,7 +254,7 @@ impl S3Sink {
 
     pub(in crate::storage) async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<()> {
         let result = match &mut self.kind {
-            Kind::Private(p) => p.write(&self.home, &self.key, &buf[..n]).await,
+            Kind::Private(p) => p.write(&buf[..n]).await,
             Kind::Resumable(r) => r.write(&self.home, &self.key, &buf[..n]).await,
         };
         self.scratch = buf;
@@ -278,22 +287,15 @@ impl S3Sink {
 }
 
 impl Private {
-    async fn write(&mut self, home: &S3Home, key: &Path, data: &[u8]) -> Result<()> {
+    async fn write(&mut self, data: &[u8]) -> Result<()> {
         self.hasher.update(data);
         match &mut self.parts {
             Some(parts) => {
                 parts.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(from_store)?;
                 parts.write(data);
             }
-            None => {
-                self.first.extend_from_slice(data);
-                if self.first.len() >= PART_SIZE {
-                    let upload = home.store.put_multipart(key).await.map_err(from_store)?;
-                    let mut parts = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-                    parts.write(&std::mem::take(&mut self.first));
-                    self.parts = Some(parts);
-                }
-            }
+            // At most a part: the whole file, kept for one PUT.
+            None => self.first.extend_from_slice(data),
         }
         Ok(())
     }
