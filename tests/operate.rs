@@ -93,7 +93,7 @@ fn health_endpoints_and_the_health_probe() {
 
     // Draining: not ready any more, though alive until the transfer ends.
     let mut busy = Raw::login(d.target(), "alice", "pw");
-    let data = vec![7u8; 1 << 20];
+    let data = vec![7u8; streamed_upload_size(&d)];
     busy.send(&json!({"op": "put", "path": "late.bin", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
     wait_until(Duration::from_secs(10), "upload to start", || d.unfinished_uploads("alice") == 1);
@@ -102,7 +102,9 @@ fn health_endpoints_and_the_health_probe() {
     let out = probe(&admin.to_string());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("draining"));
-    busy.frame(TAG_DATA, &data[1 << 19..]).unwrap();
+    for chunk in data[1 << 19..].chunks(1 << 20) {
+        busy.frame(TAG_DATA, chunk).unwrap();
+    }
     let hash = blake3::hash(&data).to_hex().to_string();
     busy.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
     assert_eq!(busy.reply()["ok"], true);

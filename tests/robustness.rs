@@ -201,7 +201,7 @@ fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     d.add_user("alice", "pw");
     let mut idle = Raw::login(d.target(), "alice", "pw");
     let mut busy = Raw::login(d.target(), "alice", "pw");
-    let data = vec![9u8; 1 << 20];
+    let data = vec![9u8; streamed_upload_size(&d)];
     busy.send(&json!({"op": "put", "path": "during-shutdown", "size": data.len()}));
     busy.frame(TAG_DATA, &data[..1 << 19]).unwrap();
     wait_until(Duration::from_secs(10), "upload to start", || d.unfinished_uploads("alice") == 1);
@@ -212,7 +212,9 @@ fn sigterm_lets_a_running_upload_finish_then_exits_zero() {
     // New connections are no longer accepted.
     wait_until(Duration::from_secs(10), "listener to close", || std::net::TcpStream::connect(d.addr).is_err());
     // The running upload completes.
-    busy.frame(TAG_DATA, &data[1 << 19..]).unwrap();
+    for chunk in data[1 << 19..].chunks(1 << 20) {
+        busy.frame(TAG_DATA, chunk).unwrap();
+    }
     let hash = blake3::hash(&data).to_hex().to_string();
     busy.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
     assert_eq!(code(&busy.reply()), "ok");

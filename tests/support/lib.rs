@@ -109,6 +109,13 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The size of an upload that `unfinished_uploads` sees from its start: on
+/// the object store one of more than a part (a smaller one is kept in
+/// memory and stored with one PUT at its end).
+pub fn streamed_upload_size(d: &Daemon) -> usize {
+    if d.on_objects() { OBJECT_PART_SIZE as usize + (1 << 20) } else { 1 << 20 }
+}
+
 /// The size of the parts of multipart uploads (the unit a resumable
 /// upload to the object store keeps).
 pub const OBJECT_PART_SIZE: u64 = 8 << 20;

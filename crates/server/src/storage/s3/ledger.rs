@@ -76,10 +76,11 @@ impl Record {
     /// The space used, counting what broken uploads' partials hold (as
     /// the filesystem backend does).
     fn usage(&self) -> Usage {
-        let (partials, reserved) = self
-            .holds
-            .iter()
-            .fold((0, 0), |(p, r), h| if h.id.starts_with(PARTIAL_HOLD) { (p + h.bytes, r) } else { (p, r + h.bytes) });
+        // A partial's own hold is `partial:<id>`; an upload continuing it
+        // holds `partial:<id>#<n>`, a reservation like any other.
+        let kept = |h: &Hold| h.id.starts_with(PARTIAL_HOLD) && !h.id.contains('#');
+        let (partials, reserved) =
+            self.holds.iter().fold((0, 0), |(p, r), h| if kept(h) { (p + h.bytes, r) } else { (p, r + h.bytes) });
         Usage { used: self.used + partials, reserved }
     }
 }
