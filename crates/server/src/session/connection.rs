@@ -26,6 +26,10 @@ pub(crate) enum ConnError {
     /// The peer broke the protocol; the stream can't be trusted further.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// A newer attempt took over the upload this connection was sending
+    /// (its client is most likely gone); it was told, and is closed.
+    #[error("{0}")]
+    TakenOver(String),
 }
 
 /// A session's frames, in and out.

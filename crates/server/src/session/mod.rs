@@ -123,6 +123,7 @@ pub(crate) async fn serve<S>(
             Ok(()) => debug!("connection closed"),
             Err(ConnError::Io(e)) => debug!(error = %e, "connection lost"),
             Err(ConnError::Timeout(why)) => info!(why, "closing a connection that went silent"),
+            Err(ConnError::TakenOver(why)) => info!(why, "closing a connection whose upload was taken over"),
             Err(e) => warn!(error = %e, "closing connection"),
         }
         // Uploads received whole before the end are stored all the same
@@ -231,6 +232,7 @@ where
                     ConnError::Timeout(_) => "timeout",
                     ConnError::Io(_) => "disconnected",
                     ConnError::Protocol(_) => "bad_request",
+                    ConnError::TakenOver(_) => "aborted",
                 };
                 self.shared.engine().finished(op, &path, bytes, Err(label), started.elapsed());
                 return Err(e);

@@ -148,9 +148,16 @@ where
         let arrived = match self.receive(&mut upload, &target, size).await {
             Ok(arrived) => arrived,
             Err(e) => {
-                if let ConnError::Io(_) = &e {
-                    let kept = if upload.resumable() { "kept for resume" } else { "discarded" };
-                    warn!(path = %target, left = upload.remaining(), "connection lost during upload; partial {kept}");
+                match &e {
+                    ConnError::Io(_) | ConnError::Timeout(_) => {
+                        let kept = if upload.resumable() { "kept for resume" } else { "discarded" };
+                        warn!(path = %target, left = upload.remaining(), "upload broke off ({e}); partial {kept}");
+                    }
+                    // The client broke the protocol mid-upload: what it sent
+                    // can't be trusted.
+                    ConnError::Protocol(_) => upload.fail().await,
+                    // Taken over: the partial is the newer attempt's now.
+                    ConnError::TakenOver(_) => {}
                 }
                 // Dropped unfinished: a resumable upload keeps its partial.
                 return Err(e);
@@ -255,7 +262,8 @@ where
                 _ = &mut taken_over => {
                     warn!(path = %target, "a newer attempt took over this upload; partial kept for it");
                     let msg = format!("{target}: a newer attempt at this upload took over");
-                    return Err(self.conn.violation(ErrorCode::Aborted, msg).await);
+                    let _ = self.conn.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await;
+                    return Err(ConnError::TakenOver(msg));
                 }
                 frame = self.conn.read_frame(&mut buf) => frame?,
             };
