@@ -4,7 +4,7 @@
 
 use super::takeover::Holding;
 use super::{Error, Files, Result};
-use crate::storage::{Backend, Reservation, Sink, SmallFile, UploadMode, UploadSink};
+use crate::storage::{Backend, Quota, Reservation, Sink, SmallFile, UploadMode, UploadSink};
 use ftp_proto::RemotePath;
 use std::time::{Duration, Instant};
 use tracing::warn;
@@ -93,7 +93,7 @@ impl Files {
         };
         if sink.dropped() > 0
             && let Some(partial) = sink.partial()
-            && let Err(e) = self.account_dropped(partial, sink.dropped()).await
+            && let Err(e) = self.account.partial_dropped(partial, sink.dropped()).await
         {
             warn!(user = %self.user, error = %e, "cannot take a superseded partial out of the usage");
         }
@@ -116,11 +116,6 @@ impl Files {
             renewed: Instant::now(),
             state: Some(Receiving { sink, reservation, holding }),
         })
-    }
-
-    async fn account_dropped(&self, partial: &str, bytes: u64) -> Result<()> {
-        use crate::storage::Quota;
-        self.account.partial_dropped(partial, bytes).await
     }
 
     /// Begins a small upload, received whole into memory before it is
@@ -307,7 +302,6 @@ impl Upload {
             let account = self.files.account.clone();
             let id = state.reservation.clone();
             self.files.engine.spawn(async move {
-                use crate::storage::Quota;
                 if let Err(e) = account.renew(&id).await {
                     warn!(error = %e, "cannot renew an upload's reservation");
                 }
