@@ -78,13 +78,18 @@ fn traversal_attempts_are_refused_on_every_operation() {
     d.add_user("alice", "pw");
     let mut raw = Raw::login(d.target(), "alice", "pw");
     assert_eq!(code(&raw.put("mine.txt", b"mine", None)), "ok");
-    for path in ["..", "../x", "a/../../x", "/etc/passwd", "/", "x\0y", "../../../../../../etc/shadow"] {
+    for path in ["..", "../x", "a/../../x", "/..", "/../etc/passwd", "x\0y", "../../../../../../etc/shadow"] {
         for req in every_path_request(path) {
             let reply = raw.request(&req);
             assert_eq!(code(&reply), "permission_denied", "{req} -> {reply}");
             assert!(reply["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
         assert_eq!(code(&put_reply(&mut raw, path)), "permission_denied", "put {path:?}");
+    }
+    // A leading `/` is the home, never the system's root.
+    for req in every_path_request("/etc/passwd") {
+        let reply = raw.request(&req);
+        assert_eq!(code(&reply), "not_found", "{req} -> {reply}");
     }
     // The session is still good, and the file untouched.
     assert_eq!(raw.get("mine.txt").unwrap().0, b"mine");

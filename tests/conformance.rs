@@ -718,7 +718,8 @@ mod s3_paths {
         paths_are_relative_to_the_working_directory_and_shown_from_the_home,
         dot_and_empty_components_are_ignored_and_dotdot_steps_up,
         dotdot_leaving_the_home_is_permission_denied,
-        absolute_paths_and_nul_are_permission_denied,
+        a_leading_slash_starts_from_the_home,
+        nul_is_permission_denied,
         backslashes_control_characters_and_empty_paths_are_bad_request,
         paths_over_the_length_and_depth_limits_are_bad_request,
         paths_at_the_length_and_depth_limits_are_valid,
@@ -784,13 +785,35 @@ mod s3_paths {
         assert_error(&raw.request(&json!({"op": "stat", "path": "../../a"})), "permission_denied");
     }
 
-    /// "Absolute paths (starting with `/`) and paths containing NUL are
-    /// refused with `permission_denied`."
-    fn absolute_paths_and_nul_are_permission_denied() {
+    /// "A path starting with `/` starts from the home, whatever the
+    /// working directory" / "`..` ... refused ... if it would leave the
+    /// home (`/..` too)."
+    fn a_leading_slash_starts_from_the_home() {
         let d = daemon();
         let mut raw = alice(&d);
         put_ok(&mut raw, "a", b"a");
-        for path in ["/", "/a", "/etc/passwd", "a\u{0}b", "\u{0}", "a/\u{0}"] {
+        request_ok(&mut raw, json!({"op": "mkdir", "path": "docs"}));
+        request_ok(&mut raw, json!({"op": "cd", "path": "docs"}));
+        assert_eq!(request_ok(&mut raw, json!({"op": "stat", "path": "/a"}))["name"], "a");
+        assert_eq!(request_ok(&mut raw, json!({"op": "stat", "path": "/"}))["kind"], "dir");
+        raw.write(&upload(&json!({"op": "put", "path": "/docs/b", "size": 1}), b"b")).unwrap();
+        assert_eq!(raw.reply()["path"], "/docs/b", "the path in the reply can be sent back as it is");
+        request_ok(&mut raw, json!({"op": "stat", "path": "/docs/b"}));
+        request_ok(&mut raw, json!({"op": "stat", "path": "b"}));
+        assert_eq!(request_ok(&mut raw, json!({"op": "cd", "path": "/"}))["cwd"], "/");
+        assert_error(&raw.request(&json!({"op": "stat", "path": "/etc/passwd"})), "not_found");
+        for path in ["/..", "/../a", "//..", "/docs/../.."] {
+            assert_error(&raw.request(&json!({"op": "stat", "path": path})), "permission_denied");
+            assert_in_step(&mut raw);
+        }
+    }
+
+    /// "Paths containing NUL are refused with `permission_denied`."
+    fn nul_is_permission_denied() {
+        let d = daemon();
+        let mut raw = alice(&d);
+        put_ok(&mut raw, "a", b"a");
+        for path in ["a\u{0}b", "\u{0}", "a/\u{0}", "/a\u{0}"] {
             for op in ["stat", "get", "rm"] {
                 assert_error(&raw.request(&json!({"op": op, "path": path})), "permission_denied");
                 assert_in_step(&mut raw);
@@ -1101,7 +1124,100 @@ mod s5_put {
         a_put_that_does_not_fit_the_quota_is_refused_up_front,
         replacing_a_file_is_charged_only_the_difference_in_the_quota,
         accepted_uploads_reserve_their_need_until_they_end,
+        mtime_is_given_to_the_file_where_the_storage_keeps_times,
+        an_exclusive_put_never_replaces_a_file,
+        an_exclusive_put_whose_target_appears_meanwhile_is_exists_at_the_end,
     );
+
+    /// "`mtime` ...: the modification time the stored file is to have ...
+    /// A server whose storage keeps modification times (a filesystem) sets
+    /// it and says so with `mtime` in its `ok` reply; one whose storage
+    /// keeps its own (an object store) stores the file anyway and leaves
+    /// `mtime` out of the reply."
+    fn mtime_is_given_to_the_file_where_the_storage_keeps_times() {
+        let d = daemon();
+        let mut raw = alice(&d);
+        let keeps = !d.on_objects();
+        for (name, size, mtime) in [("small", 10, 1_000_000_000i64), ("large", 2 * MIB + 3, -86_400)] {
+            let data = bytes(size, name);
+            let request = json!({"op": "put", "path": name, "size": size, "mtime": mtime});
+            raw.write(&upload(&request, &data)).unwrap();
+            let reply = raw.reply();
+            assert_eq!(reply["ok"], true, "{reply}");
+            let stat = request_ok(&mut raw, json!({"op": "stat", "path": name}));
+            if keeps {
+                assert_eq!(reply["mtime"], mtime, "{reply}");
+                assert_eq!(stat["mtime"], mtime, "{stat}");
+            } else {
+                assert!(reply.get("mtime").is_none(), "{reply}");
+                assert_ne!(stat["mtime"], mtime, "{stat}");
+            }
+            assert_eq!(raw.get(name).unwrap().0, data);
+        }
+        // A resumed upload too.
+        let data = bytes(RESUMABLE_SIZE, "resumed");
+        break_off(&d, "resumed", &data, BREAK_AFTER, None);
+        let request = json!({"op": "put", "path": "resumed", "size": data.len(), "resume": true, "mtime": 1234});
+        let ready = request_ok(&mut raw, request);
+        let offset = ready["offset"].as_u64().unwrap() as usize;
+        raw.write(&data_frames(&data[offset..], MIB)).unwrap();
+        raw.write(&end_frame(&json!({"hash": hex(&data)}))).unwrap();
+        let reply = raw.reply();
+        assert_eq!(reply["ok"], true, "{reply}");
+        assert_eq!(reply.get("mtime").cloned(), keeps.then(|| json!(1234)), "{reply}");
+    }
+
+    /// "`exclusive` ...: store the file only if nothing exists at `path`
+    /// ... refused with `exists`, before its data if it is there already
+    /// ...; either way nothing is replaced."
+    fn an_exclusive_put_never_replaces_a_file() {
+        let d = daemon();
+        let mut raw = alice(&d);
+        put_ok(&mut raw, "old", b"old contents");
+        request_ok(&mut raw, json!({"op": "mkdir", "path": "dir"}));
+        for size in [5, 2 * MIB] {
+            let data = bytes(size, "new");
+            for path in ["old", "dir"] {
+                let request = json!({"op": "put", "path": path, "size": size, "exclusive": true});
+                raw.write(&upload(&request, &data)).unwrap();
+                let reply = raw.reply();
+                let code = if path == "dir" { "is_a_directory" } else { "exists" };
+                assert_error(&reply, code);
+                assert_in_step(&mut raw);
+            }
+            let request = json!({"op": "put", "path": "old", "size": size, "exclusive": true, "resume": true});
+            assert_error(&raw.request(&request), "exists");
+            assert_in_step(&mut raw);
+        }
+        assert_eq!(raw.get("old").unwrap().0, b"old contents");
+        // To a new name it is an ordinary put; pipelined twice, the first
+        // wins and the second is refused.
+        let mut out = upload(&json!({"op": "put", "path": "new", "size": 3, "exclusive": true}), b"one");
+        out.extend(upload(&json!({"op": "put", "path": "new", "size": 3, "exclusive": true}), b"two"));
+        raw.write(&out).unwrap();
+        assert_eq!(raw.reply()["ok"], true);
+        assert_error(&raw.reply(), "exists");
+        assert_eq!(raw.get("new").unwrap().0, b"one");
+        assert_no_unfinished_uploads(&d, "alice");
+    }
+
+    /// "... or at the end if it appeared meanwhile".
+    fn an_exclusive_put_whose_target_appears_meanwhile_is_exists_at_the_end() {
+        let d = daemon();
+        let mut raw = alice(&d);
+        let data = bytes(streamed_upload_size(&d) + MIB, "late");
+        raw.write(&msg(&json!({"op": "put", "path": "f", "size": data.len(), "exclusive": true}))).unwrap();
+        raw.write(&data_frames(&data[..MIB], MIB)).unwrap();
+        // The upload has begun (nothing was at `f` then).
+        wait_until(Duration::from_secs(30), "the upload to begin", || d.unfinished_uploads("alice") > 0);
+        let mut other = alice(&d);
+        put_ok(&mut other, "f", b"first");
+        raw.write(&data_frames(&data[MIB..], MIB)).unwrap();
+        raw.write(&end_frame(&json!({"hash": hex(&data)}))).unwrap();
+        assert_error(&raw.reply(), "exists");
+        assert_eq!(raw.get("f").unwrap().0, b"first");
+        assert_no_unfinished_uploads(&d, "alice");
+    }
 
     /// "→ M{"op": "put", "path": "docs/a.txt", "size": 2172864} / →
     /// D<1048576 bytes> / → D<1048576 bytes> / → D<75712 bytes> / →
@@ -1309,7 +1425,7 @@ mod s5_put {
         let cases = [
             ("no/such/dir/f", "not_found"),
             ("../f", "permission_denied"),
-            ("/abs", "permission_denied"),
+            ("/..", "permission_denied"),
             ("a\\b", "bad_request"),
             ("", "bad_request"),
             ("dir", "is_a_directory"),
@@ -2112,15 +2228,107 @@ mod s5_df {
         let d = daemon();
         d.add_user_with_quota("bob", "pw", "1MiB");
         let mut raw = alice(&d);
-        assert_eq!(raw.request(&json!({"op": "df"})), json!({"ok": true, "used": 0}));
+        assert_eq!(raw.request(&json!({"op": "df"})), json!({"ok": true, "used": 0, "partials": 0}));
         request_ok(&mut raw, json!({"op": "mkdir", "path": "d"}));
         put_ok(&mut raw, "a", &[1u8; 1000]);
         put_ok(&mut raw, "d/b", &[2u8; 2000]);
-        assert_eq!(raw.request(&json!({"op": "df"})), json!({"ok": true, "used": 3000}));
+        assert_eq!(raw.request(&json!({"op": "df"})), json!({"ok": true, "used": 3000, "partials": 0}));
         let mut bob = Raw::login(d.target(), "bob", "pw");
         put_ok(&mut bob, "a", &[1u8; 1000]);
         let reply = bob.request(&json!({"op": "df"}));
-        assert_eq!(reply, json!({"ok": true, "used": 1000, "quota": MIB, "available": MIB - 1000}));
+        assert_eq!(reply, json!({"ok": true, "used": 1000, "quota": MIB, "available": MIB - 1000, "partials": 0}));
+    }
+}
+
+/// Section 5: partials and discard (1.2).
+mod s5_partials_discard {
+    use super::*;
+
+    on_both_backends!(
+        partials_lists_the_uploads_kept_and_discard_frees_them,
+        discard_of_an_upload_being_sent_is_busy_and_of_nothing_is_not_found,
+    );
+
+    /// "`partials` lists the user's interrupted uploads ... `path`,
+    /// `size`, `held`, `mtime`" / "`discard` throws away the partial ...;
+    /// its bytes leave `used` at once" / "`partials` (1.2) is the part of
+    /// `used` held by partial uploads".
+    fn partials_lists_the_uploads_kept_and_discard_frees_them() {
+        let d = daemon();
+        let data = bytes(RESUMABLE_SIZE, "kept");
+        let mut raw = alice(&d);
+        request_ok(&mut raw, json!({"op": "mkdir", "path": "docs"}));
+        let (listing, end) = {
+            raw.write(&msg(&json!({"op": "partials"}))).unwrap();
+            assert_eq!(raw.reply()["ok"], true);
+            read_listing(&mut raw)
+        };
+        assert!(listing.iter().all(Vec::is_empty), "{listing:?}");
+        assert_eq!(end, json!({"count": 0}));
+        break_off(&d, "docs/big.iso", &data, BREAK_AFTER, None);
+        raw.write(&msg(&json!({"op": "partials"}))).unwrap();
+        assert_eq!(raw.reply()["ok"], true);
+        let (listing, end) = read_listing(&mut raw);
+        let entries: Vec<Value> = listing.into_iter().flatten().collect();
+        assert_eq!(end, json!({"count": 1}));
+        let entry = &entries[0];
+        assert_eq!(entry["path"], "/docs/big.iso");
+        assert_eq!(entry["size"], RESUMABLE_SIZE);
+        let held = entry["held"].as_u64().unwrap();
+        assert!(held > 0 && held <= BREAK_AFTER as u64, "{entry}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        assert!((entry["mtime"].as_i64().unwrap() - now).abs() < 600, "{entry}");
+        let df = request_ok(&mut raw, json!({"op": "df"}));
+        assert_eq!(df["partials"], held, "{df}");
+        assert_eq!(df["used"], held, "{df}");
+        // From another directory, by either spelling of the path.
+        request_ok(&mut raw, json!({"op": "cd", "path": "docs"}));
+        let freed = request_ok(&mut raw, json!({"op": "discard", "path": "/docs/big.iso"}));
+        assert_eq!(freed, json!({"ok": true, "path": "/docs/big.iso", "freed": held}));
+        assert_no_partials(&d, "alice");
+        let df = request_ok(&mut raw, json!({"op": "df"}));
+        assert_eq!((df["used"].as_u64(), df["partials"].as_u64()), (Some(0), Some(0)), "{df}");
+        assert_error(&raw.request(&json!({"op": "discard", "path": "big.iso"})), "not_found");
+        // A resumed put now starts afresh.
+        let ready = request_ok(&mut raw, json!({"op": "put", "path": "big.iso", "size": data.len(), "resume": true}));
+        assert_eq!(ready["offset"], 0, "{ready}");
+    }
+
+    /// "No partial kept for that target is `not_found`. A partial that an
+    /// upload in progress is sending to is `busy`".
+    fn discard_of_an_upload_being_sent_is_busy_and_of_nothing_is_not_found() {
+        let d = daemon();
+        let mut raw = alice(&d);
+        assert_error(&raw.request(&json!({"op": "discard", "path": "nothing"})), "not_found");
+        assert_error(&raw.request(&json!({"op": "discard", "path": "../x"})), "permission_denied");
+        let data = bytes(RESUMABLE_SIZE, "live");
+        let mut sender = alice(&d);
+        let ready =
+            request_ok(&mut sender, json!({"op": "put", "path": "live.bin", "size": data.len(), "resume": true}));
+        assert_eq!(ready["offset"], 0);
+        sender.write(&data_frames(&data[..BREAK_AFTER], MIB)).unwrap();
+        // Data keeps arriving: the upload is live, so the partial is not
+        // taken from it (its first bytes may not have landed yet either:
+        // then there is nothing to discard).
+        let (mut busy, mut sent) = (false, BREAK_AFTER);
+        for _ in 0..50 {
+            sender.write(&data_frames(&data[sent..sent + 1], 1)).unwrap();
+            sent += 1;
+            let reply = raw.request(&json!({"op": "discard", "path": "live.bin"}));
+            assert_eq!(reply["ok"], false, "{reply}");
+            if reply["code"] == "busy" {
+                busy = true;
+                break;
+            }
+            assert_error(&reply, "not_found");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(busy, "a live upload's partial is busy");
+        // The upload goes on and completes.
+        sender.write(&data_frames(&data[sent..], MIB)).unwrap();
+        sender.write(&end_frame(&json!({"hash": hex(&data)}))).unwrap();
+        assert_eq!(sender.reply()["ok"], true);
+        assert_eq!(raw.get("live.bin").unwrap().0, data);
     }
 }
 

@@ -4,8 +4,8 @@ use crate::tls::Trust;
 use ftp_disk::{FileSink, FileSource, hash_exact};
 use ftp_proto::bulk::{Received, read_frame, write_data};
 use ftp_proto::{
-    DEFAULT_CHUNK, DfOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk, LoginOk,
-    Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
+    DEFAULT_CHUNK, DfOk, DiscardOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk,
+    LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
 };
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -155,6 +155,18 @@ pub struct PutSummary {
     pub resumed_from: u64,
 }
 
+/// What uploads ask of the files they store, besides their content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// Give the stored file the local file's modification time (needs a
+    /// server of protocol 1.2 whose storage keeps times: see
+    /// [`PutOk::mtime`] in the reply).
+    pub preserve: bool,
+    /// Store only if nothing exists at the remote path: otherwise the
+    /// upload is refused with `exists` and nothing is replaced (1.2).
+    pub no_clobber: bool,
+}
+
 /// One logged-in (or about to be) connection to ftpd.
 pub struct Client<S> {
     frames: Framed<S, FrameCodec>,
@@ -166,6 +178,8 @@ pub struct Client<S> {
     window: usize,
     /// Whether downloads are synced to disk before they take their name.
     durable: bool,
+    /// What uploads ask of the files they store.
+    put_options: PutOptions,
     /// Set when the server closed the session before serving a request
     /// (idle timeout, shutdown): the request was not carried out.
     closed_idle: bool,
@@ -234,6 +248,7 @@ where
             broken: false,
             window: batch::WINDOW,
             durable: true,
+            put_options: PutOptions::default(),
             closed_idle: false,
             server: placeholder,
         };
@@ -261,6 +276,24 @@ where
     /// soon after may lose the file's contents, as with curl or sftp.
     pub fn set_durable(&mut self, on: bool) {
         self.durable = on;
+    }
+
+    /// Sets what the uploads that follow ask of the files they store.
+    pub fn set_put_options(&mut self, options: PutOptions) {
+        self.put_options = options;
+    }
+
+    /// The request of an upload of `size` bytes to `remote` whose local
+    /// file was last modified at `mtime`, with this client's options.
+    pub(crate) fn put_request(&self, remote: &str, size: u64, resume: bool, mtime: Option<i64>) -> Request {
+        Request::Put {
+            path: remote.to_owned(),
+            size,
+            resume,
+            hash: None,
+            mtime: mtime.filter(|_| self.put_options.preserve),
+            exclusive: self.put_options.no_clobber,
+        }
     }
 
     /// Whether an earlier failure left the connection out of step: it
@@ -295,12 +328,18 @@ where
     }
 
     async fn list_inner(&mut self, path: Option<&str>) -> Result<Vec<Entry>> {
-        let _: Empty = self.call(&Request::Ls { path: path.map(str::to_owned) }).await?;
+        self.listing(&Request::Ls { path: path.map(str::to_owned) }).await
+    }
+
+    /// Sends a request answered as `ls` is (an `ok`, data frames of JSON
+    /// arrays, an end frame with the count) and collects the items.
+    async fn listing<T: DeserializeOwned>(&mut self, request: &Request) -> Result<Vec<T>> {
+        let _: Empty = self.call(request).await?;
         let mut entries = Vec::new();
         loop {
             match self.next_frame().await? {
                 Frame::Data(json) => {
-                    let batch: Vec<Entry> = serde_json::from_slice(&json)
+                    let batch: Vec<T> = serde_json::from_slice(&json)
                         .map_err(|e| ClientError::Protocol(format!("bad listing: {e}")))?;
                     if entries.len() + batch.len() > MAX_LIST_ENTRIES {
                         return Err(ClientError::Protocol("listing has too many entries".into()));
@@ -387,9 +426,10 @@ where
         }
         let size = meta.len();
         let resume = size >= RESUME_THRESHOLD;
+        let mtime = mtime_of(&meta);
         let mut tries = 0;
         let (offset, hasher) = loop {
-            let request = Request::Put { path: remote.to_owned(), size, resume, hash: None };
+            let request = self.put_request(remote, size, resume, mtime);
             self.send(Frame::Message(request.encode())).await?;
             if !resume {
                 break (0, blake3::Hasher::new());
@@ -687,6 +727,18 @@ where
         self.call(&Request::Df).await
     }
 
+    /// The partial uploads the server keeps for resume (protocol 1.2).
+    pub async fn partials(&mut self) -> Result<Vec<PartialEntry>> {
+        let result = self.listing(&Request::Partials).await;
+        self.settle(result)
+    }
+
+    /// Throws away the partial upload the server keeps for `remote`,
+    /// freeing its bytes (protocol 1.2).
+    pub async fn discard(&mut self, remote: &str) -> Result<DiscardOk> {
+        self.call(&Request::Discard { path: remote.to_owned() }).await
+    }
+
     /// Reads and drops a download's data frames up to its trailer.
     async fn skip_data(&mut self) -> Result<()> {
         loop {
@@ -951,5 +1003,15 @@ impl LocalPartial {
     fn remove(&self) {
         let _ = std::fs::remove_file(&self.part);
         let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+/// A local file's modification time in seconds since the epoch (negative
+/// before it), if the system gives one.
+pub(crate) fn mtime_of(meta: &std::fs::Metadata) -> Option<i64> {
+    let modified = meta.modified().ok()?;
+    match modified.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).ok(),
+        Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
     }
 }

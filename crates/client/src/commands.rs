@@ -1,12 +1,25 @@
 //! The commands, shared by the one-shot CLI and the interactive shell.
 
-use crate::{Command, Failure, exit, local};
+use crate::{Command, Failure, PartialsAction, exit, local};
 use ftp_client::display::{escape, format_time, human_size, long_line, short_line};
 use ftp_client::tree::{self, make_local_dirs, walk_local};
 use ftp_client::{Client, ClientError, Io, Progress};
 use ftp_proto::{EntryKind, ErrorCode, validate_name};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
+
+/// Refuses, naming what needs it, when the server implements an older
+/// revision of the protocol than `revision` (see PROTOCOL.md §8).
+fn needs_revision(client: &Client<Box<dyn Io>>, revision: u32, what: &str) -> Result<(), Failure> {
+    let theirs = client.server.revision;
+    if theirs >= revision {
+        return Ok(());
+    }
+    Err(Failure(
+        exit::REMOTE,
+        format!("the server speaks protocol 1.{theirs}: it can't {what} (that needs 1.{revision}); upgrade ftpd"),
+    ))
+}
 
 /// How results are shown.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +110,41 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
                 _ => println!("used {} (no quota)", human_size(df.used)),
             }
             Ok(())
+        }
+        Command::Partials { action: None, json } => {
+            needs_revision(client, 2, "list partial uploads")?;
+            let partials = client.partials().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&partials).expect("partials serialize"));
+            } else if partials.is_empty() {
+                println!("no interrupted uploads kept");
+            } else {
+                for p in &partials {
+                    println!(
+                        "{}  {} of {} held, {}",
+                        escape(&p.path),
+                        human_size(p.held),
+                        human_size(p.size),
+                        format_time(p.mtime)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Partials { action: Some(PartialsAction::Rm { paths }), .. } => {
+            needs_revision(client, 2, "discard partial uploads")?;
+            let mut first_failure = None;
+            for path in paths {
+                match client.discard(&path).await {
+                    Ok(done) => println!("freed {} of {}", human_size(done.freed), escape(&done.path)),
+                    Err(e) => {
+                        let failure = Failure::from(e);
+                        eprintln!("ftpc: {}", failure.1);
+                        first_failure.get_or_insert(failure);
+                    }
+                }
+            }
+            first_failure.map_or(Ok(()), Err)
         }
         Command::Shell | Command::Completions { .. } | Command::Man => {
             Err(local("not available here: run it as `ftpc <command>` from your shell"))

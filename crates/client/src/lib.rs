@@ -12,4 +12,4 @@ pub mod profile;
 pub mod tls;
 pub mod tree;
 
-pub use client::{Client, ClientError, GetSummary, Io, Progress, PutSummary, RESUME_THRESHOLD, Transport};
+pub use client::{Client, ClientError, GetSummary, Io, Progress, PutOptions, PutSummary, RESUME_THRESHOLD, Transport};

@@ -148,6 +148,28 @@ pub enum Command {
     },
     /// Print the manual page (roff) to standard output.
     Man,
+    /// List the interrupted uploads the server keeps for resume (their
+    /// bytes count in `df`), or throw some away with `partials rm PATH...`.
+    /// A `put` of the same file resumes from what is kept.
+    Partials {
+        #[command(subcommand)]
+        action: Option<PartialsAction>,
+        /// JSON: an array of {path, size, held, mtime}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `partials` does besides listing.
+#[derive(Subcommand, Debug)]
+pub enum PartialsAction {
+    /// Throw away what the server keeps of interrupted uploads to these
+    /// remote paths, freeing the space (the next `put` starts afresh).
+    Rm {
+        /// The target paths of the interrupted uploads, as `partials` lists them.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
 }
 
 /// Exit codes, documented in the README.

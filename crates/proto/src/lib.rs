@@ -21,8 +21,9 @@ mod path;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
-    DecodeError, DfOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, MAX_SIZE, Password,
-    PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err, encode_ok, is_hash_hex,
+    DecodeError, DfOk, DiscardOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, MAX_SIZE,
+    PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err,
+    encode_ok, is_hash_hex,
 };
 pub use path::{PathError, RemotePath, validate_name};
 
@@ -45,10 +46,10 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Revision of [`PROTOCOL_VERSION`] this crate implements: `PROTOCOL.md`
-/// "version 1, revision 1" (1.1). A revision changes nothing a client of an
+/// "version 1, revision 2" (1.2). A revision changes nothing a client of an
 /// earlier revision of the same version sends or relies on; a server
 /// announces its revision in its hello reply (see `PROTOCOL.md` §8).
-pub const PROTOCOL_REVISION: u32 = 1;
+pub const PROTOCOL_REVISION: u32 = 2;
 
 /// Largest frame payload (tag byte included) accepted after login: one
 /// maximal data chunk plus its tag.

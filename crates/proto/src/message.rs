@@ -88,6 +88,14 @@ pub enum Request {
         /// frame whose hash differs from it is refused with `integrity`.
         #[serde(default, deserialize_with = "optional_hash", skip_serializing_if = "Option::is_none")]
         hash: Option<String>,
+        /// Modification time to give the stored file, seconds since the
+        /// Unix epoch (1.2); absent: the time it is stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime: Option<i64>,
+        /// Store only if nothing exists at `path` yet (1.2): otherwise
+        /// `exists`, and nothing is replaced.
+        #[serde(default, deserialize_with = "optional_bool", skip_serializing_if = "std::ops::Not::not")]
+        exclusive: bool,
     },
     /// Download a file, from `offset` on.
     Get {
@@ -145,6 +153,16 @@ pub enum Request {
     },
     /// Report the working directory.
     Pwd,
+    /// List the partial uploads kept for resume (1.2): an `ok` reply, then
+    /// data frames of [`PartialEntry`] arrays and an end frame with the
+    /// count, as for `ls`.
+    Partials,
+    /// Throw away the partial upload kept for `path`, freeing its bytes
+    /// (1.2).
+    Discard {
+        /// The target path of the interrupted upload.
+        path: String,
+    },
     /// End the session; the server replies and closes.
     Quit,
 }
@@ -165,6 +183,8 @@ impl Request {
             Request::Rename { .. } => "rename",
             Request::Cd { .. } => "cd",
             Request::Pwd => "pwd",
+            Request::Partials => "partials",
+            Request::Discard { .. } => "discard",
             Request::Df => "df",
             Request::Quit => "quit",
         }
@@ -524,6 +544,32 @@ pub struct DfOk {
     /// unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<u64>,
+    /// Of `used`, the bytes held by partial uploads kept for resume (1.2;
+    /// absent from older servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partials: Option<u64>,
+}
+
+/// One partial upload kept for resume, in the reply to `partials`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialEntry {
+    /// The upload's target, from the home (`/dir/name`).
+    pub path: String,
+    /// The size of the whole file being uploaded.
+    pub size: u64,
+    /// Bytes the server holds (where a resumed `put` continues).
+    pub held: u64,
+    /// When bytes were last added, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// Reply to `discard`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscardOk {
+    /// The target of the partial thrown away, from the home.
+    pub path: String,
+    /// Bytes freed.
+    pub freed: u64,
 }
 
 /// Final reply to a successful `put`.
@@ -535,6 +581,10 @@ pub struct PutOk {
     pub size: u64,
     /// BLAKE3 hash (hex) of the stored bytes, as verified by the server.
     pub hash: String,
+    /// The modification time the file was given, when the `put` asked for
+    /// one and the server's storage keeps it (1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<i64>,
 }
 
 /// Reply to `get`; `size - offset` bytes of data frames and a [`Trailer`]
@@ -692,8 +742,24 @@ mod tests {
             Request::Hello { version: 1, client: Some("ftpc/0.1".into()) },
             Request::Hello { version: 1, client: None },
             Request::Login { user: "alice".into(), password: Password("s3cret".into()) },
-            Request::Put { path: "a/b.txt".into(), size: 1 << 40, resume: false, hash: None },
-            Request::Put { path: "a".into(), size: 9, resume: true, hash: Some("ab".repeat(32)) },
+            Request::Put {
+                path: "a/b.txt".into(),
+                size: 1 << 40,
+                resume: false,
+                hash: None,
+                mtime: None,
+                exclusive: false,
+            },
+            Request::Put {
+                path: "a".into(),
+                size: 9,
+                resume: true,
+                hash: Some("ab".repeat(32)),
+                mtime: Some(-5),
+                exclusive: true,
+            },
+            Request::Partials,
+            Request::Discard { path: "a".into() },
             Request::Get { path: "b.txt".into(), offset: 0, since: None },
             Request::Get { path: "b.txt".into(), offset: 7, since: Some(Version { size: 9, mtime: 3 }) },
             Request::Df,
@@ -721,7 +787,7 @@ mod tests {
 
     #[test]
     fn request_wire_form_is_stable() {
-        let req = Request::Put { path: "f".into(), size: 3, resume: false, hash: None };
+        let req = Request::Put { path: "f".into(), size: 3, resume: false, hash: None, mtime: None, exclusive: false };
         assert_eq!(&req.encode()[..], br#"{"op":"put","path":"f","size":3}"#);
         let req = Request::Get { path: "f".into(), offset: 0, since: None };
         assert_eq!(&req.encode()[..], br#"{"op":"get","path":"f"}"#, "v1 clients' requests are unchanged");
@@ -738,11 +804,13 @@ mod tests {
         roundtrip_ok(Empty {});
         roundtrip_ok(HelloOk { version: 1, revision: 1, server: "ftpd".into(), max_chunk: 1 << 20 });
         roundtrip_ok(LoginOk { user: "alice".into(), cwd: "/".into() });
-        roundtrip_ok(PutOk { path: "/a".into(), size: 5, hash: "ab".repeat(32) });
+        roundtrip_ok(PutOk { path: "/a".into(), size: 5, hash: "ab".repeat(32), mtime: Some(7) });
         roundtrip_ok(GetOk { size: 5, mtime: 1_700_000_000, offset: 2 });
         roundtrip_ok(PutReady { offset: 4, prefix_hash: "cd".repeat(32) });
-        roundtrip_ok(DfOk { used: 10, quota: Some(100), available: Some(90) });
-        roundtrip_ok(DfOk { used: 10, quota: None, available: None });
+        roundtrip_ok(DfOk { used: 10, quota: Some(100), available: Some(90), partials: Some(3) });
+        roundtrip_ok(DfOk { used: 10, quota: None, available: None, partials: None });
+        roundtrip_ok(PartialEntry { path: "/a".into(), size: 9, held: 4, mtime: 1 });
+        roundtrip_ok(DiscardOk { path: "/a".into(), freed: 4 });
         let entry = Entry { name: "a".into(), kind: EntryKind::File, size: 5, mtime: -3 };
         roundtrip_ok(StatOk { entry: entry.clone(), hash: Some("00".repeat(32)) });
         roundtrip_ok(StatOk { entry: Entry { kind: EntryKind::Dir, ..entry }, hash: None });
@@ -760,7 +828,7 @@ mod tests {
         let hello = decode_reply::<HelloOk>(old).unwrap().unwrap();
         assert_eq!(hello, HelloOk { version: 1, revision: 0, server: "ftpd 0.1.0".into(), max_chunk: 1 << 20 });
         let new = HelloOk { version: 1, revision: crate::PROTOCOL_REVISION, server: "s".into(), max_chunk: 1 };
-        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":1"#));
+        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":2"#));
     }
 
     #[test]
@@ -981,7 +1049,10 @@ mod tests {
     #[test]
     fn null_is_the_same_as_an_absent_optional_field() {
         let put = Request::decode(br#"{"op":"put","path":"f","size":1,"resume":null,"hash":null}"#).unwrap();
-        assert_eq!(put, Request::Put { path: "f".into(), size: 1, resume: false, hash: None });
+        assert_eq!(
+            put,
+            Request::Put { path: "f".into(), size: 1, resume: false, hash: None, mtime: None, exclusive: false }
+        );
         let get = Request::decode(br#"{"op":"get","path":"f","offset":null,"since":null}"#).unwrap();
         assert_eq!(get, Request::Get { path: "f".into(), offset: 0, since: None });
         let hello = Request::decode(br#"{"op":"hello","version":1,"client":null}"#).unwrap();

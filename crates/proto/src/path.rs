@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// A path refused before it reached the filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    /// The path would leave the home (`..` too far, absolute, NUL byte).
+    /// The path would leave the home (`..` too far, NUL byte).
     #[error("{0}")]
     Escapes(&'static str),
     /// The path is malformed (empty, too long, forbidden characters).
@@ -36,9 +36,9 @@ impl RemotePath {
 
     /// Resolves `input` against the working directory `cwd`.
     ///
-    /// `..` steps up within the home; stepping above it is refused.
-    /// Absolute paths are refused: every path is relative to the working
-    /// directory.
+    /// `..` steps up within the home; stepping above it is refused. A
+    /// path starting with `/` is taken from the home, not from `cwd`
+    /// (protocol 1.2; the home is the root of everything the session sees).
     pub fn resolve(cwd: &RemotePath, input: &str) -> Result<RemotePath, PathError> {
         if input.is_empty() {
             return Err(PathError::Invalid("empty path".into()));
@@ -53,12 +53,7 @@ impl RemotePath {
         if input.contains('\0') {
             return Err(PathError::Escapes("path contains a NUL byte"));
         }
-        if input.starts_with('/') {
-            return Err(PathError::Escapes(
-                "absolute paths are not allowed; paths are relative to the working directory",
-            ));
-        }
-        let mut parts = cwd.parts.clone();
+        let mut parts = if input.starts_with('/') { Vec::new() } else { cwd.parts.clone() };
         for part in input.split('/') {
             match part {
                 "" | "." => {}
@@ -173,8 +168,17 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_slash_starts_from_the_home() {
+        assert_eq!(at("a/b", "/x").unwrap(), "/x");
+        assert_eq!(at("a/b", "/").unwrap(), "/");
+        assert_eq!(at("a", "//etc/../docs").unwrap(), "/docs");
+        assert!(matches!(at("a/b", "/.."), Err(PathError::Escapes(_))), "the home is still the top");
+        assert!(matches!(at("", "/../etc/passwd"), Err(PathError::Escapes(_))));
+    }
+
+    #[test]
     fn escapes_are_refused() {
-        for bad in ["..", "../x", "a/../../x", "/etc/passwd", "/", "a\0b"] {
+        for bad in ["..", "../x", "a/../../x", "/..", "a\0b"] {
             assert!(matches!(at("", bad), Err(PathError::Escapes(_))), "{bad:?}");
         }
         assert!(matches!(at("a/b", "../../.."), Err(PathError::Escapes(_))));

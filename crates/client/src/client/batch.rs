@@ -8,7 +8,7 @@
 
 use super::{Client, ClientError, GetSummary, Got, PendingGet, Progress, PutSummary, RESUME_THRESHOLD, Result};
 use bytes::Bytes;
-use ftp_proto::{Frame, PutOk, Request, Trailer};
+use ftp_proto::{Frame, PutOk, Trailer};
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -24,8 +24,8 @@ const READ_AHEAD: usize = 8;
 
 /// One local file, as the reader thread found it.
 enum Loaded {
-    /// Read whole, with its BLAKE3 (hex).
-    Small(Bytes, String),
+    /// Read whole, with its BLAKE3 (hex) and modification time.
+    Small(Bytes, String, Option<i64>),
     /// Too large to hold: sent on its own, resumably, after the small ones.
     Large,
 }
@@ -58,8 +58,8 @@ where
         let mut in_flight: VecDeque<(usize, u64, String)> = VecDeque::new();
         let mut lost: Option<String> = None;
         while let Some((index, file)) = loaded.recv().await {
-            let (data, hash) = match file {
-                Ok(Loaded::Small(data, hash)) => (data, hash),
+            let (data, hash, mtime) = match file {
+                Ok(Loaded::Small(data, hash, mtime)) => (data, hash, mtime),
                 Ok(Loaded::Large) => {
                     large.push(index);
                     continue;
@@ -78,7 +78,7 @@ where
             let size = data.len() as u64;
             progress.begin(&items[index].1);
             progress.start(0, size);
-            if let Err(e) = self.feed_put(&items[index].1, data, &hash).await {
+            if let Err(e) = self.feed_put(&items[index].1, data, &hash, mtime).await {
                 results[index] = Some(Err(e));
                 lost = Some("the connection failed during an earlier upload".into());
                 break;
@@ -110,8 +110,8 @@ where
     }
 
     /// Queues one small upload: request, data, end frame.
-    async fn feed_put(&mut self, remote: &str, data: Bytes, hash: &str) -> Result<()> {
-        let request = Request::Put { path: remote.to_owned(), size: data.len() as u64, resume: false, hash: None };
+    async fn feed_put(&mut self, remote: &str, data: Bytes, hash: &str, mtime: Option<i64>) -> Result<()> {
+        let request = self.put_request(remote, data.len() as u64, false, mtime);
         let trailer = Trailer { hash: Some(hash.to_owned()), ..Trailer::default() };
         let mut frames = vec![Frame::Message(request.encode())];
         if !data.is_empty() {
@@ -341,5 +341,5 @@ fn load(path: &Path) -> io::Result<Loaded> {
         return Ok(Loaded::Large);
     }
     let hash = blake3::hash(&data).to_hex().to_string();
-    Ok(Loaded::Small(Bytes::from(data), hash))
+    Ok(Loaded::Small(Bytes::from(data), hash, crate::client::mtime_of(&meta)))
 }

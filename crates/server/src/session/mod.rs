@@ -21,9 +21,11 @@ mod upload;
 
 use crate::limits::{AddressSlot, UserSlot};
 use crate::shared::Shared;
-use crate::transfer::Files;
+use crate::transfer::{Files, PutOptions};
 use connection::{ConnError, Connection};
-use ftp_proto::{DfOk, Empty, ErrorBody, ErrorCode, Frame, RemotePath, Request, StatOk, Trailer, WorkingDir};
+use ftp_proto::{
+    DfOk, DiscardOk, Empty, ErrorBody, ErrorCode, Frame, PartialEntry, RemotePath, Request, StatOk, Trailer, WorkingDir,
+};
 use reply::{error_body, path_error};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -247,7 +249,9 @@ where
     /// with the ones after it.
     async fn run_request(&mut self, request: Request) -> Result<Option<Outcome>, ConnError> {
         let outcome = match request {
-            Request::Put { path, size, resume, hash } => return self.put(&path, size, resume, hash).await,
+            Request::Put { path, size, resume, hash, mtime, exclusive } => {
+                return self.put(&path, size, resume, hash, PutOptions { mtime, exclusive }).await;
+            }
             Request::Get { path, offset, since } => self.get(path, offset, since).await?,
             Request::Ls { path } => self.ls(path.as_deref()).await?,
             Request::Stat { path } => self.stat(&path).await?,
@@ -257,6 +261,8 @@ where
             Request::Rename { from, to } => self.rename(&from, &to).await?,
             Request::Cd { path } => self.cd(path.as_deref()).await?,
             Request::Df => self.df().await?,
+            Request::Partials => self.partials().await?,
+            Request::Discard { path } => self.discard(&path).await?,
             Request::Pwd => {
                 let cwd = self.logged_in().cwd.to_string();
                 self.send_ok(&WorkingDir { cwd: cwd.clone() }).await?;
@@ -378,26 +384,72 @@ where
             Ok(entries) => entries,
             Err(e) => return self.refuse(path.to_string(), error_body(&e, &path)).await,
         };
+        let bytes = self.send_listing(&entries).await?;
+        Ok(Outcome { bytes, ..Outcome::new(&path, Ok(())) })
+    }
+
+    /// An `ok` reply, the items in data frames of JSON arrays, and an end
+    /// frame with their count. Returns the bytes of JSON sent.
+    async fn send_listing<T: Serialize>(&mut self, items: &[T]) -> Result<u64, ConnError> {
         self.send_ok(&Empty {}).await?;
         let mut bytes = 0;
-        for batch in entries.chunks(ftp_proto::LIST_BATCH) {
+        for batch in items.chunks(ftp_proto::LIST_BATCH) {
             let json = bytes::Bytes::from(serde_json::to_vec(batch).map_err(std::io::Error::other)?);
             bytes += json.len() as u64;
             self.send(Frame::Data(json)).await?;
         }
-        let trailer = Trailer { count: Some(entries.len() as u64), ..Trailer::default() };
+        let trailer = Trailer { count: Some(items.len() as u64), ..Trailer::default() };
         self.send(Frame::End(trailer.encode())).await?;
-        Ok(Outcome { bytes, ..Outcome::new(&path, Ok(())) })
+        Ok(bytes)
     }
 
     async fn df(&mut self) -> Result<Outcome, ConnError> {
-        match self.files().usage().await {
-            Ok((usage, quota)) => {
-                let available = quota.map(|q| q.saturating_sub(usage.used + usage.reserved));
-                self.send_ok(&DfOk { used: usage.used, quota, available }).await?;
-                Ok(Outcome::new("", Ok(())))
+        let files = self.files();
+        let usage = match files.usage().await {
+            Ok(usage) => usage,
+            Err(e) => return self.refuse(String::new(), error_body(&e, &RemotePath::root())).await,
+        };
+        let (usage, quota) = usage;
+        let partials = match files.partials().await {
+            Ok(partials) => partials.iter().map(|p| p.held).sum(),
+            Err(e) => return self.refuse(String::new(), error_body(&e, &RemotePath::root())).await,
+        };
+        let available = quota.map(|q| q.saturating_sub(usage.used + usage.reserved));
+        self.send_ok(&DfOk { used: usage.used, quota, available, partials: Some(partials) }).await?;
+        Ok(Outcome::new("", Ok(())))
+    }
+
+    /// `partials`: sent as `ls` sends entries.
+    async fn partials(&mut self) -> Result<Outcome, ConnError> {
+        let partials = match self.files().partials().await {
+            Ok(partials) => partials,
+            Err(e) => return self.refuse(String::new(), error_body(&e, &RemotePath::root())).await,
+        };
+        let entries: Vec<PartialEntry> = partials
+            .into_iter()
+            .map(|p| PartialEntry { path: p.path.to_string(), size: p.size, held: p.held, mtime: p.mtime })
+            .collect();
+        let bytes = self.send_listing(&entries).await?;
+        Ok(Outcome { bytes, ..Outcome::new("", Ok(())) })
+    }
+
+    async fn discard(&mut self, path: &str) -> Result<Outcome, ConnError> {
+        let path = match self.resolve(path) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(path.to_owned(), e).await,
+        };
+        let result = self.files().discard_partial(&path).await;
+        let result = result.map(|d| DiscardOk { path: path.to_string(), freed: d.bytes });
+        match result {
+            Err(crate::transfer::Error::NotFound) => {
+                let err = ErrorBody::new(ErrorCode::NotFound, format!("{path}: no partial upload kept for it"));
+                self.refuse(path.to_string(), err).await
             }
-            Err(e) => self.refuse(String::new(), error_body(&e, &RemotePath::root())).await,
+            Err(crate::transfer::Error::Held) => {
+                let why = format!("{path}: an upload in progress is sending it; try again when it ends");
+                self.refuse(path.to_string(), ErrorBody::new(ErrorCode::Busy, why)).await
+            }
+            other => self.reply(&path, other).await,
         }
     }
 

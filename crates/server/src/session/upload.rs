@@ -19,7 +19,7 @@
 use super::connection::ConnError;
 use super::reply::error_body;
 use super::{Outcome, Session, Swallow};
-use crate::transfer::{End, Error, SMALL_FILE, SmallPut, Upload};
+use crate::transfer::{End, Error, PutOptions, SMALL_FILE, SmallPut, Upload};
 use ftp_proto::bulk::Received;
 use ftp_proto::{ErrorBody, ErrorCode, Frame, PutOk, PutReady, RemotePath, Request, Trailer, encode_err, encode_ok};
 use std::pin::Pin;
@@ -117,6 +117,7 @@ where
         size: u64,
         resume: bool,
         hash: Option<String>,
+        options: PutOptions,
     ) -> Result<Option<Outcome>, ConnError> {
         let target = match self.resolve(path) {
             Ok(p) => p,
@@ -131,9 +132,9 @@ where
         };
         self.running = Some((target.to_string(), 0));
         if !resume && size <= SMALL_FILE {
-            return self.put_small(target, size, declared).await;
+            return self.put_small(target, size, declared, options).await;
         }
-        let mut upload = match self.files().begin_upload(&target, size, resume, declared).await {
+        let mut upload = match self.files().begin_upload(&target, size, resume, declared, options).await {
             Ok(upload) => upload,
             Err(e) => {
                 let err = error_body(&e, &target);
@@ -181,7 +182,7 @@ where
         let mut outcome = match result {
             Ok(done) => {
                 let hash = done.hash.to_hex().to_string();
-                self.send_ok(&PutOk { path: target.to_string(), size, hash }).await?;
+                self.send_ok(&PutOk { path: target.to_string(), size, hash, mtime: done.mtime }).await?;
                 Outcome::new(&target, Ok(()))
             }
             Err(err) => {
@@ -204,15 +205,16 @@ where
         target: RemotePath,
         size: u64,
         declared: Option<blake3::Hash>,
+        options: PutOptions,
     ) -> Result<Option<Outcome>, ConnError> {
         let started = Instant::now();
         let files = self.files();
-        let mut begun = files.begin_small(&target, size, declared).await;
+        let mut begun = files.begin_small(&target, size, declared, options).await;
         if matches!(begun, Err(Error::OverQuota { .. })) && !self.staged.is_empty() {
             // The staged uploads still hold their whole size; once stored,
             // the files they replace are freed.
             self.store_staged().await?;
-            begun = files.begin_small(&target, size, declared).await;
+            begun = files.begin_small(&target, size, declared, options).await;
         }
         let mut put = match begun {
             Ok(put) => put,
@@ -324,8 +326,8 @@ where
         let mut replies = Vec::with_capacity(answers.len());
         for ((target, size, hash, started), result) in answers.into_iter().zip(results) {
             let outcome = match result {
-                Ok(()) => {
-                    let ok = PutOk { path: target.to_string(), size, hash: hash.to_hex().to_string() };
+                Ok(mtime) => {
+                    let ok = PutOk { path: target.to_string(), size, hash: hash.to_hex().to_string(), mtime };
                     replies.push(Frame::Message(encode_ok(&ok)));
                     Ok(())
                 }

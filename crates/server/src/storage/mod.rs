@@ -64,6 +64,31 @@ pub struct SmallFile {
     pub path: RemotePath,
     /// All of it.
     pub data: Vec<u8>,
+    /// The modification time to give it, if the sender asked for one and
+    /// the backend keeps times ([`Backend::keeps_mtime`]).
+    pub mtime: Option<i64>,
+}
+
+/// A partial upload kept for resume, as [`Backend::partials`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialInfo {
+    /// The upload's target.
+    pub path: RemotePath,
+    /// The size of the whole file.
+    pub size: u64,
+    /// Bytes held (where a resumed upload continues).
+    pub held: u64,
+    /// When it last changed, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// A partial upload thrown away by [`Backend::discard_partial`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discarded {
+    /// Its id, for the account ([`Quota::partial_dropped`]).
+    pub partial: String,
+    /// Bytes it held.
+    pub bytes: u64,
 }
 
 /// A download asked for.
@@ -143,6 +168,14 @@ pub trait Backend: Send + Sync {
     async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>>;
     /// Bytes stored, counted afresh: files, and partial uploads kept.
     async fn usage(&self) -> Result<u64>;
+    /// The partial uploads kept for resume, sorted by target path.
+    async fn partials(&self) -> Result<Vec<PartialInfo>>;
+    /// Throws away the partial upload kept for `path`: [`Error::NotFound`]
+    /// if there is none, [`Error::Held`] while an upload holds it.
+    async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded>;
+    /// Whether a stored file keeps the modification time its upload asks
+    /// for ([`UploadSink::commit`]); an object store keeps its own.
+    fn keeps_mtime(&self) -> bool;
 }
 
 /// The space a user uses and reserves.
@@ -189,9 +222,11 @@ pub trait UploadSink: Send {
     /// Appends the first `n` bytes of `buf`.
     async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<()>;
     /// Publishes the file under its name if its whole content hashes to
-    /// `hash`; returns the file it replaced. However this fails, nothing
-    /// of the upload stays (not even a partial).
-    async fn commit(self, hash: &blake3::Hash) -> Result<Removed>;
+    /// `hash`, with modification time `mtime` (seconds since the epoch)
+    /// if given and the backend keeps times; returns the file it
+    /// replaced. However this fails, nothing of the upload stays (not
+    /// even a partial).
+    async fn commit(self, hash: &blake3::Hash, mtime: Option<i64>) -> Result<Removed>;
     /// Ends the upload unpublished. A resumable one keeps its partial if
     /// `keep` (and it holds any bytes); returns the bytes kept.
     async fn abort(self, keep: bool) -> u64;
@@ -375,6 +410,17 @@ impl Backend for Home {
     async fn usage(&self) -> Result<u64> {
         forward!(self, Home, b => b.usage().await)
     }
+    async fn partials(&self) -> Result<Vec<PartialInfo>> {
+        let mut all = forward!(self, Home, b => b.partials().await)?;
+        all.sort_by(|a, b| a.path.to_string().cmp(&b.path.to_string()));
+        Ok(all)
+    }
+    async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        forward!(self, Home, b => b.discard_partial(path).await)
+    }
+    fn keeps_mtime(&self) -> bool {
+        matches!(self, Home::Fs(_))
+    }
 }
 
 impl Quota for Account {
@@ -463,8 +509,8 @@ impl UploadSink for Sink {
     async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<()> {
         forward!(self, Sink, s => s.write(buf, n).await)
     }
-    async fn commit(self, hash: &blake3::Hash) -> Result<Removed> {
-        forward!(self, Sink, s => s.commit(hash).await)
+    async fn commit(self, hash: &blake3::Hash, mtime: Option<i64>) -> Result<Removed> {
+        forward!(self, Sink, s => s.commit(hash, mtime).await)
     }
     async fn abort(self, keep: bool) -> u64 {
         forward!(self, Sink, s => s.abort(keep).await)

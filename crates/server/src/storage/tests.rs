@@ -42,7 +42,7 @@ async fn feed(sink: &mut Sink, data: &[u8]) -> Result<()> {
 async fn put(home: &Home, path: &str, data: &[u8]) -> Result<Removed> {
     let mut sink = home.begin_upload(&p(path), data.len() as u64, UploadMode::Private).await?;
     feed(&mut sink, data).await?;
-    sink.commit(&blake3::hash(data)).await
+    sink.commit(&blake3::hash(data), None).await
 }
 
 async fn get(home: &Home, path: &str, offset: u64) -> Result<Vec<u8>> {
@@ -117,7 +117,7 @@ async fn an_upload_streams_and_appears_only_when_verified() {
         // The bytes are in the store already, but nothing has the name yet.
         assert!(matches!(home.stat(&p("big.bin")).await, Err(Error::NotFound)), "{name}");
         assert!(home.list(&RemotePath::root()).await.unwrap().is_empty(), "{name}");
-        assert_eq!(sink.commit(&blake3::hash(&data)).await.unwrap().bytes, 0, "replaced nothing");
+        assert_eq!(sink.commit(&blake3::hash(&data), None).await.unwrap().bytes, 0, "replaced nothing");
         assert_eq!(home.stat(&p("big.bin")).await.unwrap().size, 20 << 20);
         assert_eq!(get(&home, "big.bin", 0).await.unwrap(), data, "{name}");
         assert_eq!(get(&home, "big.bin", 5 << 20).await.unwrap(), &data[5 << 20..], "{name}");
@@ -125,10 +125,10 @@ async fn an_upload_streams_and_appears_only_when_verified() {
         assert_eq!(home.usage().await.unwrap(), 20 << 20, "{name}");
         // Small and empty files, stored together.
         let small = vec![
-            SmallFile { path: p("s1"), data: b"one".to_vec() },
-            SmallFile { path: p("empty"), data: Vec::new() },
-            SmallFile { path: p("no/such"), data: b"x".to_vec() },
-            SmallFile { path: p("s1"), data: b"later".to_vec() },
+            SmallFile { path: p("s1"), data: b"one".to_vec(), mtime: None },
+            SmallFile { path: p("empty"), data: Vec::new(), mtime: None },
+            SmallFile { path: p("no/such"), data: b"x".to_vec(), mtime: None },
+            SmallFile { path: p("s1"), data: b"later".to_vec(), mtime: None },
         ];
         let stored = home.store_small(small).await;
         assert!(stored[0].is_ok() && stored[1].is_ok(), "{name}: {stored:?}");
@@ -149,7 +149,7 @@ async fn a_failed_upload_leaves_nothing_and_the_old_file_intact() {
         // Wrong hash.
         let mut sink = home.begin_upload(&p("f.bin"), new.len() as u64, UploadMode::Private).await.unwrap();
         feed(&mut sink, &new).await.unwrap();
-        let err = sink.commit(&blake3::hash(b"something else")).await.unwrap_err();
+        let err = sink.commit(&blake3::hash(b"something else"), None).await.unwrap_err();
         assert!(matches!(err, Error::Integrity(_)), "{name}: {err}");
         // Abandoned, resumable or not.
         for mode in [UploadMode::Private, UploadMode::Resumable { hash: None }] {
@@ -161,7 +161,7 @@ async fn a_failed_upload_leaves_nothing_and_the_old_file_intact() {
         let mut sink = home.begin_upload(&p("h.bin"), 3, UploadMode::Resumable { hash: None }).await.unwrap();
         feed(&mut sink, b"abc").await.unwrap();
         home.create_dir(&p("h.bin")).await.unwrap();
-        assert!(matches!(sink.commit(&blake3::hash(b"abc")).await, Err(Error::IsADirectory)), "{name}");
+        assert!(matches!(sink.commit(&blake3::hash(b"abc"), None).await, Err(Error::IsADirectory)), "{name}");
         home.remove_dir(&p("h.bin")).await.unwrap();
 
         assert_eq!(get(&home, "f.bin", 0).await.unwrap(), old, "{name}");
@@ -232,7 +232,7 @@ async fn a_resumable_upload_keeps_what_it_holds_and_hashes_it() {
         assert_eq!(again.offset(), held, "{name}");
         assert_eq!(again.prefix_hash(), blake3::hash(&data[..held as usize]), "{name}");
         feed(&mut again, &data[held as usize..]).await.unwrap();
-        again.commit(&blake3::hash(&data)).await.unwrap();
+        again.commit(&blake3::hash(&data), None).await.unwrap();
         assert_eq!(get(&home, "r.bin", 0).await.unwrap(), data, "{name}");
         assert_eq!(home.usage().await.unwrap(), size, "{name}: the partial became the file");
 
@@ -244,6 +244,50 @@ async fn a_resumable_upload_keeps_what_it_holds_and_hashes_it() {
         assert_eq!((other.offset(), other.dropped()), (0, held), "{name}");
         assert_eq!(other.abort(true).await, 0, "{name}: an empty partial is not kept");
         assert_eq!(home.usage().await.unwrap(), size, "{name}: no partial left");
+    }
+}
+
+#[tokio::test]
+async fn partials_are_listed_and_discarded() {
+    let data = random(9 << 20, "listed");
+    for (name, store, _dir) in stores() {
+        let home = store.home("alice").await.unwrap();
+        assert!(home.partials().await.unwrap().is_empty(), "{name}");
+        home.create_dir(&p("d")).await.unwrap();
+        let mut sink = home.begin_upload(&p("d/x"), 9 << 20, UploadMode::Resumable { hash: None }).await.unwrap();
+        feed(&mut sink, &data).await.unwrap();
+        let held = sink.abort(true).await;
+        let listed = home.partials().await.unwrap();
+        assert_eq!(listed.len(), 1, "{name}: {listed:?}");
+        assert_eq!((&listed[0].path, listed[0].size, listed[0].held), (&p("d/x"), 9 << 20, held), "{name}");
+        assert!(matches!(home.discard_partial(&p("d/y")).await, Err(Error::NotFound)), "{name}");
+        let discarded = home.discard_partial(&p("d/x")).await.unwrap();
+        assert_eq!(discarded.bytes, held, "{name}");
+        assert!(home.partials().await.unwrap().is_empty(), "{name}");
+        assert_eq!(home.usage().await.unwrap(), 0, "{name}");
+        assert!(matches!(home.discard_partial(&p("d/x")).await, Err(Error::NotFound)), "{name}");
+        let again = home.begin_upload(&p("d/x"), 9 << 20, UploadMode::Resumable { hash: None }).await.unwrap();
+        assert_eq!(again.offset(), 0, "{name}: starts afresh");
+        again.abort(false).await;
+    }
+}
+
+#[tokio::test]
+async fn a_filesystem_keeps_the_mtime_an_upload_asks_for() {
+    for (name, store, _dir) in stores() {
+        let home = store.home("alice").await.unwrap();
+        let data = random(300 << 10, "timed");
+        let mut sink = home.begin_upload(&p("big"), data.len() as u64, UploadMode::Private).await.unwrap();
+        feed(&mut sink, &data).await.unwrap();
+        sink.commit(&blake3::hash(&data), Some(1_000_000_000)).await.unwrap();
+        let small = vec![SmallFile { path: p("small"), data: b"s".to_vec(), mtime: Some(-3600) }];
+        assert!(home.store_small(small).await[0].is_ok(), "{name}");
+        let (big, small) = (home.stat(&p("big")).await.unwrap(), home.stat(&p("small")).await.unwrap());
+        if home.keeps_mtime() {
+            assert_eq!((big.mtime, small.mtime), (1_000_000_000, -3600), "{name}");
+        } else {
+            assert!(big.mtime > 1_000_000_000 && small.mtime > 0, "{name}: the store's own time");
+        }
     }
 }
 

@@ -13,8 +13,10 @@ mod takeover;
 mod tests;
 mod upload;
 
-pub use crate::storage::{Body, Download, DownloadSource, Error, Result, SMALL_FILE, Source, Usage, Want};
-pub use upload::{End, SmallPut, Upload};
+pub use crate::storage::{
+    Body, Discarded, Download, DownloadSource, Error, PartialInfo, Result, SMALL_FILE, Source, Usage, Want,
+};
+pub use upload::{End, PutOptions, SmallPut, Upload};
 
 use crate::metrics::Metrics;
 use crate::storage::{Account, Backend, Claim, Home, Quota, Reservation, Store};
@@ -208,6 +210,37 @@ impl Files {
     /// Space used and reserved, and the quota.
     pub async fn usage(&self) -> Result<(Usage, Option<u64>)> {
         Ok((self.account.usage().await?, self.quota()))
+    }
+
+    /// The partial uploads kept for resume, sorted by target.
+    pub async fn partials(&self) -> Result<Vec<PartialInfo>> {
+        self.home.partials().await
+    }
+
+    /// Throws away the partial upload kept for `path`; its bytes leave the
+    /// usage. One held by a stalled upload is taken over first (as a
+    /// resumed upload would); one a live upload is sending is
+    /// [`Error::Held`].
+    pub async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        let Some(holding) = self.engine.holders.acquire(&self.user, &path.to_string()).await else {
+            return Err(Error::Held);
+        };
+        let discarded = self.home.discard_partial(path).await;
+        drop(holding);
+        let discarded = discarded?;
+        if let Err(e) = self.account.partial_dropped(&discarded.partial, discarded.bytes).await {
+            error!(user = %self.user, error = %e, "cannot record a discarded partial in the usage");
+        }
+        Ok(discarded)
+    }
+
+    /// Refuses an upload that must not replace anything when something is
+    /// at `path` already.
+    async fn check_absent(&self, path: &RemotePath, options: &PutOptions) -> Result<()> {
+        if options.exclusive && self.home.stat(path).await.is_ok() {
+            return Err(Error::Exists);
+        }
+        Ok(())
     }
 
     /// Reserves room for an upload of `size` bytes to `path` that holds

@@ -38,7 +38,7 @@ async fn send(upload: &mut Upload, data: &[u8]) -> Result<()> {
 
 /// A whole upload, not resumable.
 async fn put(files: &Files, path: &str, data: &[u8]) -> Result<()> {
-    let mut upload = files.begin_upload(&p(path), data.len() as u64, false, None).await?;
+    let mut upload = files.begin_upload(&p(path), data.len() as u64, false, None, PutOptions::default()).await?;
     send(&mut upload, data).await?;
     upload.finish(End::Hash(blake3::hash(data))).await.map(drop)
 }
@@ -64,7 +64,7 @@ async fn replacing_a_file_is_charged_only_the_difference() {
         assert!(matches!(err, Error::OverQuota { .. }), "{name}: {err}");
         // Small uploads too.
         let small = b"0123456789".repeat(100);
-        let mut put = files.begin_small(&p("s"), small.len() as u64, None).await.unwrap();
+        let mut put = files.begin_small(&p("s"), small.len() as u64, None, PutOptions::default()).await.unwrap();
         put.write(small.clone(), small.len());
         put.check(End::Hash(blake3::hash(&small))).unwrap();
         assert!(files.store_small(vec![put]).await[0].is_ok());
@@ -77,19 +77,21 @@ async fn a_broken_resumable_upload_keeps_its_partial_counted_and_a_new_size_drop
     let data = random(10 << 20, "big");
     for (name, engine, _d, _u) in engines(None) {
         let files = engine.files("alice").await.unwrap();
-        let mut upload = files.begin_upload(&p("big"), data.len() as u64, true, None).await.unwrap();
+        let mut upload =
+            files.begin_upload(&p("big"), data.len() as u64, true, None, PutOptions::default()).await.unwrap();
         assert!(upload.resumable(), "{name}");
         send(&mut upload, &data[..9 << 20]).await.unwrap();
         upload.abort().await;
         let held = used(&files).await;
         assert!(held == 8 << 20 || held == 9 << 20, "{name}: {held}");
         // The same upload resumes where the partial ends...
-        let again = files.begin_upload(&p("big"), data.len() as u64, true, None).await.unwrap();
+        let again = files.begin_upload(&p("big"), data.len() as u64, true, None, PutOptions::default()).await.unwrap();
         assert_eq!(again.offset(), held, "{name}");
         again.abort().await;
         // ...another size drops it.
         let small = b"hello".repeat(1000);
-        let mut other = files.begin_upload(&p("big"), small.len() as u64, true, None).await.unwrap();
+        let mut other =
+            files.begin_upload(&p("big"), small.len() as u64, true, None, PutOptions::default()).await.unwrap();
         assert_eq!(other.offset(), 0, "{name}");
         send(&mut other, &small).await.unwrap();
         other.finish(End::Hash(blake3::hash(&small))).await.unwrap();
@@ -101,7 +103,7 @@ async fn a_broken_resumable_upload_keeps_its_partial_counted_and_a_new_size_drop
 async fn an_abandoned_fresh_resumable_upload_leaves_nothing() {
     for (name, engine, _d, _u) in engines(None) {
         let files = engine.files("alice").await.unwrap();
-        let upload = files.begin_upload(&p("f"), 12 << 20, true, None).await.unwrap();
+        let upload = files.begin_upload(&p("f"), 12 << 20, true, None, PutOptions::default()).await.unwrap();
         let err = upload.finish(End::Abandoned { message: "bye".into(), integrity: false }).await.unwrap_err();
         assert!(matches!(err, Error::Abandoned(_)), "{name}: {err}");
         assert_eq!(used(&files).await, 0, "{name}");
@@ -116,18 +118,18 @@ async fn an_upload_is_verified_before_it_appears() {
         let files = engine.files("alice").await.unwrap();
         let size = data.len() as u64;
         // Short.
-        let mut upload = files.begin_upload(&p("f"), size, false, None).await.unwrap();
+        let mut upload = files.begin_upload(&p("f"), size, false, None, PutOptions::default()).await.unwrap();
         send(&mut upload, &data[..1 << 20]).await.unwrap();
         let err = upload.finish(End::Hash(blake3::hash(&data))).await.unwrap_err();
         assert!(matches!(err, Error::Integrity(ref m) if m.contains("received")), "{name}: {err}");
         // Another hash than the one declared up front.
         let declared = Some(blake3::hash(b"another file"));
-        let mut upload = files.begin_upload(&p("f"), size, true, declared).await.unwrap();
+        let mut upload = files.begin_upload(&p("f"), size, true, declared, PutOptions::default()).await.unwrap();
         send(&mut upload, &data).await.unwrap();
         let err = upload.finish(End::Hash(blake3::hash(&data))).await.unwrap_err();
         assert!(matches!(err, Error::Integrity(ref m) if m.contains("declared")), "{name}: {err}");
         // A wrong hash.
-        let mut upload = files.begin_upload(&p("f"), size, false, None).await.unwrap();
+        let mut upload = files.begin_upload(&p("f"), size, false, None, PutOptions::default()).await.unwrap();
         send(&mut upload, &data).await.unwrap();
         let err = upload.finish(End::Hash(blake3::hash(b"x"))).await.unwrap_err();
         assert!(matches!(err, Error::Integrity(_)), "{name}: {err}");
@@ -146,7 +148,8 @@ async fn an_upload_refused_at_its_commit_leaves_nothing_counted() {
     for (name, engine, _d, _u) in engines(None) {
         let files = engine.files("alice").await.unwrap();
         let data = random(2 << 20, "late");
-        let mut upload = files.begin_upload(&p("late"), data.len() as u64, true, None).await.unwrap();
+        let mut upload =
+            files.begin_upload(&p("late"), data.len() as u64, true, None, PutOptions::default()).await.unwrap();
         send(&mut upload, &data).await.unwrap();
         files.create_dir(&p("late")).await.unwrap();
         let err = upload.finish(End::Hash(blake3::hash(&data))).await.unwrap_err();
@@ -161,10 +164,10 @@ async fn a_second_upload_of_a_file_being_sent_goes_private_and_the_last_wins() {
     for (name, engine, _d, _u) in engines(None) {
         let files = engine.files("alice").await.unwrap();
         let (a, b) = (random(2 << 20, "a"), random(2 << 20, "b"));
-        let mut first = files.begin_upload(&p("f"), a.len() as u64, true, None).await.unwrap();
+        let mut first = files.begin_upload(&p("f"), a.len() as u64, true, None, PutOptions::default()).await.unwrap();
         send(&mut first, &a[..1 << 20]).await.unwrap();
         // The first is alive: the second does not take its partial.
-        let mut second = files.begin_upload(&p("f"), b.len() as u64, true, None).await.unwrap();
+        let mut second = files.begin_upload(&p("f"), b.len() as u64, true, None, PutOptions::default()).await.unwrap();
         assert!(!second.resumable(), "{name}");
         send(&mut second, &b).await.unwrap();
         send(&mut first, &a[1 << 20..]).await.unwrap();
@@ -180,12 +183,15 @@ async fn a_second_upload_of_a_file_being_sent_goes_private_and_the_last_wins() {
 async fn an_upload_dropped_unfinished_releases_its_reservation_in_the_background() {
     for (name, engine, _d, _u) in engines(Some(10 << 20)) {
         let files = engine.files("alice").await.unwrap();
-        let mut upload = files.begin_upload(&p("f"), 9 << 20, false, None).await.unwrap();
+        let mut upload = files.begin_upload(&p("f"), 9 << 20, false, None, PutOptions::default()).await.unwrap();
         send(&mut upload, &random(1 << 20, "x")).await.unwrap();
         drop(upload);
         engine.tasks().close();
         engine.tasks().wait().await;
         assert_eq!(used(&files).await, 0, "{name}");
-        assert!(files.begin_upload(&p("g"), 9 << 20, false, None).await.is_ok(), "{name}: room again");
+        assert!(
+            files.begin_upload(&p("g"), 9 << 20, false, None, PutOptions::default()).await.is_ok(),
+            "{name}: room again"
+        );
     }
 }

@@ -28,11 +28,25 @@ pub enum End {
     },
 }
 
+/// What an upload asks of the file it stores, besides its content.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutOptions {
+    /// The modification time to give it (seconds since the epoch), where
+    /// the store keeps one.
+    pub mtime: Option<i64>,
+    /// Store it only if nothing is at its path: checked before any data
+    /// and again when it is published, under the path's lock.
+    pub exclusive: bool,
+}
+
 /// A completed upload.
 #[derive(Debug)]
 pub struct Done {
     /// The verified BLAKE3 of the whole file.
     pub hash: blake3::Hash,
+    /// The modification time it was given, if it asked for one and the
+    /// store keeps times.
+    pub mtime: Option<i64>,
 }
 
 /// An upload in progress. Dropped unfinished (the connection broke, the
@@ -45,6 +59,7 @@ pub struct Upload {
     expected: u64,
     remaining: u64,
     declared: Option<blake3::Hash>,
+    options: PutOptions,
     offset: u64,
     prefix: blake3::Hash,
     renewed: Instant,
@@ -74,7 +89,10 @@ impl Files {
         size: u64,
         resume: bool,
         hash: Option<blake3::Hash>,
+        options: PutOptions,
     ) -> Result<Upload> {
+        self.check_absent(path, &options).await?;
+        let options = self.keepable(options);
         let mut holding = None;
         if resume {
             holding = self.engine.holders.acquire(&self.user, &path.to_string()).await;
@@ -111,6 +129,7 @@ impl Files {
             expected: size - offset,
             remaining: size - offset,
             declared: hash,
+            options,
             offset,
             prefix,
             renewed: Instant::now(),
@@ -121,34 +140,67 @@ impl Files {
     /// Begins a small upload, received whole into memory before it is
     /// stored with the ones around it ([`Files::store_small`]): its room
     /// in the quota is reserved now.
-    pub async fn begin_small(&self, path: &RemotePath, size: u64, hash: Option<blake3::Hash>) -> Result<SmallPut> {
+    pub async fn begin_small(
+        &self,
+        path: &RemotePath,
+        size: u64,
+        hash: Option<blake3::Hash>,
+        options: PutOptions,
+    ) -> Result<SmallPut> {
+        self.check_absent(path, &options).await?;
+        let options = self.keepable(options);
         let reservation = self.reserve(path, size, 0, None).await?;
         Ok(SmallPut {
             files: self.clone(),
             path: path.clone(),
             size,
             declared: hash,
+            options,
             data: Vec::with_capacity(size.min(crate::storage::SMALL_FILE) as usize),
             scratch: Vec::new(),
             reservation: Some(reservation),
         })
     }
 
+    /// The options as the store can honour them: a modification time only
+    /// where the store keeps one.
+    fn keepable(&self, options: PutOptions) -> PutOptions {
+        PutOptions { mtime: options.mtime.filter(|_| self.home.keeps_mtime()), ..options }
+    }
+
     /// Stores small uploads received whole and verified, in order, and
-    /// settles each one's reservation. Returns each one's outcome.
-    pub async fn store_small(&self, mut puts: Vec<SmallPut>) -> Vec<Result<()>> {
+    /// settles each one's reservation. Returns each one's outcome: the
+    /// modification time it was given, if any.
+    pub async fn store_small(&self, mut puts: Vec<SmallPut>) -> Vec<Result<Option<i64>>> {
         let paths: Vec<RemotePath> = puts.iter().map(|p| p.path.clone()).collect();
         let locked = self.engine.locks.lock(&self.user, &paths.iter().collect::<Vec<_>>()).await;
-        let files = puts.iter_mut().map(|p| SmallFile { path: p.path.clone(), data: std::mem::take(&mut p.data) });
-        let stored = self.home.store_small(files.collect()).await;
+        // An exclusive one is refused if its target exists by now (or an
+        // earlier one of these is going there).
+        let mut outcomes: Vec<Option<Result<crate::storage::Removed>>> = Vec::with_capacity(puts.len());
+        let mut files = Vec::with_capacity(puts.len());
+        for (i, put) in puts.iter_mut().enumerate() {
+            let taken = paths[..i].contains(&put.path);
+            if put.options.exclusive && (taken || self.check_absent(&put.path, &put.options).await.is_err()) {
+                outcomes.push(Some(Err(Error::Exists)));
+                continue;
+            }
+            outcomes.push(None);
+            let data = std::mem::take(&mut put.data);
+            files.push(SmallFile { path: put.path.clone(), data, mtime: put.options.mtime });
+        }
+        let mut stored = self.home.store_small(files).await.into_iter();
         drop(locked);
-        let mut results = Vec::with_capacity(stored.len());
-        for (result, mut put) in stored.into_iter().zip(puts) {
+        let mut results = Vec::with_capacity(puts.len());
+        for (outcome, mut put) in outcomes.into_iter().zip(puts) {
             let reservation = put.reservation.take().expect("reserved until stored");
+            let result = match outcome {
+                Some(refused) => refused,
+                None => stored.next().unwrap_or_else(|| Err(Error::other("the store skipped an upload"))),
+            };
             results.push(match result {
                 Ok(replaced) => {
                     self.settle(reservation, replaced).await;
-                    Ok(())
+                    Ok(put.options.mtime)
                 }
                 Err(e) => {
                     self.release(reservation, 0).await;
@@ -168,6 +220,7 @@ pub struct SmallPut {
     path: RemotePath,
     size: u64,
     declared: Option<blake3::Hash>,
+    options: PutOptions,
     data: Vec<u8>,
     /// The buffer lent out for the next chunk.
     scratch: Vec<u8>,
@@ -336,13 +389,19 @@ impl Upload {
         let End::Hash(claimed) = end else { unreachable!("abandoned uploads returned above") };
         let committed = {
             let _locked = files.engine.locks.lock(&files.user, &[&self.path]).await;
-            sink.commit(&claimed).await
+            match files.check_absent(&self.path, &self.options).await {
+                Ok(()) => sink.commit(&claimed, self.options.mtime).await,
+                Err(e) => {
+                    sink.abort(false).await;
+                    Err(e)
+                }
+            }
         };
         drop(holding);
         match committed {
             Ok(replaced) => {
                 files.settle(reservation, replaced).await;
-                Ok(Done { hash: claimed })
+                Ok(Done { hash: claimed, mtime: self.options.mtime })
             }
             Err(e) => {
                 files.release(reservation, 0).await;

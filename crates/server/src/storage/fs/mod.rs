@@ -14,7 +14,10 @@
 mod tree;
 mod upload;
 
-use super::{Body, Chunk, Download, Error, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode, Want};
+use super::{
+    Body, Chunk, Discarded, Download, Error, PartialInfo, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode,
+    Want,
+};
 use ftp_disk::{FileSink, FileSource};
 use ftp_proto::{DEFAULT_CHUNK, Entry, RemotePath};
 use std::collections::HashMap;
@@ -184,7 +187,6 @@ impl FsHome {
 
     pub(in crate::storage) async fn store_small(&self, files: Vec<SmallFile>) -> Vec<Result<Removed>> {
         let count = files.len();
-        let files: Vec<_> = files.into_iter().map(|f| (f.path, f.data)).collect();
         match self.blocking(move |t| Ok(t.store_small(&files))).await {
             Ok(results) => results,
             Err(e) => {
@@ -236,6 +238,15 @@ impl FsHome {
     pub(in crate::storage) async fn usage(&self) -> Result<u64> {
         let (home, partials) = (self.home.clone(), self.partials.clone());
         tokio::task::spawn_blocking(move || tree::usage(&home, &partials)).await?
+    }
+
+    pub(in crate::storage) async fn partials(&self) -> Result<Vec<PartialInfo>> {
+        self.blocking(|t| t.partials()).await
+    }
+
+    pub(in crate::storage) async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        let path = path.clone();
+        self.blocking(move |t| t.discard_partial(&path)).await
     }
 }
 

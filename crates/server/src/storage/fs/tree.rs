@@ -16,7 +16,7 @@
 //! name, and an existing file is replaced atomically.
 
 use super::upload::{PartialMeta, Upload};
-use crate::storage::{Error, Removed, Result};
+use crate::storage::{Discarded, Error, PartialInfo, Removed, Result, SmallFile};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, Metadata, OpenOptions};
 use ftp_proto::{Entry, EntryKind, RemotePath};
@@ -287,11 +287,11 @@ impl Tree {
     /// file (with fsync, all of them synced before any is renamed), then
     /// renames them into place in the order given. A directory several of
     /// them land in is opened, and synced, once.
-    pub fn store_small(&self, files: &[(RemotePath, Vec<u8>)]) -> Vec<Result<Removed>> {
+    pub fn store_small(&self, files: &[SmallFile]) -> Vec<Result<Removed>> {
         let mut dirs: std::collections::HashMap<RemotePath, Dir> = std::collections::HashMap::new();
         let mut written = Vec::with_capacity(files.len());
-        for (path, data) in files {
-            written.push(self.write_one_small(&mut dirs, path, data));
+        for file in files {
+            written.push(self.write_one_small(&mut dirs, file));
         }
         if self.fsync {
             // Writeback of all of them first, so that each sync below mostly
@@ -313,7 +313,7 @@ impl Tree {
         let results = written
             .into_iter()
             .zip(files)
-            .map(|(w, (path, _))| w.and_then(|(upload, _)| upload.commit(false, path)))
+            .map(|(w, file)| w.and_then(|(upload, _)| upload.commit(false, &file.path, None)))
             .collect();
         if self.fsync {
             for dir in dirs.values() {
@@ -328,9 +328,9 @@ impl Tree {
     fn write_one_small(
         &self,
         dirs: &mut std::collections::HashMap<RemotePath, Dir>,
-        path: &RemotePath,
-        data: &[u8],
+        small: &SmallFile,
     ) -> Result<(Upload, std::fs::File)> {
+        let path = &small.path;
         let parent = path.parent();
         let dir = match dirs.get(&parent) {
             Some(dir) => dir.try_clone()?,
@@ -342,7 +342,10 @@ impl Tree {
         };
         let (parent, name) = self.target_in(dir, path)?;
         let mut start = self.begin_temp_upload(parent, name)?;
-        io::Write::write_all(&mut start.file, data)?;
+        io::Write::write_all(&mut start.file, &small.data)?;
+        if let Some(mtime) = small.mtime {
+            start.file.set_modified(system_time(mtime))?;
+        }
         Ok((start.upload, start.file))
     }
 
@@ -408,6 +411,45 @@ impl Tree {
         Ok(removed)
     }
 
+    /// The partial uploads kept for resume.
+    pub fn partials(&self) -> Result<Vec<PartialInfo>> {
+        let mut found = Vec::new();
+        for entry in self.partials.entries()? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".part") else { continue };
+            let Ok(meta) = entry.metadata() else { continue }; // gone meanwhile
+            let record: Option<PartialMeta> =
+                self.partials.read(format!("{key}.meta")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            // A partial without a readable record can't be resumed; the
+            // sweep removes it in time.
+            let Some(record) = record else { continue };
+            let Ok(path) = RemotePath::resolve(&RemotePath::root(), &record.path) else { continue };
+            if meta.len() == 0 {
+                continue; // an upload starting: nothing held yet
+            }
+            found.push(PartialInfo { path, size: record.size, held: meta.len(), mtime: mtime_of(&meta) });
+        }
+        Ok(found)
+    }
+
+    /// Removes the partial kept for `path`, unless an upload holds it.
+    pub fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        let key = partial_key(path);
+        let part_name = format!("{key}.part");
+        if self.partials.symlink_metadata(&part_name).is_err() {
+            return Err(Error::NotFound);
+        }
+        let Some(file) = self.lock_partial(&part_name)? else { return Err(Error::Held) };
+        let bytes = file.metadata()?.len();
+        self.partials.remove_file(&part_name)?;
+        let _ = self.partials.remove_file(format!("{key}.meta"));
+        if bytes == 0 {
+            return Err(Error::NotFound); // an empty one holds nothing to free
+        }
+        Ok(Discarded { partial: key, bytes })
+    }
+
     fn open_dir(&self, path: &RemotePath) -> Result<Dir> {
         Ok(if path.is_root() { self.dir.try_clone()? } else { self.dir.open_dir(path.to_relative())? })
     }
@@ -456,6 +498,14 @@ pub(super) fn mtime_of(meta: &Metadata) -> i64 {
             Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
         })
         .unwrap_or(0)
+}
+
+/// The instant `secs` seconds from the epoch (before it if negative);
+/// saturates far outside what a filesystem holds.
+pub(super) fn system_time(secs: i64) -> std::time::SystemTime {
+    let offset = std::time::Duration::from_secs(secs.unsigned_abs());
+    let time = if secs >= 0 { UNIX_EPOCH.checked_add(offset) } else { UNIX_EPOCH.checked_sub(offset) };
+    time.unwrap_or(UNIX_EPOCH)
 }
 
 /// Sum of the sizes of the regular files under `dir` (symlinks not
@@ -534,7 +584,7 @@ mod tests {
             std::io::Write::write_all(&mut start.file, if resume { b"world" } else { b"hello" }).unwrap();
             let before = if resume { 1 } else { 0 };
             assert_eq!(home.list(&RemotePath::root()).unwrap().len(), before, "invisible until committed");
-            assert_eq!(start.upload.commit(true, &p("f")).unwrap().bytes, before as u64 * 5, "replaced bytes");
+            assert_eq!(start.upload.commit(true, &p("f"), None).unwrap().bytes, before as u64 * 5, "replaced bytes");
         }
         let entries = home.list(&RemotePath::root()).unwrap();
         assert_eq!(entries.len(), 1);
@@ -596,7 +646,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let home = Tree::open(root.path(), "bob", false).unwrap();
         assert!(matches!(home.begin_upload(&p("no/f"), 1, false, None), Err(Error::ParentNotFound)));
-        let small = home.store_small(&[(p("no/f"), b"x".to_vec())]);
+        let small = home.store_small(&[SmallFile { path: p("no/f"), data: b"x".to_vec(), mtime: None }]);
         assert!(matches!(small[0], Err(Error::ParentNotFound)));
     }
 }

@@ -59,12 +59,21 @@ impl Upload {
     /// Renames the verified file into place, replacing any existing file
     /// atomically, and (with fsync) makes the rename durable. Returns the
     /// file it replaced. If it can't be put in place, nothing of it stays.
-    pub fn commit(mut self, fsync: bool, path: &RemotePath) -> Result<Removed> {
-        let result = self.rename_into_place(fsync, path);
+    /// `mtime`, if given, becomes the file's modification time.
+    pub fn commit(mut self, fsync: bool, path: &RemotePath, mtime: Option<i64>) -> Result<Removed> {
+        let result = self.set_mtime(mtime).and_then(|()| self.rename_into_place(fsync, path));
         if result.is_err() {
             self.remove();
         }
         result
+    }
+
+    fn set_mtime(&self, mtime: Option<i64>) -> Result<()> {
+        if let Some(mtime) = mtime {
+            let file = self.store.open(&self.temp_name)?.into_std();
+            file.set_modified(super::tree::system_time(mtime))?;
+        }
+        Ok(())
     }
 
     fn rename_into_place(&mut self, fsync: bool, path: &RemotePath) -> Result<Removed> {
@@ -179,7 +188,7 @@ impl FsSink {
         if handed { Ok(()) } else { Err(self.failure().await) }
     }
 
-    pub(in crate::storage) async fn commit(mut self, hash: &blake3::Hash) -> Result<Removed> {
+    pub(in crate::storage) async fn commit(mut self, hash: &blake3::Hash, mtime: Option<i64>) -> Result<Removed> {
         let written = match self.writer.take() {
             Some(writer) => writer.finish().await.map_err(Error::from),
             None => Err(Error::other("the upload's disk thread stopped")),
@@ -196,7 +205,7 @@ impl FsSink {
             return Err(Error::Integrity(format!("hash mismatch: the file received hashes to {}", actual.to_hex())));
         }
         let (fsync, path, upload) = (self.tree.fsync, self.path, self.upload);
-        tokio::task::spawn_blocking(move || upload.commit(fsync, &path)).await?
+        tokio::task::spawn_blocking(move || upload.commit(fsync, &path, mtime)).await?
     }
 
     pub(in crate::storage) async fn abort(mut self, keep: bool) -> u64 {

@@ -27,7 +27,9 @@ pub use download::S3Source;
 pub use ledger::Ledger;
 pub use upload::S3Sink;
 
-use super::{Body, Download, Error, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode, Want};
+use super::{
+    Body, Discarded, Download, Error, PartialInfo, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode, Want,
+};
 use ftp_proto::{Entry, EntryKind, RemotePath};
 use futures::StreamExt;
 use object_store::multipart::MultipartStore;
@@ -525,6 +527,20 @@ impl S3Home {
 
     pub(in crate::storage) async fn usage(&self) -> Result<u64> {
         Ok(self.files_usage().await? + upload::partials_held(self).await?)
+    }
+
+    pub(in crate::storage) async fn partials(&self) -> Result<Vec<PartialInfo>> {
+        upload::partials(self).await
+    }
+
+    /// Drops the partial kept for `path`: the store frees its parts. An
+    /// upload holding it is the transfer layer's to stop first.
+    pub(in crate::storage) async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        let record = upload::record_key(self, path);
+        match upload::drop_partial(self, &record).await? {
+            Some(bytes) if bytes > 0 => Ok(Discarded { partial: upload::partial_id(&record), bytes }),
+            _ => Err(Error::NotFound),
+        }
     }
 
     /// Bytes of the files in the home.

@@ -16,7 +16,7 @@
 //! attempt that finds it changed was taken over by a newer one and stops.
 
 use super::{S3Home, from_store};
-use crate::storage::{Error, Removed, Result};
+use crate::storage::{Error, PartialInfo, Removed, Result};
 use ftp_proto::RemotePath;
 use futures::StreamExt;
 use object_store::multipart::PartId;
@@ -106,7 +106,7 @@ impl PartialRecord {
 }
 
 /// The record of the partial of uploads to `path` (one per target).
-fn record_key(home: &S3Home, path: &RemotePath) -> Path {
+pub(super) fn record_key(home: &S3Home, path: &RemotePath) -> Path {
     let id = blake3::hash(path.to_string().as_bytes()).to_hex();
     home.partials.clone().join(format!("{}.json", &id[..32]))
 }
@@ -142,6 +142,22 @@ pub async fn drop_partial(home: &S3Home, record: &Path) -> Result<Option<u64>> {
     }
     home.store.delete(record).await.map_err(from_store)?;
     Ok(Some(held))
+}
+
+/// The user's partials that hold bytes.
+pub(super) async fn partials(home: &S3Home) -> Result<Vec<PartialInfo>> {
+    let mut found = Vec::new();
+    let mut listing = home.store.list(Some(&home.partials));
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(from_store)?;
+        let Some((record, _)) = read_record(home, &meta.location).await? else { continue };
+        let Ok(path) = RemotePath::resolve(&RemotePath::root(), &record.path) else { continue };
+        if record.held() > 0 {
+            let mtime = meta.last_modified.timestamp();
+            found.push(PartialInfo { path, size: record.size, held: record.held(), mtime });
+        }
+    }
+    Ok(found)
 }
 
 /// Bytes held by the user's partials.
@@ -261,7 +277,9 @@ impl S3Sink {
         result
     }
 
-    pub(in crate::storage) async fn commit(self, hash: &blake3::Hash) -> Result<Removed> {
+    /// Object stores keep their own modification time: `_mtime` is not
+    /// kept ([`crate::storage::Backend::keeps_mtime`]).
+    pub(in crate::storage) async fn commit(self, hash: &blake3::Hash, _mtime: Option<i64>) -> Result<Removed> {
         let S3Sink { home, path, key, kind, .. } = self;
         match kind {
             Kind::Private(p) => p.commit(&home, &path, &key, hash).await,
