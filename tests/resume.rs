@@ -14,6 +14,7 @@ on_both_backends!(
     stale_partials_are_removed_and_leave_the_quota,
     a_new_attempt_takes_over_from_a_session_whose_client_is_gone,
     uploads_without_resume_leave_nothing_when_they_break,
+    ftpc_partials_lists_what_is_kept_and_rm_frees_it,
 );
 
 const SIZE: u64 = 192 << 20;
@@ -424,4 +425,48 @@ fn uploads_without_resume_leave_nothing_when_they_break() {
     assert!(d.partials("alice").is_empty());
     assert_eq!(df(&mut raw).0, 0, "nothing counts toward the quota");
     assert_eq!(d.unfinished_uploads("alice"), 0);
+}
+
+/// `ftpc partials` shows an interrupted upload where `ftpc` prints paths
+/// (from the home, pasteable), `partials rm` frees it, and the next `put`
+/// starts afresh.
+fn ftpc_partials_lists_what_is_kept_and_rm_frees_it() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let unit = unit(&d);
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    raw.request(&json!({"op": "mkdir", "path": "docs"}));
+    raw.request(&json!({"op": "put", "path": "docs/f.bin", "size": 2 * unit, "resume": true}));
+    for chunk in vec![1u8; unit].chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    wait_until(Duration::from_secs(30), "partial", || d.partials("alice").iter().any(|p| p.1 == unit as u64));
+    drop(raw);
+    let listed = wait_for_output(&d, &["partials"], "/docs/f.bin");
+    assert!(listed.contains(" of "), "{listed}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&d.ftpc("alice", "pw").args(["partials", "--json"]).output().unwrap().stdout).unwrap();
+    assert_eq!(json[0]["path"], "/docs/f.bin");
+    assert_eq!(json[0]["held"], unit as u64);
+    let out = d.ftpc("alice", "pw").args(["partials", "rm", "/docs/f.bin"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("freed "), "{out:?}");
+    assert!(d.partials("alice").is_empty());
+    let out = d.ftpc("alice", "pw").args(["partials", "rm", "docs/f.bin"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "nothing left to free: {out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no partial upload"), "{out:?}");
+    let out = d.ftpc("alice", "pw").args(["partials"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no interrupted uploads kept");
+}
+
+/// Runs `ftpc ARGS` until its output holds `want` (the daemon notices a
+/// dropped connection a moment later); returns that output.
+fn wait_for_output(d: &Daemon, args: &[&str], want: &str) -> String {
+    let mut last = String::new();
+    wait_until(Duration::from_secs(30), want, || {
+        let out = d.ftpc("alice", "pw").args(args).output().unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        last.contains(want)
+    });
+    last
 }
