@@ -412,7 +412,7 @@ impl Backend for Home {
     }
     async fn partials(&self) -> Result<Vec<PartialInfo>> {
         let mut all = forward!(self, Home, b => b.partials().await)?;
-        all.sort_by(|a, b| a.path.to_string().cmp(&b.path.to_string()));
+        all.sort_by_key(|p| p.path.to_string());
         Ok(all)
     }
     async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
