@@ -2415,7 +2415,7 @@ mod s6_concurrency {
         assert_eq!(raw.reply()["cwd"], "/d");
         assert_eq!(raw.reply(), json!({"ok": true}));
         assert_error(&raw.reply(), "not_found");
-        assert_eq!(raw.reply(), json!({"ok": true, "used": 0}));
+        assert_eq!(raw.reply(), json!({"ok": true, "used": 0, "partials": 0}));
         assert_in_step(&mut raw);
     }
 

@@ -251,7 +251,7 @@ fn json_output_for_scripts() {
     assert_eq!(stat["size"], 5);
     assert_eq!(stat["hash"], blake3::hash(b"12345").to_hex().as_str());
     let df: serde_json::Value = serde_json::from_str(&ok(d.ftpc("alice", "pw").args(["df", "--json"]))).unwrap();
-    assert_eq!(df, json!({"used": 5, "quota": 1048576, "available": 1048571}));
+    assert_eq!(df, json!({"used": 5, "quota": 1048576, "available": 1048571, "partials": 0}));
 }
 
 fn get_r_never_writes_outside_the_target_whatever_the_server_lists() {
