@@ -10,8 +10,9 @@ mod shell;
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
 use ftp_client::display::escape;
+use ftp_client::known_hosts::default_file as default_known_hosts;
 use ftp_client::profile::{self, Profile};
-use ftp_client::tls::{Trust, default_known_hosts};
+use ftp_client::tls::Trust;
 use ftp_client::{Client, ClientError, Io, Transport};
 use ftp_proto::ErrorCode;
 use std::io::IsTerminal;
@@ -240,9 +241,13 @@ pub struct Failure(pub u8, pub String);
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         let code = match &e {
-            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => {
-                exit::CONNECT
-            }
+            ClientError::Connect { .. }
+            | ClientError::Io(_)
+            | ClientError::Timeout
+            | ClientError::Protocol(_)
+            | ClientError::NotFtpd { .. }
+            | ClientError::ClosedInHandshake { .. }
+            | ClientError::Busy(_) => exit::CONNECT,
             ClientError::Remote(body) if matches!(body.code, ErrorCode::AuthFailed | ErrorCode::TooManyAttempts) => {
                 exit::AUTH
             }
@@ -250,7 +255,10 @@ impl From<ClientError> for Failure {
             ClientError::Remote(_) => exit::REMOTE,
             ClientError::Integrity(_) => exit::INTEGRITY,
             ClientError::Local { .. } => exit::LOCAL,
-            ClientError::Tls(_) | ClientError::UnknownHost { .. } | ClientError::HostChanged { .. } => exit::IDENTITY,
+            ClientError::Tls(_)
+            | ClientError::TlsMismatch(_)
+            | ClientError::UnknownHost { .. }
+            | ClientError::HostChanged { .. } => exit::IDENTITY,
         };
         let message = match &e {
             ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => {
