@@ -1,11 +1,119 @@
-//! Reaching the server: a clear word when the port is not an ftpd's or
-//! the daemon is too busy.
+//! Reaching the server as ssh users expect: addresses with a default port
+//! and a user, named hosts in the profile, and a clear word when the port
+//! is not an ftpd's or the daemon is too busy.
 
 use ftp_e2e::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// A free address on port 2121 (the default one), somewhere in 127/8 so
+/// that it can't collide with a daemon a person runs on 127.0.0.1:2121.
+fn free_default_port_address() -> String {
+    let pid = std::process::id();
+    for i in 0..64u32 {
+        let n = pid.wrapping_add(i * 7919);
+        let ip = Ipv4Addr::new(127, 21, (n >> 8) as u8, (n as u8).max(2));
+        if TcpListener::bind((ip, 2121)).is_ok() {
+            return ip.to_string();
+        }
+    }
+    panic!("no free 127.21.x.y:2121");
+}
+
+#[test]
+fn a_server_without_a_port_is_reached_on_2121() {
+    let ip = free_default_port_address();
+    let d = Daemon::start(&["--listen", &format!("{ip}:2121")]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").args(["-s", &ip, "mkdir", "by-flag"]));
+    let known = std::fs::read_to_string(d.dir.path().join("known_hosts")).unwrap();
+    assert!(known.starts_with(&format!("{ip}:2121 sha256:")), "pinned under HOST:2121: {known}");
+    ok(d.ftpc("alice", "pw").env("FTPC_SERVER", &ip).args(["mkdir", "by-variable"]));
+    let profile = d.dir.path().join("profile.toml");
+    std::fs::write(&profile, format!("server = \"{ip}\"\n")).unwrap();
+    ok(d.ftpc("alice", "pw").env_remove("FTPC_SERVER").env("FTPC_CONFIG", &profile).args(["mkdir", "by-profile"]));
+    let listed = ok(d.ftpc("alice", "pw").arg("ls"));
+    assert_eq!(listed, "by-flag/\nby-profile/\nby-variable/\n");
+}
+
+#[test]
+fn ipv6_literals_in_brackets() {
+    let d = Daemon::start(&["--listen", "[::1]:0"]);
+    d.add_user("alice", "pw");
+    let port = d.addr.port();
+    ok(d.ftpc("alice", "pw").args(["-s", &format!("[::1]:{port}"), "mkdir", "v6"]));
+    ok(d.ftpc("alice", "pw").args(["-s", &format!("alice@[::1]:{port}"), "stat", "v6"]));
+    let known = std::fs::read_to_string(d.dir.path().join("known_hosts")).unwrap();
+    assert!(known.starts_with(&format!("[::1]:{port} sha256:")), "{known}");
+    // Without brackets there is no port to tell from the address.
+    let err = fails(d.ftpc("alice", "pw").args(["-s", &format!("::1:{port}:0"), "ls"]), 2);
+    assert!(err.contains("brackets"), "{err}");
+}
+
+#[test]
+fn user_at_host_sets_the_user_and_wins_over_user_flags() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let at = format!("alice@{}", d.addr);
+    // FTPC_USER says someone else: the user typed with the server wins.
+    ok(d.ftpc("mallory", "pw").args(["-s", &at, "mkdir", "mine"]));
+    ok(d.ftpc("mallory", "pw").args(["-u", "mallory", "-s", &at, "stat", "mine"]));
+    ok(d.ftpc("mallory", "pw").env_remove("FTPC_USER").env("FTPC_SERVER", &at).args(["stat", "mine"]));
+    // And without any other user at all.
+    let profile = d.dir.path().join("profile.toml");
+    std::fs::write(&profile, format!("server = \"{at}\"\n")).unwrap();
+    let mut cmd = d.ftpc("x", "pw");
+    cmd.env_remove("FTPC_USER").env_remove("FTPC_SERVER").env("FTPC_CONFIG", &profile);
+    ok(cmd.args(["stat", "mine"]));
+}
+
+#[test]
+fn named_hosts_in_the_profile_stand_for_server_user_and_trust() {
+    let tls = Daemon::start(&[]);
+    tls.add_user("alice", "pw");
+    let plain = Daemon::start(&["--no-tls"]);
+    plain.add_user("bob", "pw-b");
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("config.toml");
+    std::fs::copy(tls.root().join(".ftpd/tls/cert.pem"), dir.path().join("work-ca.pem")).unwrap();
+    std::fs::write(
+        &profile,
+        format!(
+            "user = \"nobody\"\n\n\
+             [hosts.work]\nserver = \"{tls}\"\nuser = \"alice\"\nknown_hosts = \"work_known_hosts\"\n\n\
+             [hosts.work-ca]\nserver = \"{tls}\"\nuser = \"alice\"\nca = \"work-ca.pem\"\n\n\
+             [hosts.lab]\nserver = \"bob@{plain}\"\nno_tls = true\n",
+            tls = tls.addr,
+            plain = plain.addr
+        ),
+    )
+    .unwrap();
+    let ftpc = |password: &str| {
+        let mut cmd = Command::new(bin("ftpc"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("FTPC_CONFIG", &profile)
+            .env("FTPC_PASSWORD", password)
+            .stdin(Stdio::null());
+        cmd
+    };
+    // The block's server and user, and its own known-hosts file.
+    ok(ftpc("pw").args(["-s", "work", "--accept-new-host", "mkdir", "at-work"]));
+    let known = std::fs::read_to_string(dir.path().join("work_known_hosts")).unwrap();
+    assert!(known.starts_with(&format!("{} sha256:", tls.addr)), "{known}");
+    // The block's CA: nothing to pin, no question.
+    ok(ftpc("pw").args(["-s", "work-ca", "stat", "at-work"]));
+    // Plaintext, and the user given in the block's server.
+    ok(ftpc("pw-b").args(["-s", "lab", "mkdir", "in-the-lab"]));
+    // The profile's server may be a name too; flags still win over the block.
+    let text = std::fs::read_to_string(&profile).unwrap();
+    std::fs::write(&profile, format!("server = \"lab\"\n{text}")).unwrap();
+    assert_eq!(ok(ftpc("pw-b").arg("ls")), "in-the-lab/\n");
+    fails(ftpc("pw-b").args(["-u", "carol", "ls"]), 4);
+}
 
 /// A listener that answers each connection with `greeting`: at once when
 /// `first` is true (as an SSH server does), else after reading a little.

@@ -9,9 +9,10 @@ mod shell;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
+use ftp_client::address::ServerAddr;
 use ftp_client::display::escape;
-use ftp_client::known_hosts::default_file as default_known_hosts;
-use ftp_client::profile::{self, Profile};
+use ftp_client::known_hosts;
+use ftp_client::profile::{self, Host, Profile, Target};
 use ftp_client::tls::Trust;
 use ftp_client::{Client, ClientError, Io, Transport};
 use ftp_proto::ErrorCode;
@@ -28,10 +29,15 @@ const DEFAULT_SERVER: &str = "127.0.0.1:2121";
 #[command(name = "ftpc", version, about = "Client for the ftpd file transfer daemon")]
 #[command(after_help = "Without a command, ftpc opens an interactive session (see `ftpc shell`).")]
 struct Cli {
-    /// Server address HOST:PORT [default: profile, else 127.0.0.1:2121].
-    #[arg(long, short = 's', env = "FTPC_SERVER", global = true)]
+    /// Server: [USER@]HOST[:PORT] (port 2121 when left out; IPv6 as
+    /// [::1]:2121), or the NAME of a [hosts.NAME] block of the profile. A
+    /// USER given here wins over --user [default: profile, else
+    /// 127.0.0.1:2121].
+    #[arg(long, short = 's', env = "FTPC_SERVER", global = true, value_name = "[USER@]HOST[:PORT]",
+          value_parser = server_syntax)]
     server: Option<String>,
-    /// User name [default: profile].
+    /// User name, unless the server is given as USER@HOST [default: the
+    /// profile's host block, else the profile].
     #[arg(long, short = 'u', env = "FTPC_USER", global = true)]
     user: Option<String>,
     /// No progress bar and no summary lines.
@@ -173,6 +179,12 @@ pub enum PartialsAction {
     },
 }
 
+/// Checks `[USER@]HOST[:PORT]` as clap parses it (a name from the profile
+/// passes: it is a host name too).
+fn server_syntax(text: &str) -> Result<String, String> {
+    ServerAddr::parse(text).map(|_| text.to_owned())
+}
+
 /// Exit codes, documented in the README.
 pub mod exit {
     pub const LOCAL: u8 = 1;
@@ -278,7 +290,9 @@ pub fn local(message: impl Into<String>) -> Failure {
 
 /// Everything needed to (re)connect and log in.
 pub struct Login {
+    /// `HOST:PORT`.
     pub server: String,
+    /// User name.
     pub user: String,
     password: String,
     timeout: Duration,
@@ -288,25 +302,20 @@ pub struct Login {
 
 impl Login {
     fn from_cli(cli: &Cli) -> Result<Login, Failure> {
-        let profile = match profile::default_path() {
-            Some(path) => Profile::load(&path).map_err(local)?,
-            None => Profile::default(),
-        };
-        let server = cli.server.clone().or(profile.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        let user = cli.user.clone().or(profile.user).ok_or_else(|| {
-            local("no user given: pass --user NAME, set FTPC_USER, or put `user = \"NAME\"` in the profile")
+        let profile = load_profile()?;
+        let text = cli.server.as_deref().or(profile.server.as_deref()).unwrap_or(DEFAULT_SERVER);
+        let target = profile.target(text).map_err(local)?;
+        // A user typed with the server wins, then --user/FTPC_USER, then the
+        // host block's, then the profile's.
+        let user =
+            target.addr.user.clone().or_else(|| cli.user.clone()).or_else(|| target.host_user()).or(profile.user);
+        let user = user.ok_or_else(|| {
+            local("no user given: pass --user NAME or -s NAME@HOST, set FTPC_USER, or put `user = \"NAME\"` in the profile")
         })?;
+        let server = target.addr.to_string();
         let password = read_password(&user, &server)?;
         let timeout = Duration::from_secs(cli.timeout.max(1));
-        let transport = match (cli.no_tls, &cli.ca) {
-            (true, _) => Transport::Plain,
-            (false, Some(ca)) => Transport::Tls(Trust::Ca(ca.clone())),
-            (false, None) => {
-                let file = default_known_hosts()
-                    .ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))?;
-                Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
-            }
-        };
+        let transport = transport(cli, &target)?;
         Ok(Login { server, user, password, timeout, transport, durable: cli.fsync })
     }
 
@@ -329,4 +338,36 @@ fn read_password(user: &str, server: &str) -> Result<String, Failure> {
     }
     rpassword::prompt_password(format!("Password for {user}@{server}: "))
         .map_err(|e| local(format!("cannot read password: {e}")))
+}
+
+fn load_profile() -> Result<Profile, Failure> {
+    match profile::default_path() {
+        Some(path) => Profile::load(&path).map_err(local),
+        None => Ok(Profile::default()),
+    }
+}
+
+/// TLS as the flags say, else as the host block says, else checked
+/// against the known-hosts file.
+fn transport(cli: &Cli, target: &Target) -> Result<Transport, Failure> {
+    let flags_say = cli.no_tls || cli.ca.is_some();
+    let host = target.host.as_ref().filter(|_| !flags_say);
+    let no_tls = cli.no_tls || host.is_some_and(|h| h.no_tls);
+    Ok(match (no_tls, cli.ca.clone().or_else(|| host.and_then(|h| h.ca.clone()))) {
+        (true, _) => Transport::Plain,
+        (false, Some(ca)) => Transport::Tls(Trust::Ca(ca)),
+        (false, None) => Transport::Tls(Trust::KnownHosts {
+            file: known_hosts_file(target.host.as_ref())?,
+            accept_new: cli.accept_new_host,
+        }),
+    })
+}
+
+/// `FTPC_KNOWN_HOSTS`, else the host block's `known_hosts`, else the default.
+fn known_hosts_file(host: Option<&Host>) -> Result<PathBuf, Failure> {
+    let file = match (std::env::var_os("FTPC_KNOWN_HOSTS"), host.and_then(|h| h.known_hosts.clone())) {
+        (None, Some(file)) => Some(file),
+        _ => known_hosts::default_file(),
+    };
+    file.ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))
 }
