@@ -1,6 +1,6 @@
 //! Reaching the server as ssh users expect: addresses with a default port
-//! and a user, named hosts in the profile, and a clear word when the port
-//! is not an ftpd's or the daemon is too busy.
+//! and a user, named hosts in the profile, `ftpc forget`, and a clear word
+//! when the port is not an ftpd's or the daemon is too busy.
 
 use ftp_e2e::*;
 use std::io::{Read, Write};
@@ -113,6 +113,47 @@ fn named_hosts_in_the_profile_stand_for_server_user_and_trust() {
     std::fs::write(&profile, format!("server = \"lab\"\n{text}")).unwrap();
     assert_eq!(ok(ftpc("pw-b").arg("ls")), "in-the-lab/\n");
     fails(ftpc("pw-b").args(["-u", "carol", "ls"]), 4);
+}
+
+#[test]
+fn a_changed_certificate_names_its_known_hosts_line_and_forget_removes_it() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let known = d.dir.path().join("known_hosts");
+    let other = "127.0.0.1:1 sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let stale = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    std::fs::write(&known, format!("# servers\n{other}\n{} {stale}\n", d.addr)).unwrap();
+
+    let err = fails(d.ftpc_bare("alice", "pw").args(["--accept-new-host", "ls"]), 7);
+    assert!(err.contains("HAS CHANGED"), "{err}");
+    assert!(err.contains(&format!("Offending entry in {}:3", known.display())), "{err}");
+    assert!(err.contains(&format!("ftpc forget {}", d.addr)), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let said = succeeds_saying(d.ftpc_bare("alice", "pw").args(["forget", &d.addr.to_string()]));
+    assert!(said.contains(&format!("removed {} from {} (line 3)", d.addr, known.display())), "{said}");
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), format!("# servers\n{other}\n"));
+    // Asked about afresh, as a new server.
+    let err = fails(d.ftpc_bare("alice", "pw").arg("ls"), 7);
+    assert!(err.contains("is not known"), "{err}");
+    ok(d.ftpc_bare("alice", "pw").args(["--accept-new-host", "ls"]));
+
+    // Forgetting what is not there says so; the file is left alone.
+    let before = std::fs::read_to_string(&known).unwrap();
+    let err = fails(d.ftpc_bare("alice", "pw").args(["forget", "127.0.0.1:2"]), 1);
+    assert!(err.contains("127.0.0.1:2 is not in") && err.contains("known_hosts"), "{err}");
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), before);
+    // HOST alone means port 2121; a malformed one is a usage error.
+    std::fs::write(&known, format!("{before}files.example.com:2121 ca\n")).unwrap();
+    let said = succeeds_saying(d.ftpc_bare("alice", "pw").args(["forget", "files.example.com"]));
+    assert!(said.contains("removed files.example.com:2121"), "{said}");
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), before);
+    fails(d.ftpc_bare("alice", "pw").args(["forget", "files:port"]), 2);
+}
+
+/// Runs `cmd`, asserts it succeeded, and returns what it said on stderr.
+fn succeeds_saying(cmd: &mut Command) -> String {
+    fails(cmd, 0)
 }
 
 /// A listener that answers each connection with `greeting`: at once when

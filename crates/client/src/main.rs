@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
 use ftp_client::address::ServerAddr;
 use ftp_client::display::escape;
-use ftp_client::known_hosts;
+use ftp_client::known_hosts::{self, KnownHosts};
 use ftp_client::profile::{self, Host, Profile, Target};
 use ftp_client::tls::Trust;
 use ftp_client::{Client, ClientError, Io, Transport};
@@ -165,6 +165,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a server's pinned certificate from the known-hosts file (as
+    /// ssh-keygen -R), once its operator confirms the certificate changed;
+    /// the next connection asks about the new one.
+    Forget {
+        /// The server: HOST[:PORT] (port 2121 when left out), or the NAME
+        /// of a host block of the profile.
+        #[arg(value_name = "HOST[:PORT]", value_parser = server_syntax)]
+        host: String,
+    },
 }
 
 /// What `partials` does besides listing.
@@ -207,6 +216,12 @@ fn main() -> ExitCode {
             return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(exit::LOCAL, &format!("cannot write the manual page: {e}")),
+            };
+        }
+        Some(Command::Forget { host }) => {
+            return match forget(host, cli.quiet) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(code, message)) => fail(code, &message),
             };
         }
         _ => {}
@@ -370,4 +385,22 @@ fn known_hosts_file(host: Option<&Host>) -> Result<PathBuf, Failure> {
         _ => known_hosts::default_file(),
     };
     file.ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))
+}
+
+/// `ftpc forget SERVER`: removes the server's lines from its known-hosts
+/// file, saying which; a server that is not there is exit 1.
+fn forget(server: &str, quiet: bool) -> Result<(), Failure> {
+    let target = load_profile()?.target(server).map_err(local)?;
+    let addr = target.addr.to_string();
+    let file = known_hosts_file(target.host.as_ref())?;
+    let removed = KnownHosts::remove(&file, &addr)?;
+    if removed.is_empty() {
+        return Err(local(format!("{} is not in {}", escape(&addr), file.display())));
+    }
+    if !quiet {
+        let lines: Vec<String> = removed.iter().map(ToString::to_string).collect();
+        let s = if removed.len() == 1 { "" } else { "s" };
+        eprintln!("ftpc: removed {} from {} (line{s} {})", escape(&addr), file.display(), lines.join(", "));
+    }
+    Ok(())
 }
