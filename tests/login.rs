@@ -1,12 +1,19 @@
 //! Reaching the server as ssh users expect: addresses with a default port
-//! and a user, named hosts in the profile, `ftpc forget`, and a clear word
-//! when the port is not an ftpd's or the daemon is too busy.
+//! and a user, named hosts in the profile, the certificate settled before
+//! the password, three tries at it, `ftpc forget`, and a clear word when
+//! the port is not an ftpd's or the daemon is too busy.
 
 use ftp_e2e::*;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+fn fingerprint_of(d: &Daemon) -> String {
+    let out = ok(Command::new(bin("ftpd")).args(["fingerprint", "--root"]).arg(d.root()));
+    out.trim().to_owned()
+}
 
 /// A free address on port 2121 (the default one), somewhere in 127/8 so
 /// that it can't collide with a daemon a person runs on 127.0.0.1:2121.
@@ -113,6 +120,144 @@ fn named_hosts_in_the_profile_stand_for_server_user_and_trust() {
     std::fs::write(&profile, format!("server = \"lab\"\n{text}")).unwrap();
     assert_eq!(ok(ftpc("pw-b").arg("ls")), "in-the-lab/\n");
     fails(ftpc("pw-b").args(["-u", "carol", "ls"]), 4);
+}
+
+/// `ftpc` on a pseudo-terminal (util-linux `script`), driven like a person:
+/// wait for something to show, then type.
+struct Terminal {
+    child: Child,
+    keys: Option<ChildStdin>,
+    screen: Arc<Mutex<String>>,
+}
+
+impl Terminal {
+    fn open(base: &Command, args: &str) -> Terminal {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &format!("{} {args}", bin("ftpc").display()), "/dev/null"]);
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let screen = Arc::new(Mutex::new(String::new()));
+        let mut out = child.stdout.take().unwrap();
+        let shown = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                shown.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Terminal { keys: child.stdin.take(), child, screen }
+    }
+
+    /// Waits until `text` has appeared `times` times.
+    fn wait_for(&self, text: &str, times: usize) {
+        wait_until(Duration::from_secs(60), &format!("{text:?} x{times} on the terminal"), || {
+            self.screen.lock().unwrap().matches(text).count() >= times
+        });
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.keys.as_mut().unwrap().write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.keys.take());
+        (status.code(), self.screen.lock().unwrap().clone())
+    }
+}
+
+/// ftpc for `d` with no password given: it must ask.
+fn asking(d: &Daemon, user: &str) -> Command {
+    let mut cmd = d.ftpc_bare(user, "");
+    cmd.env_remove("FTPC_PASSWORD");
+    cmd
+}
+
+#[test]
+fn the_certificate_is_settled_before_a_password_is_asked_for() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let fingerprint = fingerprint_of(&d);
+
+    // Refused: never a password prompt, nothing sent.
+    let mut t = Terminal::open(&asking(&d, "alice"), "ls");
+    t.wait_for("Trust this server", 1);
+    t.type_line("n");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(!screen.contains("Password"), "{screen}");
+    assert!(!d.log().contains("login"), "no login attempt reached the daemon: {}", d.log());
+
+    // Accepted: then, and only then, the password.
+    let mut t = Terminal::open(&asking(&d, "alice"), "mkdir trusted");
+    t.wait_for("Trust this server", 1);
+    t.type_line("y");
+    t.wait_for("Password for alice@", 1);
+    t.type_line("pw");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    let trust = screen.find(&fingerprint).unwrap();
+    assert!(screen.find("Password for").unwrap() > trust, "{screen}");
+    assert!(!screen.contains("pw\r\n"), "the password is not echoed: {screen}");
+}
+
+#[test]
+fn a_wrong_password_on_a_terminal_is_asked_again_up_to_three_times() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls")); // pins the server
+
+    let mut t = Terminal::open(&asking(&d, "alice"), "mkdir third-time-lucky");
+    for attempt in 1..=2 {
+        t.wait_for("Password for alice@", attempt);
+        t.type_line("wrong");
+    }
+    t.wait_for("Password for alice@", 3);
+    t.type_line("pw");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(screen.matches("try again").count(), 2, "{screen}");
+    // All on one connection: the daemon logs each session's peer.
+    let peer = |line: &str| line.split("peer=").nth(1).and_then(|r| r.split([' ', '}']).next()).map(str::to_owned);
+    wait_until(Duration::from_secs(10), "the logins in the log", || d.log().matches("login elapsed_ms").count() == 2);
+    let log = d.log();
+    let failed: Vec<String> = log.lines().filter(|l| l.contains("login failed")).filter_map(peer).collect();
+    let succeeded = log.lines().filter(|l| l.contains("login elapsed_ms")).filter_map(peer).next_back();
+    assert_eq!(failed.len(), 2, "{log}");
+    assert!(failed.iter().all(|p| Some(p) == succeeded.as_ref()), "one connection: {log}");
+    ok(d.ftpc("alice", "pw").args(["stat", "third-time-lucky"]));
+
+    let mut t = Terminal::open(&asking(&d, "alice"), "ls");
+    for attempt in 1..=3 {
+        t.wait_for("Password for alice@", attempt);
+        t.type_line("wrong");
+    }
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(4), "{screen}");
+    assert_eq!(screen.matches("Password for").count(), 3, "{screen}");
+    assert!(screen.contains("ftpc: login failed"), "{screen}");
+}
+
+#[test]
+fn a_password_typed_after_the_login_deadline_is_used_on_a_new_connection() {
+    let d = Daemon::start(&["--login-timeout-secs", "1"]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls")); // pins the server
+    let deadlines = d.log().matches("login deadline").count();
+
+    let mut t = Terminal::open(&asking(&d, "alice"), "mkdir slow-typist");
+    t.wait_for("Password for alice@", 1);
+    wait_until(Duration::from_secs(30), "the login deadline", || d.log().matches("login deadline").count() > deadlines);
+    t.type_line("pw");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert_eq!(screen.matches("Password for").count(), 1, "asked once: {screen}");
+    ok(d.ftpc("alice", "pw").args(["stat", "slow-typist"]));
 }
 
 #[test]

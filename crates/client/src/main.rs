@@ -19,6 +19,7 @@ use ftp_proto::ErrorCode;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Default server when neither flag, variable nor profile names one: the
@@ -309,11 +310,24 @@ pub struct Login {
     pub server: String,
     /// User name.
     pub user: String,
-    password: String,
+    password: Secret,
     timeout: Duration,
     transport: Transport,
     durable: bool,
 }
+
+/// Where the password comes from.
+enum Secret {
+    /// `FTPC_PASSWORD`: tried once.
+    Given(String),
+    /// Asked on the terminal (up to three times), then remembered for
+    /// reconnections.
+    Asked(Mutex<Option<String>>),
+}
+
+/// Passwords asked for on one connection, as ssh does (the server closes
+/// the connection after three failures).
+const PASSWORD_ATTEMPTS: u32 = 3;
 
 impl Login {
     fn from_cli(cli: &Cli) -> Result<Login, Failure> {
@@ -327,31 +341,67 @@ impl Login {
         let user = user.ok_or_else(|| {
             local("no user given: pass --user NAME or -s NAME@HOST, set FTPC_USER, or put `user = \"NAME\"` in the profile")
         })?;
-        let server = target.addr.to_string();
-        let password = read_password(&user, &server)?;
+        let password = match std::env::var("FTPC_PASSWORD") {
+            Ok(p) => Secret::Given(p),
+            Err(_) if std::io::stdin().is_terminal() => Secret::Asked(Mutex::new(None)),
+            Err(_) => return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked")),
+        };
         let timeout = Duration::from_secs(cli.timeout.max(1));
         let transport = transport(cli, &target)?;
-        Ok(Login { server, user, password, timeout, transport, durable: cli.fsync })
+        Ok(Login { server: target.addr.to_string(), user, password, timeout, transport, durable: cli.fsync })
     }
 
-    /// Connects and logs in.
+    /// Connects and logs in. Who the server is is settled first (the TLS
+    /// handshake, and the question about an unknown certificate), so a
+    /// password is never asked for, let alone sent, before that.
     pub async fn connect(&self, in_flight: usize) -> Result<Client<Box<dyn Io>>, Failure> {
         let mut client = Client::connect(&self.server, self.timeout, &self.transport).await?;
-        client.login(&self.user, &self.password).await?;
+        self.log_in(&mut client).await?;
         client.set_window(in_flight);
         client.set_durable(self.durable);
         Ok(client)
     }
+
+    /// Logs in with the known password, or asks for one on the terminal,
+    /// again after a wrong one, up to [`PASSWORD_ATTEMPTS`] times.
+    async fn log_in(&self, client: &mut Client<Box<dyn Io>>) -> Result<(), Failure> {
+        let remembered = match &self.password {
+            Secret::Given(p) => Some(p.clone()),
+            Secret::Asked(kept) => kept.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
+        if let Some(password) = remembered {
+            client.login(&self.user, &password).await?;
+            return Ok(());
+        }
+        let mut attempt = 1;
+        loop {
+            let password = ask_password(&self.user, &self.server)?;
+            let mut result = client.login(&self.user, &password).await;
+            if result.is_err() && (client.was_closed_unserved() || matches!(result, Err(ClientError::Io(_)))) {
+                // The server's login deadline passed while the password was
+                // being typed: connect again (known by now) and use it.
+                *client = Client::connect(&self.server, self.timeout, &self.transport).await?;
+                result = client.login(&self.user, &password).await;
+            }
+            match result {
+                Ok(_) => {
+                    if let Secret::Asked(kept) = &self.password {
+                        *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(password);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.code() == Some(ErrorCode::AuthFailed) && attempt < PASSWORD_ATTEMPTS => {
+                    eprintln!("ftpc: login failed: unknown user or wrong password; try again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
-fn read_password(user: &str, server: &str) -> Result<String, Failure> {
-    if let Ok(p) = std::env::var("FTPC_PASSWORD") {
-        return Ok(p);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked"));
-    }
-    rpassword::prompt_password(format!("Password for {user}@{server}: "))
+fn ask_password(user: &str, server: &str) -> Result<String, Failure> {
+    rpassword::prompt_password(format!("Password for {}@{}: ", escape(user), escape(server)))
         .map_err(|e| local(format!("cannot read password: {e}")))
 }
 
