@@ -207,6 +207,22 @@ fn the_certificate_is_settled_before_a_password_is_asked_for() {
 }
 
 #[test]
+fn the_question_about_a_new_server_waits_longer_than_the_timeout() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let mut t = Terminal::open(&asking(&d, "alice"), "--timeout 1 mkdir pondered");
+    t.wait_for("Trust this server", 1);
+    // The user compares fingerprints for longer than --timeout allows the
+    // server: that time is the user's, not the server's.
+    std::thread::sleep(Duration::from_millis(2500));
+    t.type_line("y");
+    t.wait_for("Password for alice@", 1);
+    t.type_line("pw");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(0), "{screen}");
+}
+
+#[test]
 fn a_wrong_password_on_a_terminal_is_asked_again_up_to_three_times() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");

@@ -253,11 +253,9 @@ impl Client<Box<dyn Io>> {
             Transport::Plain => Box::new(session.record(tcp)),
             Transport::Tls(trust) => {
                 let again = || async { Ok(wire.record(tcp_connect(addr, timeout).await?)) };
-                let tls = crate::tls::connect(tcp, addr, trust, again);
-                match tokio::time::timeout(timeout, tls).await {
-                    Ok(Ok(stream)) => Box::new(session.record(stream)),
-                    Ok(Err(e)) => return Err(peer::explain_tls(e, addr, &wire)),
-                    Err(_) => return Err(ClientError::Timeout),
+                match crate::tls::connect(tcp, addr, trust, timeout, again).await {
+                    Ok(stream) => Box::new(session.record(stream)),
+                    Err(e) => return Err(peer::explain_tls(e, addr, &wire)),
                 }
             }
         };

@@ -21,6 +21,7 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_rustls::client::TlsStream;
 
@@ -45,7 +46,9 @@ pub enum Trust {
 
 /// Opens TLS over `tcp` to `addr` (`HOST:PORT`), checking the server as
 /// `trust` says. May ask on the terminal about an unknown server; `reconnect`
-/// opens a fresh connection when the first one was spent asking.
+/// opens a fresh connection when the first one was spent asking. Each
+/// handshake must end within `timeout`; the time the user takes to answer
+/// does not count.
 ///
 /// A rustls failure is [`ClientError::Tls`]; the connection closing
 /// midway is [`ClientError::Io`], for the caller to explain.
@@ -53,6 +56,7 @@ pub async fn connect<T, F, Fut>(
     tcp: T,
     addr: &str,
     trust: &Trust,
+    timeout: Duration,
     reconnect: F,
 ) -> Result<TlsStream<BufReader<T>>, ClientError>
 where
@@ -76,13 +80,13 @@ where
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| ClientError::Tls(e.to_string()))?;
-            handshake(tcp, name, verifier, provider).await
+            handshake(tcp, name, verifier, provider, timeout).await
         }
         Trust::KnownHosts { file, accept_new } => {
             let pin = KnownHosts::load(file)?.get(addr);
             let pinned = pin.as_ref().map(|p| p.record.clone());
             let verifier = Arc::new(HostVerifier::new(pinned.clone(), *accept_new, provider.clone()));
-            match handshake(tcp, name.clone(), verifier.clone(), provider.clone()).await {
+            match handshake(tcp, name.clone(), verifier.clone(), provider.clone(), timeout).await {
                 Ok(stream) => {
                     if let (None, Some(record)) = (&pinned, verifier.to_record()) {
                         KnownHosts::add(file, addr, &record)?;
@@ -108,7 +112,7 @@ where
                         None if ask(addr, &seen) => {
                             KnownHosts::add(file, addr, &seen)?;
                             let verifier = Arc::new(HostVerifier::new(Some(seen), false, provider.clone()));
-                            handshake(reconnect().await?, name, verifier, provider).await
+                            handshake(reconnect().await?, name, verifier, provider, timeout).await
                         }
                         None => Err(ClientError::UnknownHost { host: addr.to_owned(), fingerprint: seen }),
                     }
@@ -123,6 +127,7 @@ async fn handshake<T: AsyncRead + AsyncWrite + Unpin>(
     name: ServerName<'static>,
     verifier: Arc<dyn ServerCertVerifier>,
     provider: Arc<CryptoProvider>,
+    timeout: Duration,
 ) -> Result<TlsStream<BufReader<T>>, ClientError> {
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -131,12 +136,15 @@ async fn handshake<T: AsyncRead + AsyncWrite + Unpin>(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(name, BufReader::with_capacity(READ_AHEAD, tcp)).await.map_err(|e| {
-        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+    let connecting = connector.connect(name, BufReader::with_capacity(READ_AHEAD, tcp));
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
             Some(tls) => ClientError::Tls(tls.to_string()),
             None => ClientError::Io(e),
-        }
-    })
+        }),
+        Err(_) => Err(ClientError::Timeout),
+    }
 }
 
 /// Asks on the terminal whether to trust an unknown server.
