@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 mod batch;
+mod peer;
 
 /// Most directory entries accepted in one listing (bounds client memory
 /// against a hostile server).
@@ -75,7 +76,9 @@ pub enum ClientError {
     #[error(
         "THE CERTIFICATE OF {host} HAS CHANGED: pinned {expected}, presented {got}. \
          Someone may be intercepting the connection, or the server's certificate was replaced. \
-         If the operator confirms the new one, remove the old line from the known-hosts file"
+         Offending entry in {}:{line}. If the operator confirms the new certificate, \
+         remove it with `ftpc forget {host}` and connect again",
+        file.display()
     )]
     HostChanged {
         /// `HOST:PORT`.
@@ -84,7 +87,33 @@ pub enum ClientError {
         expected: String,
         /// The presented fingerprint.
         got: String,
+        /// The known-hosts file.
+        file: PathBuf,
+        /// The line of `file` that pins `expected`.
+        line: usize,
     },
+    /// One side speaks TLS and the other does not (the message says which,
+    /// and what to pass).
+    #[error("{0}")]
+    TlsMismatch(String),
+    /// The peer is not an ftpd: it sent something else entirely.
+    #[error("{addr} does not speak the ftpd protocol (it sent {sent}); check the port")]
+    NotFtpd {
+        /// `HOST:PORT`.
+        addr: String,
+        /// The start of what it sent, escaped and quoted.
+        sent: String,
+    },
+    /// The server closed the connection during the TLS handshake, as a
+    /// daemon shedding load does when it is too busy even to answer.
+    #[error("{addr} closed the connection during the TLS handshake: the server may be busy; try again later")]
+    ClosedInHandshake {
+        /// `HOST:PORT`.
+        addr: String,
+    },
+    /// The server is at its connection limit and refused the connection.
+    #[error("server busy: try again later ({0})")]
+    Busy(String),
 }
 
 impl ClientError {
@@ -101,11 +130,6 @@ impl From<FrameError> for ClientError {
     fn from(e: FrameError) -> ClientError {
         match e {
             FrameError::Io(e) => ClientError::Io(e),
-            // A TLS record header (alert 0x15 or handshake 0x16, then major
-            // version 3) read as a frame length: the server speaks TLS.
-            FrameError::TooLarge { len, .. } if matches!(len >> 24, 0x15 | 0x16) && (len >> 16) & 0xff == 3 => {
-                ClientError::Tls("the server speaks TLS: connect without --no-tls".into())
-            }
             other => ClientError::Protocol(other.to_string()),
         }
     }
@@ -217,19 +241,26 @@ impl Client<Box<dyn Io>> {
     /// Connects (TCP, then TLS unless `transport` is plain) and exchanges
     /// hello. `timeout` bounds the connection, the handshakes and every
     /// later wait for the server.
+    ///
+    /// A peer that is not an ftpd is named as such ([`ClientError::NotFtpd`],
+    /// or [`ClientError::TlsMismatch`] saying which side lacks TLS), and one that
+    /// closes during the TLS handshake is [`ClientError::ClosedInHandshake`].
     pub async fn connect(addr: &str, timeout: Duration, transport: &Transport) -> Result<Client<Box<dyn Io>>> {
-        let tcp = tcp_connect(addr, timeout).await?;
+        let wire = peer::FirstBytes::default();
+        let session = peer::FirstBytes::default();
+        let tcp = wire.record(tcp_connect(addr, timeout).await?);
         let stream: Box<dyn Io> = match transport {
-            Transport::Plain => Box::new(tcp),
+            Transport::Plain => Box::new(session.record(tcp)),
             Transport::Tls(trust) => {
-                let tls = crate::tls::connect(tcp, addr, trust, || tcp_connect(addr, timeout));
-                match tokio::time::timeout(timeout, tls).await {
-                    Ok(stream) => Box::new(stream?),
-                    Err(_) => return Err(ClientError::Tls("handshake timed out".into())),
+                let again = || async { Ok(wire.record(tcp_connect(addr, timeout).await?)) };
+                match crate::tls::connect(tcp, addr, trust, timeout, again).await {
+                    Ok(stream) => Box::new(session.record(stream)),
+                    Err(e) => return Err(peer::explain_tls(e, addr, &wire)),
                 }
             }
         };
-        Client::handshake(stream, timeout).await
+        let tls = matches!(transport, Transport::Tls(_));
+        Client::handshake(stream, timeout).await.map_err(|e| peer::explain_hello(e, addr, &session, tls))
     }
 }
 
@@ -256,7 +287,15 @@ where
             version: ftp_proto::PROTOCOL_VERSION,
             client: Some(concat!("ftpc ", env!("CARGO_PKG_VERSION")).into()),
         };
-        client.server = client.call(&hello).await?;
+        client.server = match client.call(&hello).await {
+            Ok(hello) => hello,
+            // Said in place of serving the connection at all.
+            Err(ClientError::Remote(body)) if body.code == ErrorCode::Busy => {
+                let reason = body.message.trim_end_matches("; try again later");
+                return Err(ClientError::Busy(reason.to_owned()));
+            }
+            Err(e) => return Err(e),
+        };
         if client.server.version != ftp_proto::PROTOCOL_VERSION {
             return Err(ClientError::Protocol(format!("server speaks protocol version {}", client.server.version)));
         }

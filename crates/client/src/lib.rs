@@ -6,8 +6,10 @@
 //! Nothing the server sends is trusted: sizes, frame counts and hashes are
 //! checked, and a download is renamed into place only once verified.
 
+pub mod address;
 mod client;
 pub mod display;
+pub mod known_hosts;
 pub mod profile;
 pub mod tls;
 pub mod tree;

@@ -9,14 +9,17 @@ mod shell;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
+use ftp_client::address::ServerAddr;
 use ftp_client::display::escape;
-use ftp_client::profile::{self, Profile};
-use ftp_client::tls::{Trust, default_known_hosts};
+use ftp_client::known_hosts::{self, KnownHosts};
+use ftp_client::profile::{self, Host, Profile, Target};
+use ftp_client::tls::Trust;
 use ftp_client::{Client, ClientError, Io, Transport};
 use ftp_proto::ErrorCode;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Default server when neither flag, variable nor profile names one: the
@@ -27,10 +30,15 @@ const DEFAULT_SERVER: &str = "127.0.0.1:2121";
 #[command(name = "ftpc", version, about = "Client for the ftpd file transfer daemon")]
 #[command(after_help = "Without a command, ftpc opens an interactive session (see `ftpc shell`).")]
 struct Cli {
-    /// Server address HOST:PORT [default: profile, else 127.0.0.1:2121].
-    #[arg(long, short = 's', env = "FTPC_SERVER", global = true)]
+    /// Server: [USER@]HOST[:PORT] (port 2121 when left out; IPv6 as
+    /// [::1]:2121), or the NAME of a [hosts.NAME] block of the profile. A
+    /// USER given here wins over --user [default: profile, else
+    /// 127.0.0.1:2121].
+    #[arg(long, short = 's', env = "FTPC_SERVER", global = true, value_name = "[USER@]HOST[:PORT]",
+          value_parser = server_syntax)]
     server: Option<String>,
-    /// User name [default: profile].
+    /// User name, unless the server is given as USER@HOST [default: the
+    /// profile's host block, else the profile].
     #[arg(long, short = 'u', env = "FTPC_USER", global = true)]
     user: Option<String>,
     /// No progress bar and no summary lines.
@@ -158,6 +166,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a server's pinned certificate from the known-hosts file (as
+    /// ssh-keygen -R), once its operator confirms the certificate changed;
+    /// the next connection asks about the new one.
+    Forget {
+        /// The server: HOST[:PORT] (port 2121 when left out), or the NAME
+        /// of a host block of the profile.
+        #[arg(value_name = "HOST[:PORT]", value_parser = server_syntax)]
+        host: String,
+    },
 }
 
 /// What `partials` does besides listing.
@@ -170,6 +187,12 @@ pub enum PartialsAction {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
+}
+
+/// Checks `[USER@]HOST[:PORT]` as clap parses it (a name from the profile
+/// passes: it is a host name too).
+fn server_syntax(text: &str) -> Result<String, String> {
+    ServerAddr::parse(text).map(|_| text.to_owned())
 }
 
 /// Exit codes, documented in the README.
@@ -194,6 +217,12 @@ fn main() -> ExitCode {
             return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(exit::LOCAL, &format!("cannot write the manual page: {e}")),
+            };
+        }
+        Some(Command::Forget { host }) => {
+            return match forget(host, cli.quiet) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(code, message)) => fail(code, &message),
             };
         }
         _ => {}
@@ -240,9 +269,13 @@ pub struct Failure(pub u8, pub String);
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         let code = match &e {
-            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Timeout | ClientError::Protocol(_) => {
-                exit::CONNECT
-            }
+            ClientError::Connect { .. }
+            | ClientError::Io(_)
+            | ClientError::Timeout
+            | ClientError::Protocol(_)
+            | ClientError::NotFtpd { .. }
+            | ClientError::ClosedInHandshake { .. }
+            | ClientError::Busy(_) => exit::CONNECT,
             ClientError::Remote(body) if matches!(body.code, ErrorCode::AuthFailed | ErrorCode::TooManyAttempts) => {
                 exit::AUTH
             }
@@ -250,7 +283,10 @@ impl From<ClientError> for Failure {
             ClientError::Remote(_) => exit::REMOTE,
             ClientError::Integrity(_) => exit::INTEGRITY,
             ClientError::Local { .. } => exit::LOCAL,
-            ClientError::Tls(_) | ClientError::UnknownHost { .. } | ClientError::HostChanged { .. } => exit::IDENTITY,
+            ClientError::Tls(_)
+            | ClientError::TlsMismatch(_)
+            | ClientError::UnknownHost { .. }
+            | ClientError::HostChanged { .. } => exit::IDENTITY,
         };
         let message = match &e {
             ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => {
@@ -270,55 +306,151 @@ pub fn local(message: impl Into<String>) -> Failure {
 
 /// Everything needed to (re)connect and log in.
 pub struct Login {
+    /// `HOST:PORT`.
     pub server: String,
+    /// User name.
     pub user: String,
-    password: String,
+    password: Secret,
     timeout: Duration,
     transport: Transport,
     durable: bool,
 }
 
+/// Where the password comes from.
+enum Secret {
+    /// `FTPC_PASSWORD`: tried once.
+    Given(String),
+    /// Asked on the terminal (up to three times), then remembered for
+    /// reconnections.
+    Asked(Mutex<Option<String>>),
+}
+
+/// Passwords asked for on one connection, as ssh does (the server closes
+/// the connection after three failures).
+const PASSWORD_ATTEMPTS: u32 = 3;
+
 impl Login {
     fn from_cli(cli: &Cli) -> Result<Login, Failure> {
-        let profile = match profile::default_path() {
-            Some(path) => Profile::load(&path).map_err(local)?,
-            None => Profile::default(),
-        };
-        let server = cli.server.clone().or(profile.server).unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-        let user = cli.user.clone().or(profile.user).ok_or_else(|| {
-            local("no user given: pass --user NAME, set FTPC_USER, or put `user = \"NAME\"` in the profile")
+        let profile = load_profile()?;
+        let text = cli.server.as_deref().or(profile.server.as_deref()).unwrap_or(DEFAULT_SERVER);
+        let target = profile.target(text).map_err(local)?;
+        // A user typed with the server wins, then --user/FTPC_USER, then the
+        // host block's, then the profile's.
+        let user =
+            target.addr.user.clone().or_else(|| cli.user.clone()).or_else(|| target.host_user()).or(profile.user);
+        let user = user.ok_or_else(|| {
+            local("no user given: pass --user NAME or -s NAME@HOST, set FTPC_USER, or put `user = \"NAME\"` in the profile")
         })?;
-        let password = read_password(&user, &server)?;
-        let timeout = Duration::from_secs(cli.timeout.max(1));
-        let transport = match (cli.no_tls, &cli.ca) {
-            (true, _) => Transport::Plain,
-            (false, Some(ca)) => Transport::Tls(Trust::Ca(ca.clone())),
-            (false, None) => {
-                let file = default_known_hosts()
-                    .ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))?;
-                Transport::Tls(Trust::KnownHosts { file, accept_new: cli.accept_new_host })
-            }
+        let password = match std::env::var("FTPC_PASSWORD") {
+            Ok(p) => Secret::Given(p),
+            Err(_) if std::io::stdin().is_terminal() => Secret::Asked(Mutex::new(None)),
+            Err(_) => return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked")),
         };
-        Ok(Login { server, user, password, timeout, transport, durable: cli.fsync })
+        let timeout = Duration::from_secs(cli.timeout.max(1));
+        let transport = transport(cli, &target)?;
+        Ok(Login { server: target.addr.to_string(), user, password, timeout, transport, durable: cli.fsync })
     }
 
-    /// Connects and logs in.
+    /// Connects and logs in. Who the server is is settled first (the TLS
+    /// handshake, and the question about an unknown certificate), so a
+    /// password is never asked for, let alone sent, before that.
     pub async fn connect(&self, in_flight: usize) -> Result<Client<Box<dyn Io>>, Failure> {
         let mut client = Client::connect(&self.server, self.timeout, &self.transport).await?;
-        client.login(&self.user, &self.password).await?;
+        self.log_in(&mut client).await?;
         client.set_window(in_flight);
         client.set_durable(self.durable);
         Ok(client)
     }
+
+    /// Logs in with the known password, or asks for one on the terminal,
+    /// again after a wrong one, up to [`PASSWORD_ATTEMPTS`] times.
+    async fn log_in(&self, client: &mut Client<Box<dyn Io>>) -> Result<(), Failure> {
+        let remembered = match &self.password {
+            Secret::Given(p) => Some(p.clone()),
+            Secret::Asked(kept) => kept.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
+        if let Some(password) = remembered {
+            client.login(&self.user, &password).await?;
+            return Ok(());
+        }
+        let mut attempt = 1;
+        loop {
+            let password = ask_password(&self.user, &self.server)?;
+            let mut result = client.login(&self.user, &password).await;
+            if result.is_err() && (client.was_closed_unserved() || matches!(result, Err(ClientError::Io(_)))) {
+                // The server's login deadline passed while the password was
+                // being typed: connect again (known by now) and use it.
+                *client = Client::connect(&self.server, self.timeout, &self.transport).await?;
+                result = client.login(&self.user, &password).await;
+            }
+            match result {
+                Ok(_) => {
+                    if let Secret::Asked(kept) = &self.password {
+                        *kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(password);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.code() == Some(ErrorCode::AuthFailed) && attempt < PASSWORD_ATTEMPTS => {
+                    eprintln!("ftpc: login failed: unknown user or wrong password; try again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
-fn read_password(user: &str, server: &str) -> Result<String, Failure> {
-    if let Ok(p) = std::env::var("FTPC_PASSWORD") {
-        return Ok(p);
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked"));
-    }
-    rpassword::prompt_password(format!("Password for {user}@{server}: "))
+fn ask_password(user: &str, server: &str) -> Result<String, Failure> {
+    rpassword::prompt_password(format!("Password for {}@{}: ", escape(user), escape(server)))
         .map_err(|e| local(format!("cannot read password: {e}")))
+}
+
+fn load_profile() -> Result<Profile, Failure> {
+    match profile::default_path() {
+        Some(path) => Profile::load(&path).map_err(local),
+        None => Ok(Profile::default()),
+    }
+}
+
+/// TLS as the flags say, else as the host block says, else checked
+/// against the known-hosts file.
+fn transport(cli: &Cli, target: &Target) -> Result<Transport, Failure> {
+    let flags_say = cli.no_tls || cli.ca.is_some();
+    let host = target.host.as_ref().filter(|_| !flags_say);
+    let no_tls = cli.no_tls || host.is_some_and(|h| h.no_tls);
+    Ok(match (no_tls, cli.ca.clone().or_else(|| host.and_then(|h| h.ca.clone()))) {
+        (true, _) => Transport::Plain,
+        (false, Some(ca)) => Transport::Tls(Trust::Ca(ca)),
+        (false, None) => Transport::Tls(Trust::KnownHosts {
+            file: known_hosts_file(target.host.as_ref())?,
+            accept_new: cli.accept_new_host,
+        }),
+    })
+}
+
+/// `FTPC_KNOWN_HOSTS`, else the host block's `known_hosts`, else the default.
+fn known_hosts_file(host: Option<&Host>) -> Result<PathBuf, Failure> {
+    let file = match (std::env::var_os("FTPC_KNOWN_HOSTS"), host.and_then(|h| h.known_hosts.clone())) {
+        (None, Some(file)) => Some(file),
+        _ => known_hosts::default_file(),
+    };
+    file.ok_or_else(|| local("no config directory for the known-hosts file: set FTPC_KNOWN_HOSTS"))
+}
+
+/// `ftpc forget SERVER`: removes the server's lines from its known-hosts
+/// file, saying which; a server that is not there is exit 1.
+fn forget(server: &str, quiet: bool) -> Result<(), Failure> {
+    let target = load_profile()?.target(server).map_err(local)?;
+    let addr = target.addr.to_string();
+    let file = known_hosts_file(target.host.as_ref())?;
+    let removed = KnownHosts::remove(&file, &addr)?;
+    if removed.is_empty() {
+        return Err(local(format!("{} is not in {}", escape(&addr), file.display())));
+    }
+    if !quiet {
+        let lines: Vec<String> = removed.iter().map(ToString::to_string).collect();
+        let s = if removed.len() == 1 { "" } else { "s" };
+        eprintln!("ftpc: removed {} from {} (line{s} {})", escape(&addr), file.display(), lines.join(", "));
+    }
+    Ok(())
 }

@@ -195,7 +195,7 @@ fn reconnect(
 
 fn help(command: Option<&str>) {
     // What only makes sense from the system shell stays out of the list.
-    let mut cmd = ["shell", "completions", "man"]
+    let mut cmd = ["shell", "completions", "man", "forget"]
         .into_iter()
         .fold(Line::command(), |cmd, name| cmd.mut_subcommand(name, |sub| sub.hide(true)));
     match command.and_then(|name| cmd.find_subcommand_mut(name)) {

@@ -2,35 +2,32 @@
 //! system's roots, a CA file, or a fingerprint pinned on first contact (as
 //! ssh does with host keys).
 //!
-//! The known-hosts file (`~/.config/ftpc/known_hosts`, or `FTPC_KNOWN_HOSTS`)
-//! has one line per server: `HOST:PORT sha256:<64 hex digits>`, or
-//! `HOST:PORT ca` for a server whose certificate chained to a trusted root
-//! the first time (it must keep doing so: a self-signed certificate from
-//! that host later is a change, not a new server). An unknown server is
-//! accepted only when the user says so (on a terminal, or with
-//! `--accept-new-host`); a server whose certificate changed is refused,
-//! naming both.
+//! The known-hosts file (see [`crate::known_hosts`]) has one line per
+//! server: a pinned fingerprint, or `ca` for a server whose certificate
+//! chained to a trusted root the first time (it must keep doing so: a
+//! self-signed certificate from that host later is a change, not a new
+//! server). An unknown server is accepted only when the user says so (on a
+//! terminal, or with `--accept-new-host`); a server whose certificate
+//! changed is refused, naming both and the line that pins the old one.
 
 use crate::ClientError;
+use crate::known_hosts::KnownHosts;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::io::BufReader;
-use tokio::net::TcpStream;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_rustls::client::TlsStream;
 
-/// The connection under TLS. rustls asks the socket for one record (16 KiB)
-/// at a time; reading ahead in larger pieces saves most of those system
-/// calls (about 66,000 per GiB downloaded).
-pub type Reads = BufReader<TcpStream>;
-
-/// Bytes read from the socket at once under TLS.
+/// Bytes read from the socket at once under TLS. rustls asks the socket
+/// for one record (16 KiB) at a time; reading ahead in larger pieces saves
+/// most of those system calls (about 66,000 per GiB downloaded).
 const READ_AHEAD: usize = 256 << 10;
 
 /// How the server's certificate is checked.
@@ -47,26 +44,25 @@ pub enum Trust {
     },
 }
 
-/// The default known-hosts file.
-pub fn default_known_hosts() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FTPC_KNOWN_HOSTS") {
-        return Some(PathBuf::from(p));
-    }
-    dirs::config_dir().map(|d| d.join("ftpc").join("known_hosts"))
-}
-
 /// Opens TLS over `tcp` to `addr` (`HOST:PORT`), checking the server as
 /// `trust` says. May ask on the terminal about an unknown server; `reconnect`
-/// opens a fresh TCP connection when the first one was spent asking.
-pub async fn connect<F, Fut>(
-    tcp: TcpStream,
+/// opens a fresh connection when the first one was spent asking. Each
+/// handshake must end within `timeout`; the time the user takes to answer
+/// does not count.
+///
+/// A rustls failure is [`ClientError::Tls`]; the connection closing
+/// midway is [`ClientError::Io`], for the caller to explain.
+pub async fn connect<T, F, Fut>(
+    tcp: T,
     addr: &str,
     trust: &Trust,
+    timeout: Duration,
     reconnect: F,
-) -> Result<TlsStream<Reads>, ClientError>
+) -> Result<TlsStream<BufReader<T>>, ClientError>
 where
+    T: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<TcpStream, ClientError>>,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_owned())
@@ -84,12 +80,13 @@ where
             let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| ClientError::Tls(e.to_string()))?;
-            handshake(tcp, name, verifier, provider).await
+            handshake(tcp, name, verifier, provider, timeout).await
         }
         Trust::KnownHosts { file, accept_new } => {
-            let pinned = KnownHosts::load(file)?.get(addr);
+            let pin = KnownHosts::load(file)?.get(addr);
+            let pinned = pin.as_ref().map(|p| p.record.clone());
             let verifier = Arc::new(HostVerifier::new(pinned.clone(), *accept_new, provider.clone()));
-            match handshake(tcp, name.clone(), verifier.clone(), provider.clone()).await {
+            match handshake(tcp, name.clone(), verifier.clone(), provider.clone(), timeout).await {
                 Ok(stream) => {
                     if let (None, Some(record)) = (&pinned, verifier.to_record()) {
                         KnownHosts::add(file, addr, &record)?;
@@ -99,20 +96,23 @@ where
                 }
                 Err(e) => {
                     let Some(seen) = verifier.seen() else { return Err(e) };
-                    match pinned {
-                        Some(expected) if expected == CA => Err(ClientError::HostChanged {
-                            host: addr.to_owned(),
-                            expected: "a certificate from a trusted CA".into(),
-                            got: seen,
-                        }),
-                        Some(expected) if expected != seen => {
-                            Err(ClientError::HostChanged { host: addr.to_owned(), expected, got: seen })
+                    let changed = |expected: String, line: usize| ClientError::HostChanged {
+                        host: addr.to_owned(),
+                        expected,
+                        got: seen.clone(),
+                        file: file.clone(),
+                        line,
+                    };
+                    match pin {
+                        Some(pin) if pin.record == CA => {
+                            Err(changed("a certificate from a trusted CA".into(), pin.line))
                         }
+                        Some(pin) if pin.record != seen => Err(changed(pin.record, pin.line)),
                         Some(_) => Err(e),
                         None if ask(addr, &seen) => {
                             KnownHosts::add(file, addr, &seen)?;
                             let verifier = Arc::new(HostVerifier::new(Some(seen), false, provider.clone()));
-                            handshake(reconnect().await?, name, verifier, provider).await
+                            handshake(reconnect().await?, name, verifier, provider, timeout).await
                         }
                         None => Err(ClientError::UnknownHost { host: addr.to_owned(), fingerprint: seen }),
                     }
@@ -122,12 +122,13 @@ where
     }
 }
 
-async fn handshake(
-    tcp: TcpStream,
+async fn handshake<T: AsyncRead + AsyncWrite + Unpin>(
+    tcp: T,
     name: ServerName<'static>,
     verifier: Arc<dyn ServerCertVerifier>,
     provider: Arc<CryptoProvider>,
-) -> Result<TlsStream<Reads>, ClientError> {
+    timeout: Duration,
+) -> Result<TlsStream<BufReader<T>>, ClientError> {
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| ClientError::Tls(e.to_string()))?
@@ -135,15 +136,15 @@ async fn handshake(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    connector.connect(name, BufReader::with_capacity(READ_AHEAD, tcp)).await.map_err(|e| {
-        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(rustls::Error::InvalidMessage(_)) => {
-                ClientError::Tls("the server does not speak TLS (if it runs with --no-tls, pass --no-tls too)".into())
-            }
+    let connecting = connector.connect(name, BufReader::with_capacity(READ_AHEAD, tcp));
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
             Some(tls) => ClientError::Tls(tls.to_string()),
-            None => ClientError::Tls(e.to_string()),
-        }
-    })
+            None => ClientError::Io(e),
+        }),
+        Err(_) => Err(ClientError::Timeout),
+    }
 }
 
 /// Asks on the terminal whether to trust an unknown server.
@@ -259,42 +260,6 @@ impl ServerCertVerifier for HostVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The known-hosts file.
-struct KnownHosts {
-    entries: Vec<(String, String)>,
-}
-
-impl KnownHosts {
-    fn load(file: &Path) -> Result<KnownHosts, ClientError> {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(source) => return Err(ClientError::Local { path: file.to_owned(), source }),
-        };
-        let entries = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| l.split_once(char::is_whitespace))
-            .map(|(h, f)| (h.to_owned(), f.trim().to_owned()))
-            .collect();
-        Ok(KnownHosts { entries })
-    }
-
-    fn get(&self, addr: &str) -> Option<String> {
-        self.entries.iter().find(|(h, _)| h == addr).map(|(_, f)| f.clone())
-    }
-
-    fn add(file: &Path, addr: &str, fingerprint: &str) -> Result<(), ClientError> {
-        let local = |source| ClientError::Local { path: file.to_owned(), source };
-        if let Some(dir) = file.parent() {
-            std::fs::create_dir_all(dir).map_err(local)?;
-        }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(local)?;
-        writeln!(f, "{addr} {fingerprint}").map_err(local)
     }
 }
 

@@ -59,3 +59,16 @@ fn usage_errors_are_exit_2() {
     let out = ftpc().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_malformed_server_is_a_usage_error_naming_it() {
+    for bad in ["[::1", "files:port", "@files", "files:0"] {
+        let out = ftpc().args(["-s", bad, "--user", "u", "ls"]).env("FTPC_PASSWORD", "p").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(bad) && err.contains("--server"), "{bad}: {err}");
+        let out =
+            ftpc().args(["--user", "u", "ls"]).env("FTPC_SERVER", bad).env("FTPC_PASSWORD", "p").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "FTPC_SERVER={bad}");
+    }
+}
