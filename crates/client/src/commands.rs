@@ -1,7 +1,7 @@
 //! The commands, shared by the one-shot CLI and the interactive shell.
 
 use crate::{Command, Failure, PartialsAction, exit, local};
-use ftp_client::display::{escape, format_time, human_size, long_line, short_line};
+use ftp_client::display::{escape, format_instant, format_time, human_size, kind_name, long_line, short_line};
 use ftp_client::tree::{self, make_local_dirs, walk_local};
 use ftp_client::{Client, ClientError, Io, Progress};
 use ftp_proto::{EntryKind, ErrorCode, validate_name};
@@ -63,13 +63,15 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
             }
             mget(client, &all, to, ui).await
         }
-        Command::Ls { path, long, json } => {
-            let entries = client.list(path.as_deref()).await?;
+        Command::Ls { path, long, human, all, json, help: _ } => {
+            let mut entries = client.list(path.as_deref()).await?;
+            // As ls: names starting with `.` only with -a.
+            entries.retain(|e| all || !e.name.starts_with('.'));
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialize"));
             } else {
                 for entry in &entries {
-                    println!("{}", if long { long_line(entry) } else { short_line(entry) });
+                    println!("{}", if long { long_line(entry, human) } else { short_line(entry) });
                 }
             }
             Ok(())
@@ -80,18 +82,28 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
                 println!("{}", serde_json::to_string_pretty(&stat).expect("stat serializes"));
                 return Ok(());
             }
+            // The JSON's fields, in its spelling: exact values first, then
+            // in parentheses for people.
             let e = &stat.entry;
             println!("name:  {}", escape(&e.name));
-            println!("kind:  {:?}", e.kind);
+            println!("kind:  {}", kind_name(e.kind));
             println!("size:  {} ({})", e.size, human_size(e.size));
-            println!("mtime: {}", format_time(e.mtime));
+            println!("mtime: {} ({})", e.mtime, format_instant(e.mtime));
             if let Some(hash) = &stat.hash {
-                println!("blake3: {}", escape(hash));
+                println!("hash:  {}", escape(hash));
             }
             Ok(())
         }
-        Command::Rm { path } => Ok(client.remove(&path).await?),
-        Command::Mkdir { path } => Ok(client.mkdir(&path).await?),
+        Command::Rm { recursive, force, paths } => crate::remove::run(client, &paths, recursive, force).await,
+        Command::Mkdir { parents, paths } => {
+            for path in &paths {
+                match parents {
+                    true => mkdir_parents(client, path).await?,
+                    false => client.mkdir(path).await?,
+                }
+            }
+            Ok(())
+        }
         Command::Rmdir { path } => Ok(client.rmdir(&path).await?),
         Command::Mv { from, to } => Ok(client.rename(&from, &to).await?),
         Command::Df { json } => {
@@ -505,6 +517,22 @@ async fn mkdir_exists_ok(client: &mut Client<Box<dyn Io>>, path: &str) -> Result
         }
         other => Ok(other?),
     }
+}
+
+/// `mkdir -p`: each missing directory on the way to `path` is created;
+/// directories that exist are fine, as with mkdir -p.
+async fn mkdir_parents(client: &mut Client<Box<dyn Io>>, path: &str) -> Result<(), Failure> {
+    let mut prefix = if path.starts_with('/') { "/".to_owned() } else { String::new() };
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if part != ".." {
+            mkdir_exists_ok(client, &prefix).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `get -r REMOTE [LOCAL]`: the remote tree under REMOTE comes to LOCAL

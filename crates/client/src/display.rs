@@ -24,23 +24,11 @@ pub fn escape(name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Sizes in binary units: `512 B`, `1.5 KiB`, `3.0 GiB`.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+pub use ftp_proto::size::human_size;
 
-/// Formats Unix seconds as `YYYY-MM-DD HH:MM` (UTC).
-pub fn format_time(secs: i64) -> String {
+/// The calendar date and time of Unix seconds (UTC): year, month, day,
+/// hours, minutes, seconds.
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -53,7 +41,30 @@ pub fn format_time(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Formats Unix seconds as `YYYY-MM-DD HH:MM` (UTC), for listings.
+pub fn format_time(secs: i64) -> String {
+    let (year, month, day, hours, minutes, _) = civil(secs);
+    format!("{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}")
+}
+
+/// Formats Unix seconds to the second: `YYYY-MM-DD HH:MM:SS UTC`.
+pub fn format_instant(secs: i64) -> String {
+    let (year, month, day, hours, minutes, seconds) = civil(secs);
+    format!("{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02} UTC")
+}
+
+/// An entry's kind as the protocol and `--json` spell it: `file`, `dir`,
+/// `symlink`, `other`.
+pub fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Other => "other",
+    }
 }
 
 /// One line of `ls`: the escaped name, `/` after directories, `@` after symlinks.
@@ -66,15 +77,17 @@ pub fn short_line(entry: &Entry) -> String {
     format!("{}{suffix}", escape(&entry.name))
 }
 
-/// One line of `ls -l`: kind, size, time, name.
-pub fn long_line(entry: &Entry) -> String {
+/// One line of `ls -l`: kind, size (in bytes, as `ls -l`; `human`: in
+/// binary units, as `ls -lh`), time, name.
+pub fn long_line(entry: &Entry, human: bool) -> String {
     let kind = match entry.kind {
         EntryKind::File => '-',
         EntryKind::Dir => 'd',
         EntryKind::Symlink => 'l',
         EntryKind::Other => '?',
     };
-    format!("{kind} {:>10}  {}  {}", human_size(entry.size), format_time(entry.mtime), short_line(entry))
+    let size = if human { human_size(entry.size) } else { entry.size.to_string() };
+    format!("{kind} {size:>10}  {}  {}", format_time(entry.mtime), short_line(entry))
 }
 
 #[cfg(test)]
@@ -91,12 +104,18 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_times() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 << 30), "3.0 GiB");
+    fn times() {
         assert_eq!(format_time(0), "1970-01-01 00:00");
         assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13");
         assert_eq!(format_time(-86_400), "1969-12-31 00:00");
+        assert_eq!(format_instant(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(format_instant(-1), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn long_lines_show_bytes_or_human_sizes() {
+        let entry = Entry { name: "a.bin".into(), kind: EntryKind::File, size: 1_500_000, mtime: 1_700_000_000 };
+        assert_eq!(long_line(&entry, false), "-    1500000  2023-11-14 22:13  a.bin");
+        assert_eq!(long_line(&entry, true), "-    1.4 MiB  2023-11-14 22:13  a.bin");
     }
 }

@@ -5,6 +5,7 @@
 //! interactive session.
 
 mod commands;
+mod remove;
 mod shell;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -106,27 +107,56 @@ pub enum Command {
         #[arg(long, short = 't', value_name = "DIR")]
         to: Option<PathBuf>,
     },
-    /// List a directory.
+    /// List a directory. Names starting with `.` are left out unless -a
+    /// is given, as ls does.
+    #[command(disable_help_flag = true)]
     Ls {
         path: Option<String>,
-        /// Long format: kind, size, modification time.
+        /// Long format: kind, size in bytes, modification time (UTC).
         #[arg(short = 'l')]
         long: bool,
+        /// With -l: sizes in binary units (1.5 KiB, 3.0 GiB) instead of bytes.
+        #[arg(short = 'h', long = "human-readable")]
+        human: bool,
+        /// Show names starting with `.` too (in every format, --json included).
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// JSON: an array of {name, kind, size, mtime}.
         #[arg(long)]
         json: bool,
+        /// Print help (-h is --human-readable here, as in ls).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
     },
-    /// Show an entry's kind, size, time and BLAKE3 hash.
+    /// Show an entry's name, kind, size, modification time and BLAKE3 hash
+    /// (the same fields and values as --json).
     Stat {
         path: String,
         /// JSON output.
         #[arg(long)]
         json: bool,
     },
-    /// Remove a file.
-    Rm { path: String },
-    /// Create a directory.
-    Mkdir { path: String },
+    /// Remove files, or whole directories with -r (asking first on a
+    /// terminal).
+    Rm {
+        /// Remove directories and everything in them. On a terminal, asks
+        /// `remove DIR and its N files?` first; elsewhere it needs -f.
+        #[arg(short = 'r', short_alias = 'R', long)]
+        recursive: bool,
+        /// Never ask, and ignore paths that do not exist.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents too, and accept directories that exist.
+        #[arg(short = 'p', long)]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Remove an empty directory.
     Rmdir { path: String },
     /// Rename or move a file or directory.
@@ -175,6 +205,7 @@ pub enum PartialsAction {
 /// Exit codes, documented in the README.
 pub mod exit {
     pub const LOCAL: u8 = 1;
+    pub const USAGE: u8 = 2;
     pub const CONNECT: u8 = 3;
     pub const AUTH: u8 = 4;
     pub const REMOTE: u8 = 5;

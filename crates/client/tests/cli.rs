@@ -59,3 +59,12 @@ fn usage_errors_are_exit_2() {
     let out = ftpc().arg("frobnicate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn ls_has_no_short_help_flag_since_h_means_human_sizes() {
+    let out = ftpc().args(["ls", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("-h, --human-readable") && help.contains("-a, --all") && help.contains("--help"), "{help}");
+    assert!(!help.contains("-h, --help"), "{help}");
+}
