@@ -1,5 +1,7 @@
-//! What ftpc shows, as ls, mkdir and rm users expect it: `ls -lha`,
-//! `mkdir -p`, `rm -r`/`-f`, and `stat` agreeing with its JSON.
+//! What ftpc shows, as ls, mkdir, rm, scp and b3sum users expect it:
+//! `ls -lha`, `mkdir -p`, `rm -r`/`-f`, the closing line of a transfer,
+//! full hashes (`--hash`, `ftpc hash`), the batch bar's total, and `stat`
+//! agreeing with its JSON.
 
 use ftp_e2e::*;
 use std::io::Write;
@@ -13,6 +15,9 @@ on_both_backends!(
     mkdir_p_creates_parents_and_accepts_existing_directories,
     rm_r_removes_a_tree_and_needs_f_without_a_terminal,
     rm_r_asks_on_a_terminal_before_removing_anything,
+    a_transfer_ends_with_size_rate_elapsed_time_and_hash,
+    hash_flag_prints_the_full_blake3_as_ftpc_hash_and_b3sum_do,
+    the_batch_bar_knows_its_files_and_bytes_before_it_starts,
     stat_and_stat_json_show_the_same_fields_and_values,
 );
 
@@ -191,6 +196,122 @@ fn rm_r_asks_on_a_terminal_before_removing_anything() {
         assert!(status.success(), "{}", screen.lock().unwrap());
         let listing = ok(d.ftpc("alice", "pw").arg("ls"));
         assert_eq!(listing, if removed { "" } else { "docs/\n" }, "answer {answer:?}");
+    }
+}
+
+/// The fields of a closing line: what, size, rate, elapsed, and the rest.
+fn closing_fields(line: &str) -> Vec<&str> {
+    let fields: Vec<&str> = line.split("  ").collect();
+    assert!(fields.len() >= 4, "{line}");
+    assert!(fields[2].ends_with("/s"), "a rate: {line}");
+    let elapsed = fields[3].as_bytes();
+    let shape = elapsed.len() == 11
+        && elapsed.iter().enumerate().all(|(i, c)| match i {
+            2 | 5 => *c == b':',
+            8 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(shape, "HH:MM:SS.cc: {line}");
+    fields
+}
+
+fn a_transfer_ends_with_size_rate_elapsed_time_and_hash() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("notes.txt");
+    random_file(&src, 300_000, "notes");
+    let hash = hash_file(&src);
+    ok(d.ftpc("alice", "pw").arg("ls")); // pins the server's certificate, which says so
+
+    // No terminal: no bar, but the closing line all the same.
+    let out = run(d.ftpc("alice", "pw").arg("put").arg(&src));
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let fields = closing_fields(err.trim_end());
+    assert_eq!(fields[0], "uploaded /notes.txt");
+    assert_eq!(fields[1], "293.0 KiB");
+    assert_eq!(fields[4], format!("blake3 {}…", &hash[..16]));
+
+    let back = work.path().join("back.txt");
+    let out = run(d.ftpc("alice", "pw").args(["get", "notes.txt"]).arg(&back));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let fields = closing_fields(err.trim_end());
+    assert_eq!(fields[0], format!("downloaded {}", back.display()));
+    assert_eq!(fields[1], "293.0 KiB");
+    assert_eq!(fields[4], format!("blake3 {}…", &hash[..16]));
+
+    // A batch ends the same way, counting its files.
+    let err = String::from_utf8(run(d.ftpc("alice", "pw").arg("mput").arg(&src).arg(&back)).stderr).unwrap();
+    let fields = closing_fields(err.trim_end());
+    assert_eq!(fields[..2], ["uploaded 2 files", "585.9 KiB"]);
+
+    // Quiet: nothing at all.
+    let out = run(d.ftpc("alice", "pw").args(["-q", "get", "notes.txt"]).arg(&back));
+    assert!(out.status.success() && out.stderr.is_empty() && out.stdout.is_empty());
+}
+
+fn hash_flag_prints_the_full_blake3_as_ftpc_hash_and_b3sum_do() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a.bin"), work.path().join("b.bin"));
+    random_file(&a, 2 << 20, "a");
+    random_file(&b, 1000, "b");
+    let local = |files: &[&Path]| ok(Command::new(bin("ftpc")).arg("hash").args(files));
+    assert_eq!(local(&[&a]), format!("{}  {}\n", hash_file(&a), a.display()));
+
+    // put: the line `ftpc hash` prints for the same file.
+    let out = ok(d.ftpc("alice", "pw").args(["--hash", "put"]).arg(&a));
+    assert_eq!(out, local(&[&a]));
+    // stat shows the server's copy's, whole.
+    let stat = ok(d.ftpc("alice", "pw").args(["stat", "a.bin"]));
+    assert!(stat.contains(&format!("hash:  {}\n", hash_file(&a))), "{stat}");
+    // get: the downloaded file's line; quiet keeps it (it is the output).
+    let back = work.path().join("back.bin");
+    let out = ok(d.ftpc("alice", "pw").args(["-q", "--hash", "get", "a.bin"]).arg(&back));
+    assert_eq!(out, local(&[&back]));
+    // A batch: one line per file.
+    let out = ok(d.ftpc("alice", "pw").args(["--hash", "mput"]).arg(&a).arg(&b));
+    assert_eq!(out, local(&[&a, &b]));
+    let into = work.path().join("into");
+    std::fs::create_dir(&into).unwrap();
+    let out = ok(d.ftpc("alice", "pw").args(["--hash", "mget", "a.bin", "b.bin", "--to"]).arg(&into));
+    assert_eq!(out, local(&[&into.join("a.bin"), &into.join("b.bin")]));
+}
+
+fn the_batch_bar_knows_its_files_and_bytes_before_it_starts() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let files: Vec<String> = (0..3)
+        .map(|i| {
+            let path = work.path().join(format!("f{i}.bin"));
+            random_file(&path, 2 << 20, &format!("f{i}"));
+            path.display().to_string()
+        })
+        .collect();
+    let into = work.path().join("into");
+    std::fs::create_dir(&into).unwrap();
+    let into = into.display().to_string();
+    let batches: [Vec<&str>; 3] = [
+        ["mput"].into_iter().chain(files.iter().map(String::as_str)).collect(),
+        vec!["mget", "f0.bin", "f1.bin", "f2.bin", "--to", &into],
+        vec!["get", "-r", ".", &into],
+    ];
+    for args in batches {
+        let (mut child, _keyboard, screen) = on_terminal(&d.ftpc("alice", "pw"), &args);
+        assert!(child.wait().unwrap().success(), "{args:?}: {}", screen.lock().unwrap());
+        let screen = screen.lock().unwrap().clone();
+        // Every frame of the batch's bar, the first included, shows the
+        // whole: 3 files, 6 MiB.
+        let frames: Vec<&str> = screen.split(['\r', '\n']).filter(|f| f.contains(" files [")).collect();
+        assert!(!frames.is_empty(), "{args:?}: the bar was drawn: {screen:?}");
+        for frame in frames {
+            assert!(frame.contains("/3 files") && frame.contains("/6.00 MiB"), "{args:?}: {frame:?}");
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use ftp_proto::{Entry, EntryKind};
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// Escapes control characters (ESC, CR, LF, C1 controls, DEL) and Unicode
 /// bidirectional overrides, so a hostile name can't move the cursor,
@@ -90,6 +91,27 @@ pub fn long_line(entry: &Entry, human: bool) -> String {
     format!("{kind} {size:>10}  {}  {}", format_time(entry.mtime), short_line(entry))
 }
 
+/// A duration as `HH:MM:SS.cc` (hundredths), as scp's closing line has it.
+pub fn format_elapsed(elapsed: Duration) -> String {
+    let centis = elapsed.as_millis() / 10;
+    let secs = centis / 100;
+    format!("{:02}:{:02}:{:02}.{:02}", secs / 3600, secs / 60 % 60, secs % 60, centis % 100)
+}
+
+/// The closing line of a transfer, as scp's 100% line: what moved, its
+/// size, the rate (of the `moved` bytes that crossed the network this
+/// time: a resumed transfer sends only the rest) and the time it took.
+pub fn transfer_line(what: &str, size: u64, moved: u64, elapsed: Duration) -> String {
+    let rate = (moved as f64 / elapsed.as_secs_f64().max(1e-6)).min(u64::MAX as f64) as u64;
+    format!("{what}  {}  {}/s  {}", human_size(size), human_size(rate), format_elapsed(elapsed))
+}
+
+/// A file's BLAKE3 as `b3sum` prints it: the hash, two spaces, the name
+/// (escaped).
+pub fn hash_line(hash: &str, name: &str) -> String {
+    format!("{hash}  {}", escape(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +139,15 @@ mod tests {
         let entry = Entry { name: "a.bin".into(), kind: EntryKind::File, size: 1_500_000, mtime: 1_700_000_000 };
         assert_eq!(long_line(&entry, false), "-    1500000  2023-11-14 22:13  a.bin");
         assert_eq!(long_line(&entry, true), "-    1.4 MiB  2023-11-14 22:13  a.bin");
+    }
+
+    #[test]
+    fn the_closing_line_has_size_rate_and_elapsed_time() {
+        assert_eq!(format_elapsed(Duration::from_millis(40)), "00:00:00.04");
+        assert_eq!(format_elapsed(Duration::from_secs(3723) + Duration::from_millis(999)), "01:02:03.99");
+        let line = transfer_line("notes.txt", 12 << 20, 6 << 20, Duration::from_millis(500));
+        assert_eq!(line, "notes.txt  12.0 MiB  12.0 MiB/s  00:00:00.50");
+        assert_eq!(transfer_line("e", 0, 0, Duration::ZERO), "e  0 B  0 B/s  00:00:00.00");
+        assert_eq!(hash_line("af13", "a\nb"), "af13  a\\u{a}b");
     }
 }

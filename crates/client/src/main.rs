@@ -5,6 +5,8 @@
 //! interactive session.
 
 mod commands;
+mod hash;
+mod progress;
 mod remove;
 mod shell;
 
@@ -34,9 +36,15 @@ struct Cli {
     /// User name [default: profile].
     #[arg(long, short = 'u', env = "FTPC_USER", global = true)]
     user: Option<String>,
-    /// No progress bar and no summary lines.
+    /// No progress bar and no summary lines (what --hash asks for is still
+    /// printed).
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
+    /// Print each transferred file's full BLAKE3 on standard output as
+    /// b3sum does (`HASH  LOCAL-FILE`), to compare with `ftpc hash` or to
+    /// check later with `b3sum -c`.
+    #[arg(long, global = true)]
+    hash: bool,
     /// Seconds to wait for the server before giving up.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
@@ -167,6 +175,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print local files' BLAKE3 hashes as b3sum does (`HASH  FILE`; `-`
+    /// or no FILE: standard input), to compare with `stat` or `--hash`.
+    /// Needs no server.
+    Hash {
+        /// Local files.
+        files: Vec<PathBuf>,
+    },
     /// Open an interactive session: one login, then commands at a prompt
     /// (the default when no command is given).
     Shell,
@@ -221,6 +236,12 @@ fn main() -> ExitCode {
             clap_complete::generate(*shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
             return ExitCode::SUCCESS;
         }
+        Some(Command::Hash { files }) => {
+            return match hash::run(files) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(code, message)) => fail(code, &message),
+            };
+        }
         Some(Command::Man) => {
             return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -243,7 +264,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(exit::LOCAL, &format!("cannot start the async runtime: {e}")),
     };
     let result = Login::from_cli(&cli).and_then(|login| {
-        let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet };
+        let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet, hashes: cli.hash };
         match cli.command {
             None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into()),
             Some(command) => runtime.block_on(async {
