@@ -20,7 +20,8 @@ fn names_are_escaped_before_printing() {
             raw.send(&json!({"ok": false, "code": "not_found", "message": "\u{1b}[31mred alert\u{1b}[0m"}));
         }
     });
-    for args in [&["ls"][..], &["ls", "-l"]] {
+    // -a: "../../etc/passwd" starts with a dot.
+    for args in [&["ls", "-a"][..], &["ls", "-la"]] {
         let out = ok(ftpc_at(addr).args(args));
         assert!(!out.contains('\u{1b}'), "raw escape printed: {out:?}");
         assert!(!out.contains('\u{7}') && !out.contains('\u{202e}'), "{out:?}");

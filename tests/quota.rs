@@ -24,7 +24,11 @@ fn uploads_over_the_quota_are_refused_up_front() {
     assert_eq!(df_line, "used 600.0 KiB of 1.0 MiB (424.0 KiB available)\n");
 
     let err = fails(d.ftpc("alice", "pw").arg("put").arg(&a).arg("b.bin"), 5);
-    assert!(err.contains("quota_exceeded") && err.contains("quota"), "{err}");
+    // In the units df shows.
+    assert_eq!(
+        err,
+        "ftpc: /b.bin: over your quota: the upload needs 600.0 KiB, 424.0 KiB available [quota_exceeded]\n"
+    );
     assert!(!d.home("alice").join("b.bin").exists());
     assert!(d.partials("alice").is_empty(), "a refused upload leaves no partial");
 
@@ -149,10 +153,32 @@ fn quota_commands_validate_sizes() {
     d.add_user_with_quota("alice", "pw", "1.5 GiB");
     let list = ok(&mut d.ftpd_user(&["list"]));
     assert_eq!(list, "alice\tquota 1536 MiB\n");
-    ok(&mut d.ftpd_user(&["set-quota", "alice", "10GiB"]));
+    assert_eq!(
+        ok(&mut d.ftpd_user(&["set-quota", "alice", "10GiB"])),
+        "quota of alice set to 10.0 GiB (10737418240 bytes)\n"
+    );
     assert_eq!(ok(&mut d.ftpd_user(&["list"])), "alice\tquota 10 GiB\n");
+    // MB is 10^6 bytes, M and MiB 2^20 (as dd and du read them); the echo
+    // says what was understood, in the units df shows.
+    for (size, echo, listed) in [
+        ("600 MB", "572.2 MiB (600000000 bytes)", "600 MB"),
+        ("600M", "600.0 MiB (629145600 bytes)", "600 MiB"),
+        ("600 MiB", "600.0 MiB (629145600 bytes)", "600 MiB"),
+        ("1.5 GiB", "1.5 GiB (1610612736 bytes)", "1536 MiB"),
+        ("2g", "2.0 GiB (2147483648 bytes)", "2 GiB"),
+        ("1000001", "976.6 KiB (1000001 bytes)", "1000001"),
+    ] {
+        let echoed = ok(&mut d.ftpd_user(&["set-quota", "alice", size]));
+        assert_eq!(echoed, format!("quota of alice set to {echo}\n"), "{size}");
+        assert_eq!(ok(&mut d.ftpd_user(&["list"])), format!("alice\tquota {listed}\n"), "{size}");
+    }
+    // What the users file keeps, the daemon reads back the same.
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    assert_eq!(df(&mut raw).1, Some(1_000_001));
     let err = String::from_utf8(run(&mut d.ftpd_user(&["set-quota", "alice", "lots"])).stderr).unwrap();
-    assert!(err.contains("not a size"), "{err}");
+    assert!(err.contains("not a size") && err.contains("MB = 10^6"), "{err}");
+    let err = String::from_utf8(run(&mut d.ftpd_user(&["set-quota", "alice", "6 XB"])).stderr).unwrap();
+    assert!(err.contains("unknown unit"), "{err}");
     let err = String::from_utf8(run(&mut d.ftpd_user(&["set-quota", "nobody", "1GiB"])).stderr).unwrap();
     assert!(err.contains("no such user"), "{err}");
 }

@@ -1,12 +1,14 @@
 //! The commands, shared by the one-shot CLI and the interactive shell.
 
+use crate::progress::{Bar, BatchBar, Done, batch_done, file_done};
 use crate::{Command, Failure, PartialsAction, exit, local};
-use ftp_client::display::{escape, format_time, human_size, long_line, short_line};
+use ftp_client::display::{escape, format_instant, format_time, human_size, kind_name, long_line, short_line};
 use ftp_client::tree::{self, make_local_dirs, walk_local};
-use ftp_client::{Client, ClientError, Io, Progress};
+use ftp_client::{Client, ClientError, Io};
 use ftp_proto::{EntryKind, ErrorCode, validate_name};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Refuses, naming what needs it, when the server implements an older
 /// revision of the protocol than `revision` (see PROTOCOL.md §8).
@@ -28,6 +30,8 @@ pub struct Ui {
     pub bars: bool,
     /// No summary lines.
     pub quiet: bool,
+    /// Print each transferred file's full BLAKE3 on stdout (`--hash`).
+    pub hashes: bool,
 }
 
 /// Runs one command on a logged-in connection.
@@ -63,13 +67,15 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
             }
             mget(client, &all, to, ui).await
         }
-        Command::Ls { path, long, json } => {
-            let entries = client.list(path.as_deref()).await?;
+        Command::Ls { path, long, human, all, json, help: _ } => {
+            let mut entries = client.list(path.as_deref()).await?;
+            // As ls: names starting with `.` only with -a.
+            entries.retain(|e| all || !e.name.starts_with('.'));
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialize"));
             } else {
                 for entry in &entries {
-                    println!("{}", if long { long_line(entry) } else { short_line(entry) });
+                    println!("{}", if long { long_line(entry, human) } else { short_line(entry) });
                 }
             }
             Ok(())
@@ -80,18 +86,29 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
                 println!("{}", serde_json::to_string_pretty(&stat).expect("stat serializes"));
                 return Ok(());
             }
+            // The JSON's fields, in its spelling: exact values first, then
+            // in parentheses for people.
             let e = &stat.entry;
             println!("name:  {}", escape(&e.name));
-            println!("kind:  {:?}", e.kind);
+            println!("kind:  {}", kind_name(e.kind));
             println!("size:  {} ({})", e.size, human_size(e.size));
-            println!("mtime: {}", format_time(e.mtime));
+            println!("mtime: {} ({})", e.mtime, format_instant(e.mtime));
             if let Some(hash) = &stat.hash {
-                println!("blake3: {}", escape(hash));
+                println!("hash:  {}", escape(hash));
             }
             Ok(())
         }
-        Command::Rm { path } => Ok(client.remove(&path).await?),
-        Command::Mkdir { path } => Ok(client.mkdir(&path).await?),
+        Command::Rm { recursive, force, paths } => crate::remove::run(client, &paths, recursive, force).await,
+        Command::Mkdir { parents, paths } => {
+            for path in &paths {
+                match parents {
+                    true => mkdir_parents(client, path).await?,
+                    false => client.mkdir(path).await?,
+                }
+            }
+            Ok(())
+        }
+        Command::Hash { files } => crate::hash::run(&files),
         Command::Rmdir { path } => Ok(client.rmdir(&path).await?),
         Command::Mv { from, to } => Ok(client.rename(&from, &to).await?),
         Command::Df { json } => {
@@ -207,135 +224,6 @@ async fn expand_remote(client: &mut Client<Box<dyn Io>>, remote: &str) -> Result
     Ok(Some(names))
 }
 
-/// A progress bar (hidden when not wanted) that also announces a resume.
-struct Bar {
-    bar: ProgressBar,
-    quiet: bool,
-}
-
-impl Bar {
-    fn new(label: &str, ui: Ui) -> Bar {
-        let target = if ui.bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let bar = ProgressBar::with_draw_target(Some(0), target);
-        bar.set_style(style("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
-        bar.set_message(label.to_owned());
-        Bar { bar, quiet: ui.quiet }
-    }
-}
-
-fn style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ")
-}
-
-impl Progress for Bar {
-    fn start(&mut self, offset: u64, total: u64) {
-        if offset > 0 && !self.quiet {
-            self.bar.suspend(|| eprintln!("resuming at {} of {}", human_size(offset), human_size(total)));
-        }
-        self.bar.set_length(total);
-        self.bar.set_position(offset);
-        self.bar.reset_eta();
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.bar.inc(bytes);
-    }
-}
-
-/// The bars of a batch: one for everything, plus one for each file large
-/// enough to watch (small ones come and go too fast to show).
-struct BatchBar {
-    multi: MultiProgress,
-    total: ProgressBar,
-    current: Option<ProgressBar>,
-    name: String,
-    files: usize,
-    begun: usize,
-}
-
-/// Files from this size on get a bar of their own in a batch.
-const OWN_BAR: u64 = 1 << 20;
-
-impl BatchBar {
-    fn new(files: usize, ui: Ui) -> BatchBar {
-        let target = if ui.bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
-        let multi = MultiProgress::with_draw_target(target);
-        let total = multi.add(ProgressBar::new(0));
-        total.set_style(style("{msg:>14} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"));
-        total.set_message(format!("0/{files} files"));
-        BatchBar { multi, total, current: None, name: String::new(), files, begun: 0 }
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.current.take() {
-            bar.finish_and_clear();
-        }
-        self.total.finish_and_clear();
-    }
-}
-
-impl Progress for BatchBar {
-    fn begin(&mut self, name: &str) {
-        if let Some(bar) = self.current.take() {
-            bar.finish_and_clear();
-        }
-        self.begun += 1;
-        self.name = escape(name).into_owned();
-        self.total.set_message(format!("{}/{} files", self.begun, self.files));
-    }
-
-    fn start(&mut self, offset: u64, total: u64) {
-        self.total.inc_length(total);
-        self.total.inc(offset);
-        if total >= OWN_BAR {
-            let bar = self.multi.add(ProgressBar::new(total));
-            bar.set_style(style("{msg:>14} [{bar:30}] {bytes}/{total_bytes} ETA {eta}"));
-            bar.set_message(self.name.clone());
-            bar.set_position(offset);
-            self.current = Some(bar);
-        }
-    }
-
-    fn advance(&mut self, bytes: u64) {
-        self.total.inc(bytes);
-        if let Some(bar) = &self.current {
-            bar.inc(bytes);
-        }
-    }
-}
-
-/// Reports each failure of a batch on its own line; the exit code is the
-/// first failure's.
-fn batch_outcome<T>(
-    names: impl Iterator<Item = String>,
-    results: Vec<Result<T, ClientError>>,
-    verb: &str,
-    size: impl Fn(&T) -> u64,
-    ui: Ui,
-) -> Result<(), Failure> {
-    let (mut done, mut bytes, mut first) = (0usize, 0u64, None);
-    for (name, result) in names.zip(results) {
-        match result {
-            Ok(summary) => {
-                done += 1;
-                bytes += size(&summary);
-            }
-            Err(e) => {
-                let Failure(code, message) = Failure::from(e);
-                eprintln!("ftpc: {}: {message}", escape(&name));
-                first.get_or_insert(code);
-            }
-        }
-    }
-    if !ui.quiet {
-        eprintln!("{verb} {done} files ({})", human_size(bytes));
-    }
-    match first {
-        Some(code) => Err(Failure(code, format!("some files were not {verb}"))),
-        None => Ok(()),
-    }
-}
-
 async fn put(client: &mut Client<Box<dyn Io>>, path: &Path, remote: Option<String>, ui: Ui) -> Result<(), Failure> {
     let meta = std::fs::metadata(path).map_err(|e| local(format!("{}: {e}", path.display())))?;
     if meta.is_dir() {
@@ -355,17 +243,12 @@ async fn put(client: &mut Client<Box<dyn Io>>, path: &Path, remote: Option<Strin
         Some(r) => r,
     };
     let mut progress = Bar::new(&escape(&remote), ui);
+    let began = Instant::now();
     let result = client.put_file(path, &remote, &mut progress).await;
-    progress.bar.finish_and_clear();
-    let ok = result?.stored;
-    if !ui.quiet {
-        eprintln!(
-            "uploaded {} ({}, blake3 {})",
-            escape(&ok.path),
-            human_size(ok.size),
-            escape(&ok.hash[..16.min(ok.hash.len())])
-        );
-    }
+    progress.finish();
+    let summary = result?;
+    let shown = summary.stored.path.clone();
+    file_done("uploaded", &shown, path, &Done::from(summary), began.elapsed(), ui);
     Ok(())
 }
 
@@ -399,12 +282,11 @@ async fn get(client: &mut Client<Box<dyn Io>>, remote: &str, target: Option<Path
         None => PathBuf::from(checked.map_err(|e| local(format!("cannot derive a local name: {e}")))?),
     };
     let mut progress = Bar::new(&escape(remote), ui);
+    let began = Instant::now();
     let result = client.get_file(remote, &path, &mut progress).await;
-    progress.bar.finish_and_clear();
-    let summary = result?;
-    if !ui.quiet {
-        eprintln!("downloaded {} ({}, blake3 {})", path.display(), human_size(summary.size), &summary.hash[..16]);
-    }
+    progress.finish();
+    let done = Done::from(result?);
+    file_done("downloaded", &path.display().to_string(), &path, &done, began.elapsed(), ui);
     Ok(())
 }
 
@@ -422,11 +304,62 @@ async fn mput(client: &mut Client<Box<dyn Io>>, files: &[PathBuf], to: Option<St
         }
         items.push((path.clone(), format!("{dir}{name}")));
     }
-    let mut progress = BatchBar::new(items.len(), ui);
-    let results = client.put_many(&items, &mut progress).await;
+    upload_batch(client, &items, ui).await
+}
+
+/// Uploads `(local, remote)` pairs as one batch, its bar sized up front
+/// from the local files.
+async fn upload_batch(client: &mut Client<Box<dyn Io>>, items: &[(PathBuf, String)], ui: Ui) -> Result<(), Failure> {
+    let sizes = items.iter().map(|(l, r)| (r.clone(), std::fs::metadata(l).map_or(0, |m| m.len())));
+    let mut progress = BatchBar::new(sizes, ui);
+    let began = Instant::now();
+    let results = client.put_many(items, &mut progress).await;
     progress.finish();
-    let names = items.iter().map(|(l, _)| l.display().to_string());
-    batch_outcome(names, results, "uploaded", |s| s.stored.size, ui)
+    let results = results.into_iter().map(|r| r.map(Done::from)).collect();
+    let names = items.iter().map(|(l, _)| (l.display().to_string(), l));
+    batch_done(names, results, "uploaded", began.elapsed(), ui)
+}
+
+/// Downloads `(remote, local)` pairs as one batch, its bar sized up front
+/// with each file's `size` (as listed).
+async fn download_batch(
+    client: &mut Client<Box<dyn Io>>,
+    items: &[(String, PathBuf)],
+    sizes: impl Iterator<Item = u64>,
+    ui: Ui,
+) -> Result<(), Failure> {
+    let mut progress = BatchBar::new(items.iter().map(|(r, _)| r.clone()).zip(sizes), ui);
+    let began = Instant::now();
+    let results = client.get_many(items, &mut progress).await;
+    progress.finish();
+    let results = results.into_iter().map(|r| r.map(Done::from)).collect();
+    let names = items.iter().map(|(r, l)| (r.as_str(), l));
+    batch_done(names, results, "downloaded", began.elapsed(), ui)
+}
+
+/// The sizes of remote files, from one listing of each directory they
+/// are in (0 for one that is not listed there: its download will say why).
+async fn remote_sizes(client: &mut Client<Box<dyn Io>>, names: &[String]) -> Result<Vec<u64>, Failure> {
+    let mut listings: HashMap<&str, HashMap<String, u64>> = HashMap::new();
+    let mut sizes = Vec::with_capacity(names.len());
+    for name in names {
+        let (dir, file) = match name.rsplit_once('/') {
+            Some(("", file)) => ("/", file),
+            Some((dir, file)) => (dir, file),
+            None => ("", name.as_str()),
+        };
+        if !listings.contains_key(dir) {
+            let listed = match client.list((!dir.is_empty()).then_some(dir)).await {
+                Ok(entries) => entries,
+                Err(ClientError::Remote(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let files = listed.into_iter().filter(|e| e.kind == EntryKind::File).map(|e| (e.name, e.size));
+            listings.insert(dir, files.collect());
+        }
+        sizes.push(listings[dir].get(file).copied().unwrap_or(0));
+    }
+    Ok(sizes)
 }
 
 async fn mget(client: &mut Client<Box<dyn Io>>, names: &[String], to: Option<PathBuf>, ui: Ui) -> Result<(), Failure> {
@@ -445,10 +378,8 @@ async fn mget(client: &mut Client<Box<dyn Io>>, names: &[String], to: Option<Pat
         }
         items.push((remote.clone(), dir.join(name)));
     }
-    let mut progress = BatchBar::new(items.len(), ui);
-    let results = client.get_many(&items, &mut progress).await;
-    progress.finish();
-    batch_outcome(names.iter().cloned(), results, "downloaded", |s| s.size, ui)
+    let sizes = remote_sizes(client, names).await?;
+    download_batch(client, &items, sizes.into_iter(), ui).await
 }
 
 /// `put -r DIR [REMOTE]`: the tree under DIR goes to REMOTE (default: a
@@ -483,11 +414,7 @@ async fn put_tree(client: &mut Client<Box<dyn Io>>, dir: &Path, remote: Option<S
         mkdir_exists_ok(client, &join(d)).await?;
     }
     let items: Vec<(PathBuf, String)> = tree.files.iter().map(|(p, rel)| (p.clone(), join(rel))).collect();
-    let mut progress = BatchBar::new(items.len(), ui);
-    let results = client.put_many(&items, &mut progress).await;
-    progress.finish();
-    let names = items.iter().map(|(l, _)| l.display().to_string());
-    let outcome = batch_outcome(names, results, "uploaded", |s| s.stored.size, ui);
+    let outcome = upload_batch(client, &items, ui).await;
     if !ui.quiet {
         eprintln!("{} directories under {}", tree.dirs.len(), escape(if base.is_empty() { "." } else { &base }));
     }
@@ -505,6 +432,22 @@ async fn mkdir_exists_ok(client: &mut Client<Box<dyn Io>>, path: &str) -> Result
         }
         other => Ok(other?),
     }
+}
+
+/// `mkdir -p`: each missing directory on the way to `path` is created;
+/// directories that exist are fine, as with mkdir -p.
+async fn mkdir_parents(client: &mut Client<Box<dyn Io>>, path: &str) -> Result<(), Failure> {
+    let mut prefix = if path.starts_with('/') { "/".to_owned() } else { String::new() };
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if part != ".." {
+            mkdir_exists_ok(client, &prefix).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `get -r REMOTE [LOCAL]`: the remote tree under REMOTE comes to LOCAL
@@ -538,11 +481,8 @@ async fn get_tree(
             (remote, tree::local_path(&root, rel))
         })
         .collect();
-    let mut progress = BatchBar::new(items.len(), ui);
-    let results = client.get_many(&items, &mut progress).await;
-    progress.finish();
-    let names = items.iter().map(|(r, _)| r.clone());
-    let outcome = batch_outcome(names, results, "downloaded", |s| s.size, ui);
+    let sizes = tree.files.iter().map(|(_, size)| *size);
+    let outcome = download_batch(client, &items, sizes, ui).await;
     if !ui.quiet {
         eprintln!("{} directories under {}", tree.dirs.len(), root.display());
     }

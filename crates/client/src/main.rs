@@ -5,6 +5,9 @@
 //! interactive session.
 
 mod commands;
+mod hash;
+mod progress;
+mod remove;
 mod shell;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -41,9 +44,15 @@ struct Cli {
     /// profile's host block, else the profile].
     #[arg(long, short = 'u', env = "FTPC_USER", global = true)]
     user: Option<String>,
-    /// No progress bar and no summary lines.
+    /// No progress bar and no summary lines (what --hash asks for is still
+    /// printed).
     #[arg(long, short = 'q', global = true)]
     quiet: bool,
+    /// Print each transferred file's full BLAKE3 on standard output as
+    /// b3sum does (`HASH  LOCAL-FILE`), to compare with `ftpc hash` or to
+    /// check later with `b3sum -c`.
+    #[arg(long, global = true)]
+    hash: bool,
     /// Seconds to wait for the server before giving up.
     #[arg(long, default_value_t = 60, global = true)]
     timeout: u64,
@@ -114,27 +123,56 @@ pub enum Command {
         #[arg(long, short = 't', value_name = "DIR")]
         to: Option<PathBuf>,
     },
-    /// List a directory.
+    /// List a directory. Names starting with `.` are left out unless -a
+    /// is given, as ls does.
+    #[command(disable_help_flag = true)]
     Ls {
         path: Option<String>,
-        /// Long format: kind, size, modification time.
+        /// Long format: kind, size in bytes, modification time (UTC).
         #[arg(short = 'l')]
         long: bool,
+        /// With -l: sizes in binary units (1.5 KiB, 3.0 GiB) instead of bytes.
+        #[arg(short = 'h', long = "human-readable")]
+        human: bool,
+        /// Show names starting with `.` too (in every format, --json included).
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// JSON: an array of {name, kind, size, mtime}.
         #[arg(long)]
         json: bool,
+        /// Print help (-h is --human-readable here, as in ls).
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
     },
-    /// Show an entry's kind, size, time and BLAKE3 hash.
+    /// Show an entry's name, kind, size, modification time and BLAKE3 hash
+    /// (the same fields and values as --json).
     Stat {
         path: String,
         /// JSON output.
         #[arg(long)]
         json: bool,
     },
-    /// Remove a file.
-    Rm { path: String },
-    /// Create a directory.
-    Mkdir { path: String },
+    /// Remove files, or whole directories with -r (asking first on a
+    /// terminal).
+    Rm {
+        /// Remove directories and everything in them. On a terminal, asks
+        /// `remove DIR and its N files?` first; elsewhere it needs -f.
+        #[arg(short = 'r', short_alias = 'R', long)]
+        recursive: bool,
+        /// Never ask, and ignore paths that do not exist.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents too, and accept directories that exist.
+        #[arg(short = 'p', long)]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Remove an empty directory.
     Rmdir { path: String },
     /// Rename or move a file or directory.
@@ -144,6 +182,13 @@ pub enum Command {
         /// JSON: {used, quota, available}.
         #[arg(long)]
         json: bool,
+    },
+    /// Print local files' BLAKE3 hashes as b3sum does (`HASH  FILE`; `-`
+    /// or no FILE: standard input), to compare with `stat` or `--hash`.
+    /// Needs no server.
+    Hash {
+        /// Local files.
+        files: Vec<PathBuf>,
     },
     /// Open an interactive session: one login, then commands at a prompt
     /// (the default when no command is given).
@@ -198,6 +243,7 @@ fn server_syntax(text: &str) -> Result<String, String> {
 /// Exit codes, documented in the README.
 pub mod exit {
     pub const LOCAL: u8 = 1;
+    pub const USAGE: u8 = 2;
     pub const CONNECT: u8 = 3;
     pub const AUTH: u8 = 4;
     pub const REMOTE: u8 = 5;
@@ -212,6 +258,12 @@ fn main() -> ExitCode {
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "ftpc", &mut std::io::stdout());
             return ExitCode::SUCCESS;
+        }
+        Some(Command::Hash { files }) => {
+            return match hash::run(files) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure(code, message)) => fail(code, &message),
+            };
         }
         Some(Command::Man) => {
             return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
@@ -241,7 +293,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(exit::LOCAL, &format!("cannot start the async runtime: {e}")),
     };
     let result = Login::from_cli(&cli).and_then(|login| {
-        let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet };
+        let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet, hashes: cli.hash };
         match cli.command {
             None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into()),
             Some(command) => runtime.block_on(async {

@@ -79,6 +79,10 @@ pub struct RemoteTree {
     /// Entries left out (relative path as listed, escaped by the caller),
     /// and why.
     pub skipped: Vec<(String, String)>,
+    /// Of the entries left out, the symbolic links and other entries
+    /// that are neither files nor directories (relative paths): what
+    /// `rm -r` removes with the files.
+    pub links: Vec<String>,
     /// Total size of `files`.
     pub bytes: u64,
 }
@@ -121,8 +125,14 @@ impl Client<Box<dyn Io>> {
                         tree.bytes += entry.size;
                         tree.files.push((child, entry.size));
                     }
-                    EntryKind::Symlink => tree.skipped.push((child, "a symbolic link (not followed)".into())),
-                    EntryKind::Other => tree.skipped.push((child, "not a regular file or directory".into())),
+                    EntryKind::Symlink => {
+                        tree.links.push(child.clone());
+                        tree.skipped.push((child, "a symbolic link (not followed)".into()));
+                    }
+                    EntryKind::Other => {
+                        tree.links.push(child.clone());
+                        tree.skipped.push((child, "not a regular file or directory".into()));
+                    }
                 }
             }
         }

@@ -72,3 +72,45 @@ fn a_malformed_server_is_a_usage_error_naming_it() {
         assert_eq!(out.status.code(), Some(2), "FTPC_SERVER={bad}");
     }
 }
+
+#[test]
+fn hash_prints_local_files_blake3_as_b3sum_does_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    std::fs::write(&a, b"hello").unwrap();
+    std::fs::write(&b, b"").unwrap();
+    let line = |hash: blake3::Hash, name: &str| format!("{}  {name}\n", hash.to_hex());
+    // Neither user nor server is needed.
+    let out = ftpc().arg("hash").arg(&a).arg(&b).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected =
+        line(blake3::hash(b"hello"), &a.display().to_string()) + &line(blake3::hash(b""), &b.display().to_string());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+
+    // `-`, or no file at all: standard input.
+    for args in [&["hash", "-"][..], &["hash"]] {
+        let mut child = ftpc().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"hello").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), line(blake3::hash(b"hello"), "-"), "{args:?}");
+    }
+
+    // A file that can't be read is reported; the others are still hashed.
+    let missing = dir.path().join("missing");
+    let out = ftpc().arg("hash").arg(&missing).arg(&a).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), line(blake3::hash(b"hello"), &a.display().to_string()));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("ftpc: {}: No such file", missing.display())), "{err}");
+    assert!(err.contains(&format!("ftpc: {}: is a directory", dir.path().display())), "{err}");
+    assert!(err.ends_with("ftpc: 2 of 3 files could not be hashed\n"), "{err}");
+}
+
+#[test]
+fn ls_has_no_short_help_flag_since_h_means_human_sizes() {
+    let out = ftpc().args(["ls", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("-h, --human-readable") && help.contains("-a, --all") && help.contains("--help"), "{help}");
+    assert!(!help.contains("-h, --help"), "{help}");
+}

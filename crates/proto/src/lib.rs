@@ -6,7 +6,8 @@
 //! writing files, is the `ftp-disk` crate). Every length is bounded before
 //! anything is allocated. `PROTOCOL.md` at the top of the repository is the
 //! prose specification; this crate is its one implementation, used by both
-//! ends.
+//! ends. [`size`] is how both ends read and show sizes to people (quotas,
+//! listings, refusals).
 //!
 //! Of tokio it enables `io-util` only (tokio-util's codec adds `sync`): it
 //! reads and writes the streams it is handed and opens none itself, so it
@@ -18,6 +19,7 @@ pub mod bulk;
 mod codec;
 mod message;
 mod path;
+pub mod size;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{

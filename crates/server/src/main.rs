@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
+use ftp_proto::size::{exact_size, human_size, parse_size};
 use ftp_server::config::{Config, Flags, LogFormat};
-use ftp_server::users::{UserDb, UserRecord, format_size, hash_password, parse_size, validate_user_name};
+use ftp_server::users::{UserDb, UserRecord, hash_password, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,7 +85,8 @@ enum UserAction {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
-        /// Disk quota, e.g. 10GiB or 500MB [default: unlimited].
+        /// Disk quota, e.g. 10GiB, 1.5 GiB, 600M or 600MiB (600 × 2^20 bytes),
+        /// 600MB (600 × 10^6 bytes), 1048576 [default: unlimited].
         #[arg(long, value_parser = parse_size)]
         quota: Option<u64>,
     },
@@ -92,7 +94,8 @@ enum UserAction {
     SetQuota {
         /// User name.
         name: String,
-        /// Quota, e.g. 10GiB, 500MB, 1048576, or `none` for unlimited.
+        /// Quota, e.g. 10GiB, 1.5 GiB, 600M or 600MiB (600 × 2^20 bytes),
+        /// 600MB (600 × 10^6 bytes), 1048576, or `none` for unlimited.
         size: String,
     },
     /// Remove a user (their files stay on disk).
@@ -263,7 +266,7 @@ fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
             record.quota = quota;
             db.save(path)?;
             match quota {
-                Some(q) => println!("quota of {name} set to {}", format_size(q)),
+                Some(q) => println!("quota of {name} set to {} ({q} bytes)", human_size(q)),
                 None => println!("quota of {name} removed (unlimited)"),
             }
         }
@@ -284,7 +287,7 @@ fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
         UserAction::List => {
             for (name, record) in &db.users {
                 match record.quota {
-                    Some(q) => println!("{name}\tquota {}", format_size(q)),
+                    Some(q) => println!("{name}\tquota {}", exact_size(q)),
                     None => println!("{name}\tunlimited"),
                 }
             }

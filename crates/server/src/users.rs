@@ -26,37 +26,15 @@ pub struct UserRecord {
     /// argon2id PHC string.
     pub password: String,
     /// Most bytes the user may store (files and partial uploads), written
-    /// with units (`"500 MiB"`, `"10GiB"`, `"1TB"`) or as a plain number of
-    /// bytes. Absent: unlimited.
+    /// with units (`"500 MiB"`, `"10GiB"`, `"1TB"`; read by
+    /// [`ftp_proto::size::parse_size`]) or as a plain number of bytes.
+    /// Absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
     pub quota: Option<u64>,
 }
 
-/// Parses a size with optional units: `1048576`, `10GiB`, `1.5 TB`, `500 MiB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if let Ok(n) = text.parse::<u64>() {
-        return Ok(n);
-    }
-    text.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{text:?} is not a size like 10GiB, 500 MB or 1048576 ({e})"))
-}
-
-/// Formats bytes in binary units for the users file (`10 GiB`), exactly
-/// when possible so that a parse gives back the same number.
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 5] =
-        [("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (unit, scale) in UNITS {
-        if bytes >= scale && bytes.is_multiple_of(scale) {
-            return format!("{} {unit}", bytes / scale);
-        }
-    }
-    bytes.to_string()
-}
-
 mod quota_serde {
+    use ftp_proto::size::{exact_size, parse_size};
     use serde::{Deserialize, Deserializer, Serializer};
 
     #[derive(Deserialize)]
@@ -68,7 +46,7 @@ mod quota_serde {
 
     pub fn serialize<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
         match value {
-            Some(bytes) => s.serialize_str(&super::format_size(*bytes)),
+            Some(bytes) => s.serialize_str(&exact_size(*bytes)),
             None => s.serialize_none(),
         }
     }
@@ -76,7 +54,7 @@ mod quota_serde {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         match Raw::deserialize(d)? {
             Raw::Bytes(n) => Ok(Some(n)),
-            Raw::Text(t) => super::parse_size(&t).map(Some).map_err(serde::de::Error::custom),
+            Raw::Text(t) => parse_size(&t).map(Some).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -407,18 +385,6 @@ mod tests {
         let users = store.snapshot();
         assert!(store.verify(&users, "alice", "correct horse battery staple"));
         assert!(!store.verify(&users, "alice", "correct horse battery stapler"));
-    }
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
-        assert_eq!(parse_size("500 MiB").unwrap(), 500 << 20);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("2 KB").unwrap(), 2000);
-        assert!(parse_size("lots").is_err());
-        for n in [0, 1, 1023, 1 << 20, 3 << 30, (1 << 30) + 1] {
-            assert_eq!(parse_size(&format_size(n)).unwrap(), n);
-        }
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub enum Error {
     #[error("the server is out of resources for the moment; try again")]
     Exhausted(#[source] io::Error),
     /// The upload does not fit in the user's quota.
-    #[error("the upload needs {needed} more bytes but only {available} are left in your quota")]
+    #[error(
+        "over your quota: the upload needs {}, {} available",
+        ftp_proto::size::human_size(*.needed),
+        ftp_proto::size::human_size(*.available)
+    )]
     OverQuota {
         /// Bytes the upload needs.
         needed: u64,
