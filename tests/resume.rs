@@ -444,6 +444,8 @@ fn ftpc_partials_lists_what_is_kept_and_rm_frees_it() {
     drop(raw);
     let listed = wait_for_output(&d, &["partials"], "/docs/f.bin");
     assert!(listed.contains(" of "), "{listed}");
+    let df = String::from_utf8(d.ftpc("alice", "pw").arg("df").output().unwrap().stdout).unwrap();
+    assert!(df.contains("in interrupted uploads kept for resume"), "{df}");
     let json: serde_json::Value =
         serde_json::from_slice(&d.ftpc("alice", "pw").args(["partials", "--json"]).output().unwrap().stdout).unwrap();
     assert_eq!(json[0]["path"], "/docs/f.bin");

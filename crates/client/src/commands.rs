@@ -126,6 +126,9 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
                 ),
                 _ => println!("used {} (no quota)", human_size(df.used)),
             }
+            if let Some(held) = df.partials.filter(|&held| held > 0) {
+                println!("of which {} in interrupted uploads kept for resume (see `ftpc partials`)", human_size(held));
+            }
             Ok(())
         }
         Command::Partials { action: None, json } => {
