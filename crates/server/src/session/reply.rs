@@ -14,9 +14,17 @@ use tracing::{error, warn};
 
 /// The reply to `err`, which happened to `path`.
 pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
+    let mut subject = path.to_string();
     let (code, what): (ErrorCode, String) = match err {
         Error::NotFound => (ErrorCode::NotFound, "not found".into()),
-        Error::ParentNotFound => (ErrorCode::NotFound, "the parent directory does not exist".into()),
+        Error::ParentNotFound => {
+            // Told of the directory that is missing, not of the file.
+            subject = match subject.rsplit_once('/') {
+                Some((parent, _)) if !parent.is_empty() => parent.to_owned(),
+                _ => "/".to_owned(),
+            };
+            (ErrorCode::NotFound, "no such directory".into())
+        }
         Error::Exists => (ErrorCode::Exists, "already exists".into()),
         Error::NotADirectory => (ErrorCode::NotADirectory, "not a directory".into()),
         Error::IsADirectory => (ErrorCode::IsADirectory, "is a directory".into()),
@@ -49,7 +57,7 @@ pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
             (ErrorCode::Internal, "internal server error".into())
         }
     };
-    ErrorBody::new(code, format!("{path}: {what}"))
+    ErrorBody::new(code, format!("{subject}: {what}"))
 }
 
 /// Maps a refused path to its reply.
@@ -83,5 +91,12 @@ mod tests {
         }
         let body = error_body(&os(libc::EROFS), &"/f");
         assert!(body.message.contains("read-only"), "the reason is told: {body}");
+    }
+
+    #[test]
+    fn a_missing_parent_is_named_not_the_file() {
+        let body = error_body(&Error::ParentNotFound, &"/nosuchdir/a.txt");
+        assert_eq!((body.code, body.message.as_str()), (ErrorCode::NotFound, "/nosuchdir: no such directory"));
+        assert_eq!(error_body(&Error::ParentNotFound, &"/a.txt").message, "/: no such directory");
     }
 }
