@@ -115,7 +115,7 @@ fn many_small_files_and_trees_on_the_bucket() {
     }
     ok(d.ftpc("alice", "pw").args(["put", "-r"]).arg(&tree));
     let back = work.path().join("back");
-    ok(d.ftpc("alice", "pw").args(["get", "-r", "tree"]).arg(&back));
+    ok(d.ftpc("alice", "pw").args(["get", "-r", "tree/"]).arg(&back));
     for i in 0..60 {
         let rel = std::path::Path::new(["", "a", "a/b"][i % 3]).join(format!("f{i}.dat"));
         assert_eq!(hash_file(&back.join(&rel)), hash_file(&tree.join(&rel)), "{}", rel.display());

@@ -199,8 +199,8 @@ fn a_tree_round_trips_byte_identical_with_its_empty_directories() {
 
     // One at a time (-j 1) gives the same result.
     let slow = work.path().join("slow");
-    ok(d.ftpc("alice", "pw").args(["-j", "1", "put", "-r"]).arg(&tree).arg("slow"));
-    ok(d.ftpc("alice", "pw").args(["-j", "1", "get", "-r", "slow"]).arg(&slow));
+    ok(d.ftpc("alice", "pw").args(["-j", "1", "put", "-r"]).arg(format!("{}/", tree.display())).arg("slow"));
+    ok(d.ftpc("alice", "pw").args(["-j", "1", "get", "-r", "slow/"]).arg(&slow));
     assert_eq!(snapshot(&slow), expected);
 }
 
@@ -278,7 +278,7 @@ fn get_r_never_writes_outside_the_target_whatever_the_server_lists() {
     });
     let work = tempfile::tempdir().unwrap();
     let target = work.path().join("inside");
-    let out = run(ftpc_at(addr).args(["get", "-r", "evil"]).arg(&target));
+    let out = run(ftpc_at(addr).args(["get", "-r", "evil/"]).arg(&target));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert_eq!(std::fs::read(target.join("ok.txt")).unwrap(), b"yes");

@@ -82,7 +82,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let start = Instant::now();
             let remote = format!("load-{i}.bin");
             let put = c.put_file(&file, &remote, &mut ()).await.map_err(|e| format!("put {i}: {e}"))?;
-            let got = c.get_file(&remote, &local, &mut ()).await.map_err(|e| format!("get {i}: {e}"))?;
+            let got =
+                c.get_file(&remote, &local, Default::default(), &mut ()).await.map_err(|e| format!("get {i}: {e}"))?;
             let _ = std::fs::remove_file(&local);
             if put.stored.hash != want || got.hash != want {
                 return Err(format!("client {i}: hash mismatch"));

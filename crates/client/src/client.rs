@@ -5,7 +5,7 @@ use ftp_disk::{FileSink, FileSource, hash_exact};
 use ftp_proto::bulk::{Received, read_frame, write_data};
 use ftp_proto::{
     DEFAULT_CHUNK, DfOk, DiscardOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk,
-    LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
+    LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, WorkingDir, decode_reply,
 };
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -17,7 +17,11 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 mod batch;
+mod local;
 mod peer;
+
+pub use local::GetOptions;
+use local::{Place, Target, open_device, write_whole};
 
 /// Most directory entries accepted in one listing (bounds client memory
 /// against a hostile server).
@@ -168,6 +172,9 @@ pub struct GetSummary {
     pub hash: String,
     /// Bytes that were already held from an interrupted download.
     pub resumed_from: u64,
+    /// The file's modification time on the server, seconds since the Unix
+    /// epoch (given to the local file with [`GetOptions::preserve`]).
+    pub mtime: i64,
 }
 
 /// Result of a verified upload.
@@ -571,105 +578,152 @@ where
     /// appears under `local`. If the download breaks, the partial stays, and
     /// the next `get_file` of the same remote file to the same place
     /// continues from it (the server starts afresh if the file changed).
-    /// `progress` is told where the transfer starts and each chunk after.
-    pub async fn get_file(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
-        let result = self.get_inner(remote, local, progress).await;
+    /// With [`GetOptions::write_through`], a symbolic link at `local` is
+    /// written through and a FIFO or device there is written in place
+    /// (see [`Client::get_into`]). `progress` is told where the transfer
+    /// starts and each chunk after.
+    pub async fn get_file(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        options: GetOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<GetSummary> {
+        let result = self.get_inner(remote, Target::resolve(local, options.write_through), options, progress).await;
         self.settle(result)
     }
 
-    async fn get_inner(&mut self, remote: &str, local: &Path, progress: &mut dyn Progress) -> Result<GetSummary> {
-        let pending = self.request_get(remote, local).await?;
-        match self.complete_get(remote, local, pending, progress).await? {
+    /// Downloads `remote` into `file` (standard output, a pipe) as the data
+    /// arrives: nothing is staged or renamed, and the hash is checked at
+    /// the end. On a mismatch the error says that the bytes already written
+    /// are bad: the reader must discard them. `name` shows the stream in
+    /// errors.
+    pub async fn get_into(
+        &mut self,
+        remote: &str,
+        file: std::fs::File,
+        name: &str,
+        progress: &mut dyn Progress,
+    ) -> Result<GetSummary> {
+        let target = Ok(Target::Open { file, name: PathBuf::from(name) });
+        let result = self.get_inner(remote, target, GetOptions::default(), progress).await;
+        self.settle(result)
+    }
+
+    async fn get_inner(
+        &mut self,
+        remote: &str,
+        target: Result<Target>,
+        options: GetOptions,
+        progress: &mut dyn Progress,
+    ) -> Result<GetSummary> {
+        let pending = self.queue_get(remote, target?, options).await?;
+        self.flush().await?;
+        match self.complete_get(remote, pending, progress).await? {
             Got::Written(summary) => Ok(summary),
-            Got::Verified(summary, data) => {
-                let target = local.to_owned();
+            Got::Verified { summary, data, path, place } => {
                 let durable = self.durable;
-                tokio::task::spawn_blocking(move || write_whole(&target, &data, durable))
+                let target = path.clone();
+                tokio::task::spawn_blocking(move || write_whole(&target, &data, durable, place))
                     .await
                     .map_err(io::Error::other)?
-                    .map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
+                    .map_err(|source| ClientError::Local { path, source })?;
                 Ok(summary)
             }
         }
     }
 
-    /// Sends a `get` for `remote`, asking for the rest of whatever partial
-    /// of it is held beside `local`. The reply is read by [`complete_get`].
+    /// Queues a `get` for `remote` (sent at the next flush, so several
+    /// requests can go out in one write), asking for the rest of whatever
+    /// partial of it is held beside the target. The reply is read by
+    /// [`complete_get`].
     ///
     /// [`complete_get`]: Client::complete_get
-    async fn request_get(&mut self, remote: &str, local: &Path) -> Result<PendingGet> {
-        let pending = self.queue_get(remote, local).await?;
-        self.flush().await?;
-        Ok(pending)
-    }
-
-    /// Like [`request_get`], but leaves the request queued until the next
-    /// flush (several requests then go out in one write).
-    ///
-    /// [`request_get`]: Client::request_get
-    async fn queue_get(&mut self, remote: &str, local: &Path) -> Result<PendingGet> {
-        let partial =
-            LocalPartial::for_target(local).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
-        let (held, since) = partial.held(remote);
+    async fn queue_get(&mut self, remote: &str, target: Target, options: GetOptions) -> Result<PendingGet> {
+        let (held, since) = match &target {
+            Target::File { partial, .. } => partial.held(remote),
+            Target::Device(_) | Target::Open { .. } => (0, None),
+        };
         self.feed(Frame::Message(Request::Get { path: remote.to_owned(), offset: held, since }.encode())).await?;
-        Ok(PendingGet { partial, held })
+        Ok(PendingGet { target, held, options })
     }
 
-    /// Reads the reply to a `get` sent by [`request_get`] and receives the
+    /// Reads the reply to a `get` sent by [`queue_get`] and receives the
     /// file.
     ///
-    /// [`request_get`]: Client::request_get
-    async fn complete_get(
-        &mut self,
-        remote: &str,
-        local: &Path,
-        pending: PendingGet,
-        progress: &mut dyn Progress,
-    ) -> Result<Got> {
-        let local_err = |source| ClientError::Local { path: local.to_owned(), source };
-        let PendingGet { partial, held } = pending;
+    /// [`queue_get`]: Client::queue_get
+    async fn complete_get(&mut self, remote: &str, pending: PendingGet, progress: &mut dyn Progress) -> Result<Got> {
+        let PendingGet { target, held, options } = pending;
         let head: GetOk = self.reply().await?;
         if head.offset > held || head.offset > head.size {
             return Err(ClientError::Protocol(format!("server resumes at {} but we hold {held} bytes", head.offset)));
         }
-        if head.offset == 0 && head.size < RESUME_THRESHOLD {
-            if held > 0 {
-                partial.remove(); // the server starts afresh: the old bytes are useless
+        let summary = |hash| GetSummary { size: head.size, hash, resumed_from: head.offset, mtime: head.mtime };
+        let place = Place::new(options, &head);
+        let (file, name) = match target {
+            Target::File { path, partial } => {
+                if head.offset == 0 && head.size < RESUME_THRESHOLD {
+                    if held > 0 {
+                        partial.remove(); // the server starts afresh: the old bytes are useless
+                    }
+                    progress.start(0, head.size);
+                    let (hash, data) = self.receive_small(&head, progress).await?;
+                    return Ok(Got::Verified { summary: summary(hash), data, path, place });
+                }
+                let file = match partial.open(remote, &head) {
+                    Ok(file) => file,
+                    Err(source) => {
+                        self.skip_data().await?;
+                        return Err(ClientError::Local { path, source });
+                    }
+                };
+                progress.start(head.offset, head.size);
+                let result = self.receive(file, &head, &path, self.durable, progress).await;
+                match &result {
+                    // A broken connection keeps what arrived, for the next attempt.
+                    Err(ClientError::Io(_) | ClientError::Timeout) if partial.len() > 0 => {}
+                    Err(_) => partial.remove(),
+                    Ok(_) => partial.finish(&path, place).map_err(|source| ClientError::Local { path, source })?,
+                }
+                return Ok(Got::Written(summary(result?)));
             }
-            progress.start(0, head.size);
-            let (hash, data) = self.receive_small(&head, progress).await?;
-            return Ok(Got::Verified(GetSummary { size: head.size, hash, resumed_from: 0 }, data));
-        }
-        let file = match partial.open(remote, &head) {
-            Ok(file) => file,
-            Err(e) => {
-                self.skip_data().await?;
-                return Err(local_err(e));
-            }
+            Target::Device(path) => match open_device(&path).await {
+                Ok(file) => (file, path),
+                Err(source) => {
+                    self.skip_data().await?;
+                    return Err(ClientError::Local { path, source });
+                }
+            },
+            Target::Open { file, name } => (file, name),
         };
-        progress.start(head.offset, head.size);
-        let result = self.receive(file, &head, local, progress).await;
-        match &result {
-            // A broken connection keeps what arrived, for the next attempt.
-            Err(ClientError::Io(_) | ClientError::Timeout) if partial.len() > 0 => {}
-            Err(_) => partial.remove(),
-            Ok(_) => partial.finish(local).map_err(local_err)?,
+        progress.start(0, head.size);
+        // Nothing to sync: a stream is not a file.
+        match self.receive(file, &head, &name, false, progress).await {
+            Ok(hash) => Ok(Got::Written(summary(hash))),
+            Err(ClientError::Integrity(why)) => Err(ClientError::Integrity(format!(
+                "{why}; the bytes already written to {} are not the file: discard them",
+                name.display()
+            ))),
+            Err(e) => Err(e),
         }
-        let hash = result?;
-        Ok(Got::Written(GetSummary { size: head.size, hash, resumed_from: head.offset }))
     }
 
     /// Receives a download's data into `file` (which holds `head.offset`
-    /// bytes already) and verifies the whole file. Returns its hash.
+    /// bytes already) and verifies the whole file, synced to disk at the
+    /// end if `durable`. Returns its hash.
     async fn receive(
         &mut self,
         mut file: std::fs::File,
         head: &GetOk,
         local: &Path,
+        durable: bool,
         progress: &mut dyn Progress,
     ) -> Result<String> {
-        file.seek(SeekFrom::Start(0)).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
-        let mut sink = FileSink::spawn(file, head.offset, blake3::Hasher::new(), self.durable);
+        // A stream (offset 0) can't seek; a partial is hashed from its start.
+        if head.offset > 0 {
+            file.seek(SeekFrom::Start(0)).map_err(|source| ClientError::Local { path: local.to_owned(), source })?;
+        }
+        let mut sink = FileSink::spawn(file, head.offset, blake3::Hasher::new(), durable);
         let expected = head.size - head.offset;
         let mut received = 0u64;
         // Once the disk side fails, the rest is drained into `spare`.
@@ -893,45 +947,6 @@ fn decode_trailer(json: &[u8]) -> Result<Trailer> {
     Trailer::decode(json).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
-/// Writes `data` to a new file beside `target`, syncs it (if `durable`)
-/// and renames it over `target`: readers see the old file or the whole new
-/// one.
-pub(crate) fn write_whole(target: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let file = stage(target, data)?;
-    if !durable {
-        return file.persist(target).map(drop).map_err(|e| e.error);
-    }
-    file.as_file().sync_all()?;
-    file.persist(target).map_err(|e| e.error)?;
-    // The new name itself, durable.
-    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Ok(handle) = std::fs::File::open(dir) {
-        let _ = handle.sync_all();
-    }
-    Ok(())
-}
-
-/// Writes `data` to a new temporary file beside `target` (removed if
-/// dropped); the caller syncs it and renames it into place.
-pub(crate) fn stage(target: &Path, data: &[u8]) -> io::Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    let dir = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("download");
-    let stem = if name.len() <= 200 { name } else { "download" };
-    let prefix = format!(".{stem}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".ftpc-part");
-    // The mode a plain create would give (the umask applies).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let mut file = builder.tempfile_in(dir)?;
-    file.write_all(data)?;
-    Ok(file)
-}
-
 /// Feeds the first `len` bytes of `file` to a new hasher.
 fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
@@ -942,107 +957,19 @@ fn hash_prefix(file: &mut std::fs::File, len: u64) -> io::Result<blake3::Hasher>
 
 /// A download received and verified.
 enum Got {
-    /// Already in place (it streamed through a partial file).
+    /// Already in place (it streamed through a partial file, or into a
+    /// device or stream).
     Written(GetSummary),
-    /// Small, held in memory: still to be written with [`write_whole`].
-    Verified(GetSummary, Vec<u8>),
+    /// Small, held in memory: still to be written to `path` with
+    /// [`write_whole`], as `place` says.
+    Verified { summary: GetSummary, data: Vec<u8>, path: PathBuf, place: Place },
 }
 
 /// A `get` sent whose reply is still to be read.
 struct PendingGet {
-    partial: LocalPartial,
+    target: Target,
     held: u64,
-}
-
-/// The local partial of a download and its record.
-struct LocalPartial {
-    part: PathBuf,
-    record: PathBuf,
-}
-
-/// What a local partial belongs to.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PartialRecord {
-    remote: String,
-    size: u64,
-    mtime: i64,
-}
-
-impl LocalPartial {
-    fn for_target(local: &Path) -> io::Result<LocalPartial> {
-        let name = local
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "target has no usable file name"))?;
-        // Keep the partial's name within the usual 255-byte limit.
-        let stem =
-            if name.len() <= 200 { name.to_owned() } else { blake3::hash(name.as_bytes()).to_hex()[..32].to_owned() };
-        let dir = match local.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        Ok(LocalPartial {
-            part: dir.join(format!(".{stem}.ftpc-part")),
-            record: dir.join(format!(".{stem}.ftpc-part.json")),
-        })
-    }
-
-    /// Bytes held for `remote`, and the version of the file they came from.
-    fn held(&self, remote: &str) -> (u64, Option<Version>) {
-        // No partial (the usual case, checked once per file of a batch):
-        // no record to read either.
-        let len = std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0);
-        if len == 0 {
-            return (0, None);
-        }
-        let record: Option<PartialRecord> =
-            std::fs::read(&self.record).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        match record {
-            Some(r) if r.remote == remote && len <= r.size => (len, Some(Version { size: r.size, mtime: r.mtime })),
-            _ => (0, None),
-        }
-    }
-
-    /// Opens (creating) and locks the partial, keeps its first `offset`
-    /// bytes, and records which file it belongs to.
-    fn open(&self, remote: &str, head: &GetOk) -> io::Result<std::fs::File> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(false);
-        // A download gets the mode a plain create would give (the umask
-        // applies).
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o666);
-        let file = opts.open(&self.part)?;
-        file.try_lock()
-            .map_err(|_| io::Error::new(io::ErrorKind::WouldBlock, "another download to this file is in progress"))?;
-        // Truncating on ext4, even to the length the file has, makes its
-        // close write back everything written since (`auto_da_alloc`):
-        // only cut a partial that is longer than what the server resumes.
-        if file.metadata()?.len() != head.offset {
-            file.set_len(head.offset)?;
-        }
-        let record = PartialRecord { remote: remote.to_owned(), size: head.size, mtime: head.mtime };
-        std::fs::write(&self.record, serde_json::to_vec(&record).map_err(io::Error::other)?)?;
-        Ok(file)
-    }
-
-    /// Moves the verified file into place.
-    fn finish(&self, local: &Path) -> io::Result<()> {
-        std::fs::rename(&self.part, local)?;
-        let _ = std::fs::remove_file(&self.record);
-        Ok(())
-    }
-
-    /// Bytes currently in the partial.
-    fn len(&self) -> u64 {
-        std::fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// Deletes a partial that can't be trusted.
-    fn remove(&self) {
-        let _ = std::fs::remove_file(&self.part);
-        let _ = std::fs::remove_file(&self.record);
-    }
+    options: GetOptions,
 }
 
 /// A local file's modification time in seconds since the epoch (negative

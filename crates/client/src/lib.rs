@@ -14,4 +14,6 @@ pub mod profile;
 pub mod tls;
 pub mod tree;
 
-pub use client::{Client, ClientError, GetSummary, Io, Progress, PutOptions, PutSummary, RESUME_THRESHOLD, Transport};
+pub use client::{
+    Client, ClientError, GetOptions, GetSummary, Io, Progress, PutOptions, PutSummary, RESUME_THRESHOLD, Transport,
+};

@@ -19,6 +19,7 @@ use ftp_client::profile::{self, Host, Profile, Target};
 use ftp_client::tls::Trust;
 use ftp_client::{Client, ClientError, Io, Transport};
 use ftp_proto::ErrorCode;
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,26 +85,59 @@ struct Cli {
 /// The commands that talk to the server (the shell adds its own).
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Upload a file, a directory tree (-r), or the files a quoted pattern
-    /// matches ('*.log'). REMOTE defaults to the local name; a REMOTE that
-    /// is an existing directory (or ends in /) receives the file inside it.
+    /// Upload files, directory trees (-r), or the files a quoted pattern
+    /// matches ('*.log'), as scp does: `put SOURCE [TARGET]` or
+    /// `put SOURCE... DIR`. With one source, TARGET is the remote name
+    /// (default: the local name), unless it is an existing remote directory
+    /// or ends in /: then the file goes inside. With several sources (or a
+    /// pattern), the last argument must be an existing remote directory.
+    /// Trees follow rsync's trailing-slash rule: `put -r docs DIR` makes
+    /// DIR/docs, `put -r docs/ DIR` puts what is in docs into DIR.
+    #[command(override_usage = "ftpc put [OPTIONS] SOURCE [TARGET]\n       ftpc put [OPTIONS] SOURCE... DIR")]
     Put {
-        /// Upload the directory LOCAL and everything below it.
+        /// Upload directories and everything below them.
         #[arg(short = 'r', long)]
         recursive: bool,
-        local: PathBuf,
-        remote: Option<String>,
+        /// Don't replace a remote file that exists: skip it (reported,
+        /// not a failure). Needs a server of protocol 1.2.
+        #[arg(short = 'n', long)]
+        no_clobber: bool,
+        /// Give each remote file the local file's modification time (where
+        /// the server's storage keeps times). Needs protocol 1.2.
+        #[arg(short = 'p', long)]
+        preserve: bool,
+        /// Local files (or quoted patterns, or directories with -r); with
+        /// two or more arguments, the last one is the remote target.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<OsString>,
     },
-    /// Download a file, a directory tree (-r), or the files a pattern in
-    /// the last component matches ('reports/*.csv'). LOCAL defaults to the
-    /// remote name in the current directory; a LOCAL that is a directory
-    /// receives it inside.
+    /// Download files, directory trees (-r), or the files a pattern in the
+    /// last component matches ('reports/*.csv'), as scp does:
+    /// `get SOURCE [TARGET]` or `get SOURCE... DIR`. With one source,
+    /// TARGET is the local name (default: the remote name, here), or an
+    /// existing directory to put it in, or - for standard output. A
+    /// symbolic link there is written through, a FIFO or device written
+    /// into, as cp does. With several sources (or a pattern), the last
+    /// argument must be an existing local directory. Trees follow rsync's
+    /// trailing-slash rule: `get -r docs DIR` makes DIR/docs,
+    /// `get -r docs/ DIR` puts what is in docs into DIR.
+    #[command(override_usage = "ftpc get [OPTIONS] SOURCE [TARGET]\n       ftpc get [OPTIONS] SOURCE... DIR")]
     Get {
-        /// Download the directory REMOTE and everything below it.
+        /// Download directories and everything below them.
         #[arg(short = 'r', long)]
         recursive: bool,
-        remote: String,
-        local: Option<PathBuf>,
+        /// Don't replace a local file that exists: skip it (reported,
+        /// not a failure).
+        #[arg(short = 'n', long)]
+        no_clobber: bool,
+        /// Give each local file the remote file's modification time.
+        #[arg(short = 'p', long)]
+        preserve: bool,
+        /// Remote files (or patterns, or directories with -r); with two or
+        /// more arguments, the last one is the local target (- for
+        /// standard output).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<OsString>,
     },
     /// Upload several files over one connection, pipelined, each under its
     /// own name (in the remote directory DIR if given).
@@ -113,6 +147,14 @@ pub enum Command {
         /// Remote directory to put them in [default: the working directory].
         #[arg(long, short = 't', value_name = "DIR")]
         to: Option<String>,
+        /// Don't replace a remote file that exists: skip it (reported,
+        /// not a failure). Needs a server of protocol 1.2.
+        #[arg(short = 'n', long)]
+        no_clobber: bool,
+        /// Give each remote file the local file's modification time (where
+        /// the server's storage keeps times). Needs protocol 1.2.
+        #[arg(short = 'p', long)]
+        preserve: bool,
     },
     /// Download several files over one connection, pipelined, each under
     /// its own name (in the local directory DIR if given).
@@ -122,6 +164,13 @@ pub enum Command {
         /// Local directory to put them in [default: the current one].
         #[arg(long, short = 't', value_name = "DIR")]
         to: Option<PathBuf>,
+        /// Don't replace a local file that exists: skip it (reported,
+        /// not a failure).
+        #[arg(short = 'n', long)]
+        no_clobber: bool,
+        /// Give each local file the remote file's modification time.
+        #[arg(short = 'p', long)]
+        preserve: bool,
     },
     /// List a directory. Names starting with `.` are left out unless -a
     /// is given, as ls does.
@@ -354,6 +403,11 @@ impl From<ClientError> for Failure {
 /// A local problem (exit code 1).
 pub fn local(message: impl Into<String>) -> Failure {
     Failure(exit::LOCAL, message.into())
+}
+
+/// A command line that can't be carried out as written (exit code 2).
+pub fn usage(message: impl Into<String>) -> Failure {
+    Failure(exit::USAGE, message.into())
 }
 
 /// Everything needed to (re)connect and log in.

@@ -90,16 +90,15 @@ pub struct RemoteTree {
 impl Client<Box<dyn Io>> {
     /// Lists the remote directory `root` and everything below it.
     pub async fn walk_remote(&mut self, root: &str) -> Result<RemoteTree, ClientError> {
-        let root = root.trim_end_matches('/');
+        let root = remote_dir(root);
         let mut tree = RemoteTree::default();
         let mut seen = 0usize;
         let mut queue = VecDeque::from([(String::new(), 0usize)]);
         while let Some((rel, depth)) = queue.pop_front() {
             let dir = match (root.is_empty(), rel.is_empty()) {
                 (true, true) => ".".to_owned(),
-                (true, false) => rel.clone(),
                 (false, true) => root.to_owned(),
-                (false, false) => format!("{root}/{rel}"),
+                (_, false) => remote_join(root, &rel),
             };
             let mut entries = self.list(Some(&dir)).await?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -140,10 +139,30 @@ impl Client<Box<dyn Io>> {
     }
 }
 
-/// Creates `root` and the tree's directories under it, refusing to go
-/// through a symbolic link that is already there (it could lead anywhere).
+/// A remote directory as typed, without its trailing slashes: empty (the
+/// working directory), `/` (the home) or a path.
+pub fn remote_dir(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" if path.starts_with('/') => "/",
+        trimmed => trimmed,
+    }
+}
+
+/// The relative path `rel` under the remote directory `dir` (as
+/// [`remote_dir`] gives it).
+pub fn remote_join(dir: &str, rel: &str) -> String {
+    match dir {
+        "" => rel.to_owned(),
+        "/" => format!("/{rel}"),
+        _ => format!("{dir}/{rel}"),
+    }
+}
+
+/// Creates `root` (see [`make_target_dir`]) and the tree's directories
+/// under it, refusing to go through a symbolic link among those (their
+/// names come from the server: a link there could lead anywhere).
 pub fn make_local_dirs(root: &Path, dirs: &[String]) -> io::Result<()> {
-    create_real_dir(root)?;
+    make_target_dir(root)?;
     for rel in dirs {
         let mut path = root.to_owned();
         for part in rel.split('/') {
@@ -152,6 +171,25 @@ pub fn make_local_dirs(root: &Path, dirs: &[String]) -> io::Result<()> {
         create_real_dir(&path)?;
     }
     Ok(())
+}
+
+/// Creates the directory `path` a download goes into, unless there is one
+/// (through a symbolic link too: the user named it). Its parent must
+/// exist: like rsync, one level is made, not a whole path.
+pub fn make_target_dir(path: &Path) -> io::Result<()> {
+    let error = |kind, why: &str| io::Error::new(kind, format!("{}: {why}", path.display()));
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(error(io::ErrorKind::AlreadyExists, "not a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = path.parent().unwrap_or(path);
+                Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: no such directory", parent.display())))
+            }
+            other => other.map_err(|e| error(e.kind(), &e.to_string())),
+        },
+        Err(e) => Err(error(e.kind(), &e.to_string())),
+    }
 }
 
 fn create_real_dir(path: &Path) -> io::Result<()> {
@@ -196,6 +234,16 @@ mod tests {
         assert_eq!(tree.bytes, 5);
         assert_eq!(tree.skipped.len(), 1);
         assert!(tree.skipped[0].1.contains("symbolic link"));
+    }
+
+    #[test]
+    fn remote_paths_join_under_the_working_directory_or_the_home() {
+        assert_eq!(remote_dir("docs//"), "docs");
+        assert_eq!(remote_dir("/"), "/");
+        assert_eq!(remote_dir(""), "");
+        assert_eq!(remote_join(remote_dir("/"), "a/b"), "/a/b");
+        assert_eq!(remote_join(remote_dir(""), "a"), "a");
+        assert_eq!(remote_join(remote_dir("/docs/"), "a"), "/docs/a");
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! connection busy with small files, few enough that their replies always
 //! fit in the socket buffers (so neither side can block the other).
 
-use super::{Client, ClientError, GetSummary, Got, PendingGet, Progress, PutSummary, RESUME_THRESHOLD, Result};
+use super::local::{Place, Target};
+use super::{
+    Client, ClientError, GetOptions, GetSummary, Got, PendingGet, Progress, PutSummary, RESUME_THRESHOLD, Result,
+};
 use bytes::Bytes;
 use ftp_proto::{Frame, PutOk, Trailer};
 use std::collections::VecDeque;
@@ -156,11 +159,13 @@ where
     /// pair, in order. Requests go out up to [`WINDOW`] ahead of the file
     /// being received, so the server never waits for the client between
     /// files. Each file is verified and renamed into place as by
-    /// [`Client::get_file`] (including resuming a partial left beside it).
-    /// `progress` sees `start` for each file as its data begins.
+    /// [`Client::get_file`] (including resuming a partial left beside it),
+    /// as `options` say. `progress` sees `start` for each file as its data
+    /// begins.
     pub async fn get_many(
         &mut self,
         items: &[(String, PathBuf)],
+        options: GetOptions,
         progress: &mut dyn Progress,
     ) -> Vec<Result<GetSummary>> {
         let mut results: Vec<Option<Result<GetSummary>>> = (0..items.len()).map(|_| None).collect();
@@ -172,7 +177,7 @@ where
         let mut lost: Option<String> = None;
         // Small files arrive whole and verified; a helper thread writes them
         // while the next ones come in.
-        let (writes, mut queue) = mpsc::channel::<(usize, PathBuf, Vec<u8>)>(READ_AHEAD);
+        let (writes, mut queue) = mpsc::channel::<Staged>(READ_AHEAD);
         let mut queued = Vec::new();
         let durable = self.durable;
         let writer = tokio::task::spawn_blocking(move || {
@@ -192,7 +197,11 @@ where
         while lost.is_none() && (next < items.len() || !pending.is_empty()) {
             while next < items.len() && pending.len() < self.window {
                 let (remote, local) = &items[next];
-                match self.queue_get(remote, local).await {
+                let request = match Target::resolve(local, options.write_through) {
+                    Ok(target) => self.queue_get(remote, target, options).await,
+                    Err(e) => Err(e),
+                };
+                match request {
                     Ok(p) => pending.push_back((next, p)),
                     Err(e @ ClientError::Local { .. }) => results[next] = Some(Err(e)),
                     Err(e) => {
@@ -215,20 +224,20 @@ where
                 results[index] = Some(Err(e));
                 break;
             }
-            let (remote, local) = &items[index];
+            let remote = &items[index].0;
             progress.begin(remote);
-            let got = self.complete_get(remote, local, p, progress).await;
+            let got = self.complete_get(remote, p, progress).await;
             let result = match self.settle(got) {
                 Ok(Got::Written(summary)) => Ok(summary),
-                Ok(Got::Verified(summary, data)) => match writes.send((index, local.clone(), data)).await {
-                    Ok(()) => {
-                        queued.push(index);
-                        Ok(summary)
+                Ok(Got::Verified { summary, data, path, place }) => {
+                    match writes.send(Staged { index, path: path.clone(), data, place }).await {
+                        Ok(()) => {
+                            queued.push(index);
+                            Ok(summary)
+                        }
+                        Err(_) => Err(ClientError::Local { path, source: io::Error::other("writer stopped") }),
                     }
-                    Err(_) => {
-                        Err(ClientError::Local { path: local.clone(), source: io::Error::other("writer stopped") })
-                    }
-                },
+                }
                 Err(e) => Err(e),
             };
             if self.broken {
@@ -254,41 +263,50 @@ where
     }
 }
 
+/// A small download, verified, for the writer thread: the `index`th item,
+/// to be written to `path` as `place` says.
+struct Staged {
+    index: usize,
+    path: PathBuf,
+    data: Vec<u8>,
+    place: Place,
+}
+
 /// Writes downloaded files each to a temporary file, syncs them all (if
 /// `durable`), then renames them into place: every file is on disk before
 /// its name appears, and the group shares the filesystem's journal commits
 /// instead of paying one each. Returns the failures.
-fn write_group(group: Vec<(usize, PathBuf, Vec<u8>)>, durable: bool) -> Vec<(usize, io::Error)> {
+fn write_group(group: Vec<Staged>, durable: bool) -> Vec<(usize, io::Error)> {
     let mut failed = Vec::new();
     let mut staged = Vec::with_capacity(group.len());
-    for (index, target, data) in group {
-        match super::stage(&target, &data) {
-            Ok(file) => staged.push((index, target, file)),
+    for Staged { index, path, data, place } in group {
+        match super::local::stage(&path, &data).and_then(|file| place.stamp(file.as_file()).map(|()| file)) {
+            Ok(file) => staged.push((index, path, file, place)),
             Err(e) => failed.push((index, e)),
         }
     }
     // Start writeback of the whole group first, so the syncs below find the
     // data on its way and mostly wait for one journal commit together.
     #[cfg(target_os = "linux")]
-    for (_, _, file) in staged.iter().filter(|_| durable) {
+    for (_, _, file, _) in staged.iter().filter(|_| durable) {
         use std::os::fd::AsRawFd;
         // SAFETY: a valid open descriptor; the call only starts writeback.
         unsafe { libc::sync_file_range(file.as_file().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
     let mut synced = Vec::with_capacity(staged.len());
-    for (index, target, file) in staged {
+    for (index, target, file, place) in staged {
         match if durable { file.as_file().sync_all() } else { Ok(()) } {
-            Ok(()) => synced.push((index, target, file)),
+            Ok(()) => synced.push((index, target, file, place)),
             Err(e) => failed.push((index, e)),
         }
     }
     let mut dirs = std::collections::BTreeSet::new();
-    for (index, target, file) in synced {
-        match file.persist(&target) {
-            Ok(_) => {
+    for (index, target, file, place) in synced {
+        match place.persist(file, &target) {
+            Ok(()) => {
                 dirs.insert(target.parent().map(Path::to_owned).unwrap_or_default());
             }
-            Err(e) => failed.push((index, e.error)),
+            Err(e) => failed.push((index, e)),
         }
     }
     // The new names themselves, durable.
