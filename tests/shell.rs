@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 on_both_backends!(
     a_scripted_session_runs_every_command_and_goes_on_after_a_failure,
@@ -17,6 +19,12 @@ on_both_backends!(
     json_output_for_scripts,
     get_r_never_writes_outside_the_target_whatever_the_server_lists,
     a_command_the_server_did_not_serve_is_sent_again_after_a_restart,
+    ctrl_c_stops_a_transfer_and_the_same_command_resumes_it,
+    ctrl_c_at_the_prompt_drops_the_line_and_ctrl_d_leaves,
+    tab_completes_as_bash_does_on_both_sides,
+    mistakes_are_told_in_the_shells_words,
+    local_commands_work_on_the_local_side,
+    a_batch_stops_at_its_first_failure_with_its_code,
 );
 
 /// Runs `cmd` with `input` on stdin; returns (exit code, stdout, stderr).
@@ -66,46 +74,19 @@ fn a_session_on_a_terminal_shows_the_prompt_and_completes_names() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");
     ok(d.ftpc("alice", "pw").args(["mkdir", "documents"]));
-    let base = d.ftpc("alice", "pw");
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", &format!("{} --accept-new-host", bin("ftpc").display()), "/dev/null"]);
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let copy = screen.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            copy.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let shown = |what: &str| {
-        let what = what.to_owned();
-        let screen = screen.clone();
-        wait_until(std::time::Duration::from_secs(20), &what.clone(), move || screen.lock().unwrap().contains(&what));
-    };
-    // Typed ahead, a line editor would discard input: wait for each prompt.
-    shown(":/> ");
+    let work = tempfile::tempdir().unwrap();
+    let mut term = Terminal::open(&d.ftpc("alice", "pw"), work.path());
+    term.prompt(0, "/");
     // "cd doc<TAB>" completes to the remote directory's name.
-    stdin.write_all(b"cd doc\t").unwrap();
-    shown("cd documents/");
-    stdin.write_all(b"\r").unwrap();
-    shown(":/documents> ");
-    stdin.write_all(b"pwd\r").unwrap();
-    shown("/documents\r\n");
-    stdin.write_all(b"exit\r").unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{}", screen.lock().unwrap());
-    assert!(screen.lock().unwrap().contains("alice@"), "the prompt names the user");
+    let mark = term.keys("cd doc\t");
+    term.wait_for(mark, "cd documents/");
+    let mark = term.keys("\r");
+    term.prompt(mark, "/documents");
+    let mark = term.keys("pwd\r");
+    term.wait_for(mark, "/documents\r\n");
+    term.keys("exit\r");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.since(0));
+    assert!(term.since(0).contains("alice@"), "the prompt names the user");
 }
 
 fn a_broken_connection_is_made_again_with_the_same_login() {
@@ -318,4 +299,386 @@ fn a_command_the_server_did_not_serve_is_sent_again_after_a_restart() {
     assert!(err.contains("reconnected"), "{err}");
     assert_eq!(out.status.code(), Some(0), "nothing failed in the end: {err}");
     drop(d);
+}
+
+/// `ftpc` on a pseudo-terminal (made by `script`), typed at as a person
+/// would: each key sequence after the screen showed what it waits for.
+struct Terminal {
+    child: std::process::Child,
+    keyboard: std::process::ChildStdin,
+    /// Everything written to the terminal so far, escape sequences included.
+    screen: Arc<Mutex<String>>,
+}
+
+impl Terminal {
+    /// Starts the session `ftpc` would run as `base` (a `Daemon::ftpc`
+    /// command: its arguments and environment), in `dir`, with
+    /// `SHELL=/bin/sh` (prompting `sh$ `) and `TERM=xterm`.
+    fn open(base: &Command, dir: &Path) -> Terminal {
+        let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_str().unwrap().replace('\'', r"'\''"));
+        let words: Vec<String> = std::iter::once(base.get_program()).chain(base.get_args()).map(quote).collect();
+        let mut cmd = Command::new("script");
+        // `exec`: ftpc itself is the terminal's foreground process, which
+        // Ctrl-C signals.
+        cmd.args(["-qec", &format!("exec {}", words.join(" ")), "/dev/null"]).current_dir(dir);
+        for (key, value) in base.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd.env("SHELL", "/bin/sh").env("PS1", "sh$ ").env("TERM", "xterm");
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let keyboard = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let screen = Arc::new(Mutex::new(String::new()));
+        let copy = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                copy.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Terminal { child, keyboard, screen }
+    }
+
+    /// Types `keys`; returns where the screen stood before (for `wait_for`).
+    fn keys(&mut self, keys: &str) -> usize {
+        let mark = self.screen.lock().unwrap().len();
+        self.keyboard.write_all(keys.as_bytes()).unwrap();
+        self.keyboard.flush().unwrap();
+        mark
+    }
+
+    /// Waits until `text` appears on the screen after `mark`.
+    fn wait_for(&self, mark: usize, text: &str) {
+        let screen = self.screen.clone();
+        let what = format!("{text:?} on the terminal");
+        let shown = || screen.lock().unwrap()[mark..].contains(text);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_until(Duration::from_secs(60), &what, shown)))
+            .is_err()
+        {
+            panic!("{text:?} never appeared after the mark; the screen shows:\n{}", self.since(mark));
+        }
+    }
+
+    /// Waits for a prompt in the remote directory `dir` after `mark`.
+    fn prompt(&self, mark: usize, dir: &str) {
+        self.wait_for(mark, &format!(":{dir}> "));
+    }
+
+    /// What the terminal showed after `mark`.
+    fn since(&self, mark: usize) -> String {
+        self.screen.lock().unwrap()[mark..].to_owned()
+    }
+
+    /// Waits for the session to end; its exit code.
+    fn exit_code(&mut self) -> Option<i32> {
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Terminal {
+    /// A test that failed midway leaves no session behind (killing
+    /// `script` hangs its terminal up, which ends ftpc).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay between ftpc and a daemon that can go silent like a cut
+/// network: after `stall_after(n)` it forwards n more bytes (both ways
+/// together), then nothing until `release`.
+struct Relay {
+    addr: std::net::SocketAddr,
+    budget: Arc<Mutex<Option<u64>>>,
+}
+
+impl Relay {
+    fn start(to: std::net::SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let budget = Arc::new(Mutex::new(None));
+        let shared = budget.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(to) else { continue };
+                let ways = [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)];
+                for (from, into) in ways {
+                    let budget = shared.clone();
+                    std::thread::spawn(move || pump(from, into, &budget));
+                }
+            }
+        });
+        Relay { addr, budget }
+    }
+
+    fn stall_after(&self, bytes: u64) {
+        *self.budget.lock().unwrap() = Some(bytes);
+    }
+
+    fn release(&self) {
+        *self.budget.lock().unwrap() = None;
+    }
+}
+
+/// Copies `from` into `into` within the budget; closes both at the end.
+fn pump(mut from: std::net::TcpStream, mut into: std::net::TcpStream, budget: &Mutex<Option<u64>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let allowed = match *budget.lock().unwrap() {
+            None => buf.len(),
+            Some(left) => buf.len().min(left as usize),
+        };
+        if allowed == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let n = match std::io::Read::read(&mut from, &mut buf[..allowed]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(left) = budget.lock().unwrap().as_mut() {
+            *left = left.saturating_sub(n as u64);
+        }
+        if into.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = into.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+/// The bytes the daemon logged for the `n`-th finished `put` (from 0),
+/// waited for: it logs a request just after replying to it.
+fn logged_put_bytes(d: &Daemon, n: usize) -> u64 {
+    let puts = || -> Vec<String> {
+        d.log().lines().filter(|l| l.contains("op=\"put\"") && l.contains(" ok ")).map(str::to_owned).collect()
+    };
+    wait_until(Duration::from_secs(30), "the daemon to log the upload", || puts().len() > n);
+    let line = puts().swap_remove(n);
+    line.split("bytes=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn ctrl_c_stops_a_transfer_and_the_same_command_resumes_it() {
+    const SIZE: u64 = 64 << 20;
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    random_file(&work.path().join("big.bin"), SIZE, "interrupted");
+    let relay = Relay::start(d.addr);
+    let mut base = d.ftpc("alice", "pw");
+    base.env("FTPC_SERVER", relay.addr.to_string());
+    let mut term = Terminal::open(&base, work.path());
+    term.prompt(0, "/");
+    // The smallest piece the daemon keeps of an interrupted upload.
+    let unit = if d.on_objects() { OBJECT_PART_SIZE } else { 1 << 20 };
+    let held = || d.partials("alice").iter().map(|p| p.1).sum::<u64>();
+
+    // An upload stalls midway (the network went silent); Ctrl-C stops it
+    // and the prompt comes back.
+    relay.stall_after(3 * unit);
+    term.keys("put big.bin\r");
+    wait_until(Duration::from_secs(60), "the daemon to hold part of the upload", || held() >= unit);
+    let mark = term.keys("\x03");
+    term.wait_for(mark, "ftpc: interrupted");
+    relay.release();
+    term.prompt(mark, "/");
+    wait_until(Duration::from_secs(30), "the daemon to keep the partial", || {
+        d.log().contains("partial kept for resume")
+    });
+    let kept = held();
+    assert!(kept >= unit && kept < SIZE, "held {kept}");
+    assert!(!d.home("alice").join("big.bin").exists(), "nothing under the name yet");
+    // The same command sends only the rest.
+    let mark = term.keys("put big.bin\r");
+    term.prompt(mark, "/");
+    assert!(term.since(mark).contains("resuming at"), "{}", term.since(mark));
+    assert_eq!(logged_put_bytes(&d, 0), SIZE - kept, "only the missing bytes were sent");
+    assert_eq!(hash_file(&d.home("alice").join("big.bin")), hash_file(&work.path().join("big.bin")));
+
+    // A download stopped by Ctrl-C keeps its local partial, which the same
+    // command continues.
+    let partial = work.path().join(".copy.bin.ftpc-part");
+    relay.stall_after(3 * unit);
+    term.keys("get big.bin copy.bin\r");
+    wait_until(Duration::from_secs(60), "part of the download", || {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    });
+    let mark = term.keys("\x03");
+    term.wait_for(mark, "ftpc: interrupted");
+    relay.release();
+    term.prompt(mark, "/");
+    assert!(std::fs::metadata(&partial).unwrap().len() > 0, "the partial stays");
+    assert!(!work.path().join("copy.bin").exists(), "nothing under the name");
+    let mark = term.keys("get big.bin copy.bin\r");
+    term.prompt(mark, "/");
+    assert!(term.since(mark).contains("resuming at"), "{}", term.since(mark));
+    assert_eq!(hash_file(&work.path().join("copy.bin")), hash_file(&work.path().join("big.bin")));
+    assert!(!partial.exists(), "the partial became the file");
+    term.keys("exit\r");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.since(0));
+}
+
+fn ctrl_c_at_the_prompt_drops_the_line_and_ctrl_d_leaves() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let mut term = Terminal::open(&d.ftpc("alice", "pw"), work.path());
+    term.prompt(0, "/");
+    // As in bash: ^C shown, the line dropped, a new prompt.
+    let mark = term.keys("rm important\x03");
+    term.wait_for(mark, "^C");
+    term.prompt(mark, "/");
+    let mark = term.keys("pwd\r");
+    term.wait_for(mark, "\r\n/\r\n");
+    assert!(!term.since(0).contains("unknown command"), "{}", term.since(0));
+    // `!` alone opens $SHELL in the local directory; leaving it comes back.
+    let mark = term.keys("!\r");
+    term.wait_for(mark, "sh$ ");
+    let mark = term.keys("echo inner-$((40+2)) > from-shell.txt; echo done-$((1+1))\r");
+    term.wait_for(mark, "done-2");
+    let mark = term.keys("exit\r");
+    term.prompt(mark, "/");
+    assert_eq!(std::fs::read_to_string(work.path().join("from-shell.txt")).unwrap(), "inner-42\n");
+    // Ctrl-D on an empty line ends the session, successfully.
+    term.keys("\x04");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.since(0));
+}
+
+fn tab_completes_as_bash_does_on_both_sides() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    for dir in ["docs", "docs/alpine"] {
+        ok(d.ftpc("alice", "pw").args(["mkdir", dir]));
+    }
+    for name in ["alpha.txt", "beta.txt"] {
+        std::fs::write(work.path().join(name), name).unwrap();
+        ok(d.ftpc("alice", "pw").arg("put").arg(work.path().join(name)).arg(format!("docs/{name}")));
+    }
+    std::fs::create_dir_all(work.path().join("sub/deep")).unwrap();
+    for name in ["one.txt", "other.txt"] {
+        std::fs::write(work.path().join("sub").join(name), name).unwrap();
+    }
+    let mut term = Terminal::open(&d.ftpc("alice", "pw"), work.path());
+    term.prompt(0, "/");
+
+    // Remote: the first Tab completes what all share (nothing here), the
+    // second lists what the directory holds, directories with a slash.
+    let mark = term.keys("get docs/\t\t");
+    for name in ["alpha.txt", "alpine/", "beta.txt"] {
+        term.wait_for(mark, name);
+    }
+    // "al" extends to the shared "alp"; Tab Tab lists the two; "i" makes
+    // it one, a directory, completed with its slash.
+    let mark = term.keys("al\t");
+    term.wait_for(mark, "docs/alp");
+    let mark = term.keys("\t");
+    term.wait_for(mark, "alpine/");
+    let mark = term.keys("i\t");
+    term.wait_for(mark, "docs/alpine/");
+    term.keys("\x15"); // Ctrl-U: the line is dropped
+
+    // Local: the same, in the local directory (`lls` takes local paths).
+    let mark = term.keys("lls sub/o\t\t");
+    term.wait_for(mark, "one.txt");
+    term.wait_for(mark, "other.txt");
+    let mark = term.keys("n\t\r");
+    term.wait_for(mark, "sub/one.txt\r\n");
+    term.prompt(mark, "/");
+
+    // get's second argument is local: a remote file into a local
+    // directory, both completed.
+    let mark = term.keys("get docs/b\t");
+    term.wait_for(mark, "docs/beta.txt");
+    let mark = term.keys(" sub/d\t");
+    term.wait_for(mark, "sub/deep/");
+    let mark = term.keys("\r");
+    term.prompt(mark, "/");
+    assert_eq!(std::fs::read(work.path().join("sub/deep/beta.txt")).unwrap(), b"beta.txt");
+    term.keys("exit\r");
+    assert_eq!(term.exit_code(), Some(0), "{}", term.since(0));
+}
+
+fn mistakes_are_told_in_the_shells_words() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    ok(d.ftpc("alice", "pw").arg("ls")); // pins the server: stderr holds only the session's lines
+    let script = "frobnicate now\nmv a\nrmdir -x d\nput\nls -q\nmkdir made\nls\n";
+    let (code, out, err) = with_input(&mut d.ftpc("alice", "pw"), script);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines[0], "ftpc: unknown command 'frobnicate' (type help)", "{err}");
+    assert_eq!(lines[1], "ftpc: usage: mv FROM TO", "{err}");
+    assert_eq!(lines[2], "ftpc: usage: rmdir PATH", "{err}");
+    assert!(lines[3].starts_with("ftpc: usage: put ") && lines[3].contains("LOCAL"), "{err}");
+    assert!(lines[4].starts_with("ftpc: usage: ls "), "{err}");
+    assert!(!err.contains("--help") && !err.contains("error:"), "nothing of clap's: {err}");
+    // The session went on; a usage error is exit code 2.
+    assert_eq!(out, "made/\n");
+    assert_eq!(code, Some(2), "{err}");
+}
+
+fn local_commands_work_on_the_local_side() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let script = format!(
+        "lcd {}\nlmkdir made\nlcd made\n!echo hi > from-shell.txt; mkdir .hidden\nlls\nlls -l\nlls -a\n\
+         lmkdir ../made\n!exit 3\nlpwd\n",
+        work.path().display()
+    );
+    let (code, out, err) = with_input(&mut d.ftpc("alice", "pw"), &script);
+    let made = work.path().join("made");
+    assert_eq!(std::fs::read_to_string(made.join("from-shell.txt")).unwrap(), "hi\n", "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "from-shell.txt", "{out}");
+    assert!(lines[1].starts_with('-') && lines[1].ends_with(" from-shell.txt"), "{out}");
+    assert_eq!(&lines[2..4], [".hidden/", "from-shell.txt"], "{out}");
+    assert_eq!(lines[4], made.display().to_string(), "{out}");
+    assert!(err.contains("made: File exists"), "{err}");
+    assert!(err.contains("exited with status 3"), "{err}");
+    assert_eq!(code, Some(1), "{err}");
+}
+
+fn a_batch_stops_at_its_first_failure_with_its_code() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("a.txt");
+    std::fs::write(&src, b"a").unwrap();
+    let commands = work.path().join("commands.txt");
+    std::fs::write(
+        &commands,
+        format!("# set up\nmkdir d\n-rm missing.txt\nput {} d/a.txt\nrm nope.txt\nmkdir never\n", src.display()),
+    )
+    .unwrap();
+    let err = fails(d.ftpc("alice", "pw").arg("-b").arg(&commands), 5);
+    // The line marked with `-` failed without stopping; line 5 stopped it.
+    let name = commands.display().to_string();
+    assert!(err.contains(&format!("{name}:3: ")) && err.contains("missing.txt"), "{err}");
+    assert!(err.lines().last().unwrap().starts_with(&format!("ftpc: {name}:5: ")), "{err}");
+    assert!(err.contains("not_found"), "{err}");
+    assert!(d.home("alice").join("d/a.txt").exists());
+    assert!(!d.home("alice").join("never").exists(), "nothing runs after the failure");
+
+    // From standard input (`-b -`): a usage error stops it with code 2.
+    let (code, _, err) = with_input(d.ftpc("alice", "pw").args(["--batch", "-"]), "ls\nfrobnicate\nmkdir never\n");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("stdin:2: unknown command 'frobnicate'"), "{err}");
+    assert!(!d.home("alice").join("never").exists());
+
+    // A script that ends, or exits, without failing exits 0.
+    let (code, _, err) = with_input(d.ftpc("alice", "pw").args(["-b", "-"]), "mkdir fine\nexit\nmkdir after\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(d.home("alice").join("fine").is_dir() && !d.home("alice").join("after").exists());
+
+    // A missing script is a local error; a script with a command, a usage error.
+    let err = fails(d.ftpc("alice", "pw").arg("-b").arg(work.path().join("none.txt")), 1);
+    assert!(err.contains("none.txt"), "{err}");
+    fails(d.ftpc("alice", "pw").arg("-b").arg(&commands).arg("ls"), 2);
 }

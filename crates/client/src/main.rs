@@ -78,6 +78,11 @@ struct Cli {
     #[arg(long, global = true, env = "FTPC_FSYNC", default_value_t = true, value_name = "BOOL",
           action = clap::ArgAction::Set)]
     fsync: bool,
+    /// Run the session's commands from FILE (`-`: standard input), as
+    /// `sftp -b` does: the first failure stops it with its exit code,
+    /// except on lines starting with `-`.
+    #[arg(long, short = 'b', value_name = "FILE")]
+    batch: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -326,8 +331,17 @@ fn main() -> ExitCode {
                 Err(Failure(code, message)) => fail(code, &message),
             };
         }
+        Some(Command::Shell) | None => {}
+        Some(_) if cli.batch.is_some() => {
+            let message = "--batch runs a script of session commands: give no command with it";
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit();
+        }
         _ => {}
     }
+    let script = match cli.batch.as_deref().map(shell::Script::open).transpose() {
+        Ok(script) => script,
+        Err(Failure(code, message)) => return fail(code, &message),
+    };
     // One connection needs one thread: the network side runs here (no
     // hand-over between threads at every socket event), and disk I/O and
     // hashing run on tokio's blocking threads. The shell's completion asks
@@ -344,7 +358,7 @@ fn main() -> ExitCode {
     let result = Login::from_cli(&cli).and_then(|login| {
         let ui = Ui { bars: !cli.quiet && std::io::stderr().is_terminal(), quiet: cli.quiet, hashes: cli.hash };
         match cli.command {
-            None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into()),
+            None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into(), script),
             Some(command) => runtime.block_on(async {
                 let mut client = login.connect(cli.in_flight.into()).await?;
                 let result = commands::run(&mut client, command, ui).await;
