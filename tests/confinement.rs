@@ -55,13 +55,20 @@ fn two_users_at_once_cannot_touch_each_other() {
     // Alice tries every way to reach Bob's file.
     let mut alice = Raw::login(d.target(), "alice", "pw-a");
     assert_eq!(alice.ls(None).unwrap(), vec!["secret.bin"], "alice sees only her own file");
-    for path in ["../bob/secret.bin", "../bob", "/bob/secret.bin", "../../data/bob/secret.bin"] {
+    for path in ["../bob/secret.bin", "../bob", "/../bob/secret.bin", "../../data/bob/secret.bin"] {
         for req in every_path_request(path) {
             let reply = alice.request(&req);
             assert_eq!(code(&reply), "permission_denied", "{req} -> {reply}");
         }
         assert_eq!(code(&put_reply(&mut alice, path)), "permission_denied", "put {path}");
     }
+    // Since 1.2 a leading `/` is Alice's own home: `/bob/secret.bin` is a
+    // file she does not have, never Bob's.
+    for req in every_path_request("/bob/secret.bin") {
+        let reply = alice.request(&req);
+        assert_eq!(code(&reply), "not_found", "{req} -> {reply}");
+    }
+    assert_eq!(code(&put_reply(&mut alice, "/bob/secret.bin")), "not_found", "put /bob/secret.bin");
     // Nothing of Bob's changed.
     assert_eq!(hash_file(&d.home("bob").join("secret.bin")), hash_file(&work.path().join("bob.bin")));
     assert_eq!(std::fs::read_dir(d.home("bob")).unwrap().count(), 1);

@@ -179,7 +179,8 @@ fn connection_limit_refuses_with_busy() {
     let mut second = Raw::connect(d.target());
     assert_eq!(code(&second.reply()), "busy");
     assert!(second.closed());
-    let err = fails(d.ftpc("alice", "pw").arg("ls"), 5);
+    // Busy at connection is a connection problem (exit 3), as the README's table says.
+    let err = fails(d.ftpc("alice", "pw").arg("ls"), 3);
     assert!(err.contains("busy"), "{err}");
     assert_eq!(code(&first.request(&json!({"op": "quit"}))), "ok");
     drop(first);

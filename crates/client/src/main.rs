@@ -113,7 +113,7 @@ pub enum Command {
         preserve: bool,
         /// Local files (or quoted patterns, or directories with -r); with
         /// two or more arguments, the last one is the remote target.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required = true, value_name = "SOURCE")]
         paths: Vec<OsString>,
     },
     /// Download files, directory trees (-r), or the files a pattern in the
@@ -141,7 +141,7 @@ pub enum Command {
         /// Remote files (or patterns, or directories with -r); with two or
         /// more arguments, the last one is the local target (- for
         /// standard output).
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required = true, value_name = "SOURCE")]
         paths: Vec<OsString>,
     },
     /// Upload several files over one connection, pipelined, each under its

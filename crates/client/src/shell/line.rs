@@ -265,7 +265,7 @@ mod tests {
     fn usage_lines_show_flags_options_and_arguments() {
         let all = Words::command();
         let line = |name: &str| usage(all.find_subcommand(name).unwrap());
-        assert_eq!(line("mget"), "mget [--to DIR] NAMES...");
+        assert_eq!(line("mget"), "mget [-np] [--to DIR] NAMES...");
         assert_eq!(line("df"), "df [--json]");
         assert!(line("put").starts_with("put [-r"), "{}", line("put"));
         assert_eq!(line("partials"), "partials [--json] [rm PATH...]");
