@@ -12,6 +12,7 @@ on_both_backends!(
     a_symlink_target_is_written_through_and_stays_a_link,
     fifos_and_devices_are_written_into_in_place,
     dash_is_standard_output_for_get,
+    dash_is_standard_input_for_put,
     several_sources_go_into_an_existing_directory_only,
     a_shell_expanded_pattern_is_not_a_rename,
     no_clobber_skips_existing_local_files,
@@ -145,9 +146,79 @@ fn dash_is_standard_output_for_get() {
     assert!(err.contains("standard output"), "{err}");
     let err = fails(d.ftpc("alice", "pw").args(["get", "-r", ".", "-"]), 2);
     assert!(err.contains("standard output"), "{err}");
-    // Uploading from standard input is not there yet: refused, not a file named -.
-    let err = fails(d.ftpc("alice", "pw").args(["put", "-", "x.txt"]), 2);
-    assert!(err.contains("standard input"), "{err}");
+}
+
+/// Runs `cmd` with `input` piped to its standard input; returns the output.
+fn with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Written from a thread: ftpc reads all of it before it says anything.
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = child.wait_with_output().unwrap();
+    // A command refused before it reads its input closes the pipe early.
+    let _ = writer.join().unwrap();
+    out
+}
+
+fn dash_is_standard_input_for_put() {
+    let work = tempfile::tempdir().unwrap();
+    let d = daemon_with_files(work.path());
+    let home = d.home("alice");
+
+    // From a pipe, small and over the resume threshold; --hash names it `-`
+    // as b3sum does.
+    random_file(&work.path().join("piped.bin"), (3 << 20) + 5, "piped");
+    for (name, bytes) in
+        [("small.txt", b"from a pipe\n".to_vec()), ("piped.bin", std::fs::read(work.path().join("piped.bin")).unwrap())]
+    {
+        let out = with_stdin(d.ftpc("alice", "pw").args(["--hash", "put", "-", name]), &bytes);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(std::fs::read(home.join(name)).unwrap(), bytes, "{name} holds what was piped");
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{hash}  -\n"));
+        assert!(err.contains(&format!("uploaded /{name}")), "{err}");
+    }
+    // An empty pipe is an empty file.
+    let out = with_stdin(d.ftpc("alice", "pw").args(["put", "-", "empty"]), b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(home.join("empty")).unwrap(), b"");
+
+    // Redirected from a regular file, `ftpc put - copy.bin < big.bin`.
+    let file = std::fs::File::open(work.path().join("big.bin")).unwrap();
+    ok(d.ftpc("alice", "pw").args(["put", "-", "copy.bin"]).stdin(file));
+    assert_eq!(hash_file(&home.join("copy.bin")), hash_file(&work.path().join("big.bin")));
+
+    // -n keeps what is there.
+    let out = with_stdin(d.ftpc("alice", "pw").args(["put", "-n", "-", "small.txt"]), b"other");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(home.join("small.txt")).unwrap(), b"from a pipe\n");
+
+    // Standard input has no name: a target is needed, and it must name a file.
+    ok(d.ftpc("alice", "pw").args(["mkdir", "dir"]));
+    for args in [
+        &["put", "-"][..],
+        &["put", "-", "dir"],
+        &["put", "-", "dir/"],
+        &["put", "-", "a", "dir/"],
+        &["put", "-r", "-", "x"],
+    ] {
+        let out = with_stdin(d.ftpc("alice", "pw").args(args), b"lost?");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("put -"), "{args:?}: {err}");
+    }
+    // In a session, standard input holds the commands.
+    let out = with_stdin(&mut d.ftpc("alice", "pw"), b"put - x\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ftpc put - NAME"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ok(d.ftpc("alice", "pw").args(["ls", "-a", "dir"])), "", "nothing went into dir");
+    assert!(!work.path().join("-").exists() && !home.join("-").exists(), "no file named -");
 }
 
 #[test]

@@ -302,7 +302,7 @@ async fn put_paths(
     ui: Ui,
 ) -> Result<(), Failure> {
     if sources.iter().any(|s| s.as_os_str() == "-") {
-        return Err(usage("put -: uploading from standard input is not supported yet"));
+        return put_stdin(client, target, no_clobber, ui).await;
     }
     let mut files = Vec::new();
     let mut patterns = false;
@@ -446,16 +446,47 @@ async fn put(
         }
         Some(r) => r,
     };
-    let mut progress = Bar::new(&escape(&remote), ui);
+    upload(client, path, path, &remote, no_clobber, ui).await
+}
+
+/// `put - NAME`: standard input, which `stdin::prepare` read into a file
+/// before connecting, uploaded as NAME.
+async fn put_stdin(
+    client: &mut Client<Box<dyn Io>>,
+    remote: Option<String>,
+    no_clobber: bool,
+    ui: Ui,
+) -> Result<(), Failure> {
+    let source = crate::stdin::source()?;
+    let Some(remote) = remote else {
+        return Err(usage("put -: name the remote file: ftpc put - NAME"));
+    };
+    if remote.ends_with('/') || remote_is_dir(client, &remote).await? {
+        return Err(usage(format!("put - {}: a directory; standard input needs a file name", escape(&remote))));
+    }
+    upload(client, source, Path::new("-"), &remote, no_clobber, ui).await
+}
+
+/// Uploads the local file at `path` as `remote`, reporting it under the
+/// name `shown` (`-` for standard input, as b3sum shows it).
+async fn upload(
+    client: &mut Client<Box<dyn Io>>,
+    path: &Path,
+    shown: &Path,
+    remote: &str,
+    no_clobber: bool,
+    ui: Ui,
+) -> Result<(), Failure> {
+    let mut progress = Bar::new(&escape(remote), ui);
     let began = Instant::now();
-    let result = client.put_file(path, &remote, &mut progress).await;
+    let result = client.put_file(path, remote, &mut progress).await;
     progress.finish();
-    if skipped_remote(no_clobber, &result, &remote, ui) {
+    if skipped_remote(no_clobber, &result, remote, ui) {
         return Ok(());
     }
     let summary = result?;
-    let shown = summary.stored.path.clone();
-    file_done("uploaded", &shown, path, &Done::from(summary), began.elapsed(), ui);
+    let stored = summary.stored.path.clone();
+    file_done("uploaded", &stored, shown, &Done::from(summary), began.elapsed(), ui);
     Ok(())
 }
 

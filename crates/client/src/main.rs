@@ -9,6 +9,7 @@ mod hash;
 mod progress;
 mod remove;
 mod shell;
+mod stdin;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
@@ -360,6 +361,7 @@ fn main() -> ExitCode {
         match cli.command {
             None | Some(Command::Shell) => shell::run(&runtime, &login, ui, cli.in_flight.into(), script),
             Some(command) => runtime.block_on(async {
+                let _stdin = stdin::prepare(&command)?; // read before connecting, for `put - NAME`
                 let mut client = login.connect(cli.in_flight.into()).await?;
                 let result = commands::run(&mut client, command, ui).await;
                 let _ = client.quit().await;
