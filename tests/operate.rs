@@ -14,7 +14,7 @@ on_both_backends!(
     systemd_hears_ready_status_and_stopping,
     socket_activation_serves_the_passed_listener,
     a_broken_users_file_keeps_the_old_users_and_a_fixed_one_takes_effect,
-    completions_and_manual_pages_come_from_the_binaries,
+    completions_come_from_the_binaries,
     configured_by_environment_alone_it_logs_json_and_exits_zero_on_sigterm,
 );
 
@@ -217,16 +217,172 @@ fn a_broken_users_file_keeps_the_old_users_and_a_fixed_one_takes_effect() {
     ok(d.ftpc("alice", "pw").arg("ls"));
 }
 
-fn completions_and_manual_pages_come_from_the_binaries() {
+fn completions_come_from_the_binaries() {
     for (bin_name, word) in [("ftpc", "mput"), ("ftpd", "fingerprint")] {
         let out = ok(Command::new(bin(bin_name)).args(["completions", "bash"]));
         assert!(out.contains(bin_name) && out.contains(word), "{out}");
         let out = ok(Command::new(bin(bin_name)).args(["completions", "zsh"]));
         assert!(out.contains(&format!("#compdef {bin_name}")), "{out}");
-        let man = ok(Command::new(bin(bin_name)).arg("man"));
-        assert!(man.starts_with(".ie") || man.contains(".TH"), "{man}");
-        assert!(man.contains(bin_name), "{man}");
     }
+}
+
+/// A page as `man` would show it, run through groff with no line breaks
+/// or hyphenation and its white space collapsed; groff's warnings (bad
+/// macros, characters it can't print) fail the test.
+fn man_text(page: &std::path::Path) -> String {
+    let out = Command::new("groff")
+        .args(["-man", "-ww", "-Tascii", "-rLL=5000n", "-rHY=0", "-P-cbou"])
+        .arg(page)
+        .output()
+        .expect("groff (Debian groff-base) runs");
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && warnings.is_empty(), "{}: {warnings}", page.display());
+    String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text of `section` (up to the next section heading) in `text`.
+fn section<'a>(text: &'a str, heading: &str, next: &str) -> &'a str {
+    let start = text.find(heading).unwrap_or_else(|| panic!("no {heading} in {text}"));
+    let rest = &text[start..];
+    &rest[..rest.find(next).unwrap_or(rest.len())]
+}
+
+#[test]
+fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let man1 = dir.path().join("share/man/man1");
+    for name in ["ftpc", "ftpd"] {
+        let out = Command::new(bin(name)).arg("man").arg(&man1).output().unwrap();
+        assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+        // Without DIR, the main page on standard output: the same page.
+        let stdout = ok(Command::new(bin(name)).arg("man"));
+        assert_eq!(stdout, std::fs::read_to_string(man1.join(format!("{name}.1"))).unwrap());
+    }
+    let mut pages: Vec<String> =
+        std::fs::read_dir(&man1).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    pages.sort();
+    let commands = [
+        "ftpc",
+        "ftpc-completions",
+        "ftpc-df",
+        "ftpc-forget",
+        "ftpc-get",
+        "ftpc-hash",
+        "ftpc-ls",
+        "ftpc-man",
+        "ftpc-mget",
+        "ftpc-mkdir",
+        "ftpc-mput",
+        "ftpc-mv",
+        "ftpc-partials",
+        "ftpc-partials-rm",
+        "ftpc-put",
+        "ftpc-rm",
+        "ftpc-rmdir",
+        "ftpc-shell",
+        "ftpc-stat",
+        "ftpd",
+        "ftpd-completions",
+        "ftpd-fingerprint",
+        "ftpd-health",
+        "ftpd-man",
+        "ftpd-serve",
+        "ftpd-user",
+        "ftpd-user-add",
+        "ftpd-user-del",
+        "ftpd-user-list",
+        "ftpd-user-passwd",
+        "ftpd-user-set-quota",
+    ];
+    let mut want: Vec<String> = commands.iter().map(|c| format!("{c}.1")).collect();
+    want.sort();
+    assert_eq!(pages, want);
+    for command in commands {
+        let text = man_text(&man1.join(format!("{command}.1")));
+        assert!(text.contains("NAME") && text.contains("SYNOPSIS") && text.contains(command), "{text}");
+        let main = command.split('-').next().unwrap();
+        if command != main {
+            assert!(text.contains(&format!("SEE ALSO {main}(1)")), "{text}");
+        }
+    }
+
+    let ftpc = man_text(&man1.join("ftpc.1"));
+    // Every exit code of the README's table, with the same meaning.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = section(&readme, "| code | meaning |", "\n\n");
+    let status = section(&ftpc, "EXIT STATUS", "FILES");
+    let rows: Vec<(&str, String)> = table
+        .lines()
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            (cells[1], cells[2].replace('`', ""))
+        })
+        .collect();
+    assert_eq!(rows.len(), 8, "{table}");
+    for (code, meaning) in rows {
+        assert!(status.contains(&format!("{code} {meaning}")), "exit {code} {meaning:?} not in: {status}");
+    }
+    let environment = section(&ftpc, "ENVIRONMENT", "SEE ALSO");
+    for var in ["FTPC_SERVER", "FTPC_USER", "FTPC_PASSWORD", "FTPC_CONFIG", "FTPC_KNOWN_HOSTS", "FTPC_FSYNC", "TMPDIR"]
+    {
+        assert!(environment.contains(var), "{var} not in: {environment}");
+    }
+    let files = section(&ftpc, "FILES", "ENVIRONMENT");
+    assert!(files.contains("~/.config/ftpc/config.toml") && files.contains("~/.config/ftpc/known_hosts"), "{files}");
+    for flag in [
+        "--server",
+        "--user",
+        "--quiet",
+        "--hash",
+        "--timeout",
+        "--no-tls",
+        "--ca",
+        "--accept-new-host",
+        "--in-flight",
+        "--fsync",
+        "--batch",
+    ] {
+        assert!(section(&ftpc, "OPTIONS", "COMMANDS").contains(flag), "{flag} not in the options of: {ftpc}");
+    }
+
+    // put's page says what its arguments are, standard input and resume.
+    let put = man_text(&man1.join("ftpc-put.1"));
+    for words in
+        ["SOURCE", "TARGET", "- NAME", "standard input", "resumes", "--no-clobber", "--preserve", "--recursive"]
+    {
+        assert!(put.contains(words), "{words:?} not in: {put}");
+    }
+    let get = man_text(&man1.join("ftpc-get.1"));
+    for words in ["SOURCE", "TARGET", "standard output", ".NAME.ftpc-part", "--no-clobber", "--preserve"] {
+        assert!(get.contains(words), "{words:?} not in: {get}");
+    }
+
+    // ftpd's page: every configuration key, with its flag and variable.
+    let ftpd = man_text(&man1.join("ftpd.1"));
+    let configuration = section(&ftpd, "CONFIGURATION", "FILES");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ftpd.toml")).unwrap();
+    let keys: Vec<&str> = example
+        .lines()
+        .filter_map(|l| l.trim_start_matches("# ").split_once(" = ").map(|(k, _)| k))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+        .collect();
+    assert!(keys.len() >= 25, "{keys:?}");
+    for key in keys {
+        let entry = format!("{key} (--{}, FTPD_{})", key.replace('_', "-"), key.to_ascii_uppercase());
+        assert!(configuration.contains(&entry), "{entry} not in: {configuration}");
+    }
+    for words in ["SIGHUP", "users.toml", "FTPD_CONFIG", "EXIT STATUS"] {
+        assert!(ftpd.contains(words), "{words} not in: {ftpd}");
+    }
+    assert!(man_text(&man1.join("ftpd-user-add.1")).contains("--password-stdin"));
+
+    // A directory that can't be made is a clear error, not a partial set.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let out = Command::new(bin("ftpc")).arg("man").arg(file.join("man1")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the manual pages"), "{out:?}");
 }
 
 fn configured_by_environment_alone_it_logs_json_and_exits_zero_on_sigterm() {

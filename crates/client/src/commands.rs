@@ -175,7 +175,7 @@ pub async fn run(client: &mut Client<Box<dyn Io>>, command: Command, ui: Ui) -> 
             }
             first_failure.map_or(Ok(()), Err)
         }
-        Command::Shell | Command::Completions { .. } | Command::Man | Command::Forget { .. } => {
+        Command::Shell | Command::Completions { .. } | Command::Man { .. } | Command::Forget { .. } => {
             Err(local("not available here: run it as `ftpc <command>` from your shell"))
         }
     }

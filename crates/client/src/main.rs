@@ -6,6 +6,7 @@
 
 mod commands;
 mod hash;
+mod manual;
 mod progress;
 mod remove;
 mod shell;
@@ -99,7 +100,13 @@ pub enum Command {
     /// pattern), the last argument must be an existing remote directory.
     /// Trees follow rsync's trailing-slash rule: `put -r docs DIR` makes
     /// DIR/docs, `put -r docs/ DIR` puts what is in docs into DIR.
-    #[command(override_usage = "ftpc put [OPTIONS] SOURCE [TARGET]\n       ftpc put [OPTIONS] SOURCE... DIR")]
+    /// `put - NAME` uploads standard input as NAME (read to its end first,
+    /// unless it is a regular file). A file appears on the server only once
+    /// whole and verified by its BLAKE3 hash. An interrupted upload of 1 MiB
+    /// or more resumes: run the same put again and only the rest is sent.
+    #[command(
+        override_usage = "ftpc put [OPTIONS] SOURCE [TARGET]\n       ftpc put [OPTIONS] - NAME\n       ftpc put [OPTIONS] SOURCE... DIR"
+    )]
     Put {
         /// Upload directories and everything below them.
         #[arg(short = 'r', long)]
@@ -112,8 +119,9 @@ pub enum Command {
         /// the server's storage keeps times). Needs protocol 1.2.
         #[arg(short = 'p', long)]
         preserve: bool,
-        /// Local files (or quoted patterns, or directories with -r); with
-        /// two or more arguments, the last one is the remote target.
+        /// Local files (or quoted patterns, or directories with -r, or -
+        /// for standard input); with two or more arguments, the last one is
+        /// the remote target.
         #[arg(required = true, value_name = "SOURCE")]
         paths: Vec<OsString>,
     },
@@ -126,7 +134,10 @@ pub enum Command {
     /// into, as cp does. With several sources (or a pattern), the last
     /// argument must be an existing local directory. Trees follow rsync's
     /// trailing-slash rule: `get -r docs DIR` makes DIR/docs,
-    /// `get -r docs/ DIR` puts what is in docs into DIR.
+    /// `get -r docs/ DIR` puts what is in docs into DIR. A file takes its
+    /// name only once whole and verified by its BLAKE3 hash. An interrupted
+    /// get leaves .NAME.ftpc-part beside the target, and the same get
+    /// continues from it unless the remote file changed.
     #[command(override_usage = "ftpc get [OPTIONS] SOURCE [TARGET]\n       ftpc get [OPTIONS] SOURCE... DIR")]
     Get {
         /// Download directories and everything below them.
@@ -148,6 +159,7 @@ pub enum Command {
     /// Upload several files over one connection, pipelined, each under its
     /// own name (in the remote directory DIR if given).
     Mput {
+        /// Local files, each uploaded under its own name.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Remote directory to put them in [default: the working directory].
@@ -165,6 +177,7 @@ pub enum Command {
     /// Download several files over one connection, pipelined, each under
     /// its own name (in the local directory DIR if given).
     Mget {
+        /// Remote files, each downloaded under its own name.
         #[arg(required = true)]
         names: Vec<String>,
         /// Local directory to put them in [default: the current one].
@@ -182,6 +195,7 @@ pub enum Command {
     /// is given, as ls does.
     #[command(disable_help_flag = true)]
     Ls {
+        /// Remote directory (or file) [default: the working directory].
         path: Option<String>,
         /// Long format: kind, size in bytes, modification time (UTC).
         #[arg(short = 'l')]
@@ -202,6 +216,7 @@ pub enum Command {
     /// Show an entry's name, kind, size, modification time and BLAKE3 hash
     /// (the same fields and values as --json).
     Stat {
+        /// Remote file or directory.
         path: String,
         /// JSON output.
         #[arg(long)]
@@ -217,6 +232,7 @@ pub enum Command {
         /// Never ask, and ignore paths that do not exist.
         #[arg(short = 'f', long)]
         force: bool,
+        /// Remote files (or directories, with -r).
         #[arg(required = true)]
         paths: Vec<String>,
     },
@@ -225,13 +241,22 @@ pub enum Command {
         /// Create missing parents too, and accept directories that exist.
         #[arg(short = 'p', long)]
         parents: bool,
+        /// Remote directories to create.
         #[arg(required = true)]
         paths: Vec<String>,
     },
     /// Remove an empty directory.
-    Rmdir { path: String },
+    Rmdir {
+        /// The remote directory.
+        path: String,
+    },
     /// Rename or move a file or directory.
-    Mv { from: String, to: String },
+    Mv {
+        /// The remote file or directory to move.
+        from: String,
+        /// Its new remote path (a file there is replaced).
+        to: String,
+    },
     /// Show used and available space in your quota.
     Df {
         /// JSON: {used, quota, available}.
@@ -254,8 +279,13 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to standard output.
-    Man,
+    /// Print the manual page (roff) to standard output, or write the
+    /// pages of ftpc and every command (ftpc.1, ftpc-put.1, ...) into DIR.
+    Man {
+        /// Directory to write the pages into, e.g. /usr/local/share/man/man1
+        /// (created if missing) [default: print ftpc.1 to standard output].
+        dir: Option<PathBuf>,
+    },
     /// List the interrupted uploads the server keeps for resume (their
     /// bytes count in `df`), or throw some away with `partials rm PATH...`.
     /// A `put` of the same file resumes from what is kept.
@@ -320,10 +350,15 @@ fn main() -> ExitCode {
                 Err(Failure(code, message)) => fail(code, &message),
             };
         }
-        Some(Command::Man) => {
-            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Some(Command::Man { dir }) => {
+            let manual = manual::manual();
+            let written = match dir {
+                None => manual.render_main(&mut std::io::stdout()),
+                Some(dir) => manual.write_to(dir).map(drop),
+            };
+            return match written {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(exit::LOCAL, &format!("cannot write the manual page: {e}")),
+                Err(e) => fail(exit::LOCAL, &format!("cannot write the manual pages: {e}")),
             };
         }
         Some(Command::Forget { host }) => {
@@ -575,4 +610,17 @@ fn forget(server: &str, quiet: bool) -> Result<(), Failure> {
         eprintln!("ftpc: removed {} from {} (line{s} {})", escape(&addr), file.display(), lines.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is() {
+        Cli::command().debug_assert();
+        let missing = ftp_manual::undocumented(&Cli::command());
+        assert!(missing.is_empty(), "no help text (a doc comment) for: {missing:?}");
+    }
 }

@@ -281,6 +281,38 @@ fn key_names() -> Vec<String> {
     keys_command().get_arguments().map(|arg| arg.get_id().to_string()).collect()
 }
 
+/// One configuration key as `ftpd man` describes it.
+pub struct KeyDoc {
+    /// The key in the TOML file, e.g. `idle_timeout_secs`.
+    pub key: String,
+    /// Its flag, e.g. `--idle-timeout-secs`.
+    pub flag: String,
+    /// Its environment variable, e.g. `FTPD_IDLE_TIMEOUT_SECS`.
+    pub env: String,
+    /// The built-in default, when there is one.
+    pub default: Option<String>,
+    /// What it does (the doc comment of its field).
+    pub help: String,
+}
+
+/// Every key, in the order [`Keys`] defines them.
+pub fn documented_keys() -> Vec<KeyDoc> {
+    keys_command()
+        .get_arguments()
+        .map(|arg| {
+            let key = arg.get_id().to_string();
+            let defaults: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
+            KeyDoc {
+                flag: flag(&key),
+                env: env_var(&key),
+                default: (!defaults.is_empty()).then(|| defaults.join(" ")),
+                help: arg.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                key,
+            }
+        })
+        .collect()
+}
+
 /// The environment variable of `key`.
 fn env_var(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())

@@ -1,5 +1,7 @@
 //! `ftpd`: parse flags, load configuration, set up logging, bind, run.
 
+mod manual;
+
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use ftp_proto::size::{exact_size, human_size, parse_size};
@@ -58,8 +60,13 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to standard output.
-    Man,
+    /// Print the manual page (roff) to standard output, or write the
+    /// pages of ftpd and every command (ftpd.1, ftpd-serve.1, ...) into DIR.
+    Man {
+        /// Directory to write the pages into, e.g. /usr/local/share/man/man1
+        /// (created if missing) [default: print ftpd.1 to standard output].
+        dir: Option<PathBuf>,
+    },
     /// Manage users in the users file.
     User {
         /// TOML configuration file, to find the users file.
@@ -163,8 +170,16 @@ fn real_main() -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "ftpd", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        Command::Man { dir } => {
+            let manual = manual::manual();
+            match dir {
+                None => manual.render_main(&mut std::io::stdout()).context("cannot write the manual page")?,
+                Some(dir) => {
+                    manual
+                        .write_to(&dir)
+                        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+                }
+            }
             Ok(())
         }
         Command::User { config, root, users, action } => {
@@ -315,4 +330,17 @@ fn read_password(from_stdin: bool) -> Result<String> {
         bail!("passwords do not match");
     }
     Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is() {
+        Cli::command().debug_assert();
+        let missing = ftp_manual::undocumented(&Cli::command());
+        assert!(missing.is_empty(), "no help text (a doc comment) for: {missing:?}");
+    }
 }
