@@ -37,6 +37,7 @@ pub async fn run(
     let shared = Arc::new(Shared::open(config)?);
     let config = shared.config();
     info!(storage = %shared.engine().describe(), "storage");
+    shared.engine().check_store().await.context("the storage can't be used")?;
     if shared.users().is_empty() {
         warn!(users = %config.users.display(), "no users yet: add one with `ftpd user add NAME`");
     }

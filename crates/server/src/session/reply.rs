@@ -48,6 +48,7 @@ pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
         Error::Held | Error::TakenOver | Error::Abandoned(_) => (ErrorCode::Aborted, err.to_string()),
         Error::Integrity(why) => (ErrorCode::Integrity, why.clone()),
         Error::Changed => (ErrorCode::Aborted, "the file changed while it was read; try again".into()),
+        Error::Lacks(_) => (ErrorCode::Unavailable, err.to_string()),
         Error::Unavailable(why) => {
             warn!(path = %path, error = %why, "storage unavailable");
             (ErrorCode::Unavailable, "the server's storage is unavailable for the moment; try again".into())

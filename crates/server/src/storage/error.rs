@@ -85,6 +85,9 @@ pub enum Error {
     /// The file changed while it was being read.
     #[error("the file changed during the download")]
     Changed,
+    /// The store lacks a feature the daemon relies on (found at start).
+    #[error("the object store lacks a feature ftpd needs: {0}")]
+    Lacks(String),
     /// The store can't be reached, or failed in a way that may pass.
     #[error("the storage backend is unavailable: {0}")]
     Unavailable(String),

@@ -333,6 +333,17 @@ impl Store {
         }
     }
 
+    /// Checks, before serving, that the store has what the design relies
+    /// on: a bucket is tried for conditional writes, pinned ranged GETs
+    /// and multipart uploads ([`Error::Lacks`] names what is missing); a
+    /// data root was checked when opened.
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            Store::Fs(_) => Ok(()),
+            Store::S3(bucket) => bucket.check().await,
+        }
+    }
+
     /// The home of `user` (a validated user name), created if needed.
     pub async fn home(&self, user: &str) -> Result<Home> {
         match self {

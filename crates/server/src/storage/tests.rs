@@ -344,3 +344,13 @@ async fn the_bucket_ledger_counts_reservations_settlements_and_removals_once() {
     account.partial_dropped("partial:abc", 1000).await.unwrap();
     assert_eq!(account.known_usage(), Some(Usage { used: 6000, reserved: 0 }));
 }
+
+#[tokio::test]
+async fn each_store_has_what_the_design_relies_on_and_the_probe_leaves_nothing() {
+    for (name, store, _dir) in stores() {
+        store.check().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        store.check().await.unwrap_or_else(|e| panic!("{name}, twice: {e}"));
+        let home = store.home("alice").await.unwrap();
+        assert_eq!(home.usage().await.unwrap(), 0, "{name}");
+    }
+}

@@ -65,6 +65,12 @@ impl Engine {
         self.store.describe()
     }
 
+    /// Checks that the store has what the design relies on (before
+    /// serving).
+    pub async fn check_store(&self) -> Result<()> {
+        self.store.check().await
+    }
+
     /// The background work, for shutdown to wait on.
     pub fn tasks(&self) -> &TaskTracker {
         &self.tasks

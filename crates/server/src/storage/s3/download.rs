@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::ObjectStore;
+use object_store::path::Path;
 
 /// Downloads fetch ranges of this size...
 const RANGE_SIZE: u64 = 8 << 20;
@@ -26,6 +27,24 @@ pub struct S3Source {
     failure: Option<Error>,
 }
 
+/// Reads `range` (or all) of `key`, only from the version `e_tag`: asked
+/// with If-Match, and checked against the ETag of the answer, since not
+/// every store honours If-Match on a GET (s3s-fs doesn't). Another
+/// version is [`Error::Changed`].
+pub(super) async fn get_pinned(
+    store: Store,
+    key: Path,
+    e_tag: Option<String>,
+    range: Option<object_store::GetRange>,
+) -> Result<Bytes> {
+    let options = object_store::GetOptions { range, if_match: e_tag.clone(), ..Default::default() };
+    let got = store.get_opts(&key, options).await.map_err(from_store)?;
+    if e_tag.is_some() && got.meta.e_tag != e_tag {
+        return Err(Error::Changed);
+    }
+    got.bytes().await.map_err(from_store)
+}
+
 impl S3Source {
     /// Streams `meta`'s object, sending from `offset`.
     pub(in crate::storage) fn open(store: Store, meta: object_store::ObjectMeta, offset: u64) -> S3Source {
@@ -33,17 +52,8 @@ impl S3Source {
         let (key, e_tag) = (meta.location, meta.e_tag);
         let ranges = (0..size).step_by(RANGE_SIZE as usize).map(move |start| start..(start + RANGE_SIZE).min(size));
         let stream = futures::stream::iter(ranges)
-            .map(move |range| {
-                let (store, key) = (store.clone(), key.clone());
-                let options = object_store::GetOptions {
-                    range: Some(range.into()),
-                    if_match: e_tag.clone(),
-                    ..Default::default()
-                };
-                async move { store.get_opts(&key, options).await?.bytes().await }
-            })
+            .map(move |range| get_pinned(store.clone(), key.clone(), e_tag.clone(), Some(range.into())))
             .buffered(RANGES_IN_FLIGHT)
-            .map(|range| range.map_err(from_store))
             .boxed();
         S3Source { stream, hasher: blake3::Hasher::new(), position: 0, offset, size, failure: None }
     }

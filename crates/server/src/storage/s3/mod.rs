@@ -21,6 +21,7 @@
 
 mod download;
 mod ledger;
+mod probe;
 mod upload;
 
 pub use download::S3Source;
@@ -127,6 +128,12 @@ impl Bucket {
 
     pub(in crate::storage) fn describe(&self) -> String {
         self.what.clone()
+    }
+
+    /// Checks that the store has every feature the design relies on
+    /// (see [`probe`]).
+    pub(in crate::storage) async fn check(&self) -> Result<()> {
+        probe::check(&self.store, &self.base).await
     }
 
     /// The home of `user` (an already validated user name).
@@ -512,9 +519,8 @@ impl S3Home {
         let (size, mtime) = (meta.size, meta.last_modified.timestamp());
         let offset = super::start_at(size, mtime, want);
         if size <= SMALL_FILE && offset == 0 {
-            let options = object_store::GetOptions { if_match: meta.e_tag.clone(), ..Default::default() };
-            let data = self.store.get_opts(&meta.location, options).await.map_err(from_store)?;
-            let data = data.bytes().await.map_err(from_store)?;
+            let data =
+                download::get_pinned(self.store.clone(), meta.location.clone(), meta.e_tag.clone(), None).await?;
             if data.len() as u64 == size {
                 let hash = blake3::hash(&data);
                 return Ok(Download { size, mtime, offset, body: Body::Whole(data.into(), hash) });
