@@ -3,6 +3,8 @@
 //! plus a raw-frame connection that pins the wire format independently of
 //! our own codec.
 
+pub mod garage;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -853,35 +855,41 @@ pub struct S3 {
 /// `cargo test --workspace` needs nothing set up by hand.
 pub fn s3s_fs_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("S3S_FS_BIN") {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "S3S_FS_BIN={} is not a file; unset it to have s3s-fs installed", p.display());
-            return p;
-        }
-        let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
-            .unwrap_or_default();
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-        candidates.extend(cargo_home.map(|h| h.join("bin/s3s-fs")));
-        let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools");
-        candidates.push(tools.join("bin/s3s-fs"));
-        if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-            return found.clone();
-        }
-        eprintln!("installing s3s-fs 0.14.1 into {} (once)", tools.display());
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["install", "s3s-fs@0.14.1", "--features", "binary", "--locked", "--root"])
-            .arg(&tools)
-            .status()
-            .expect("run cargo install");
-        assert!(status.success(), "cargo install s3s-fs failed; install it yourself or set S3S_FS_BIN");
-        tools.join("bin/s3s-fs")
-    })
-    .clone()
+    BIN.get_or_init(|| tool("s3s-fs", "S3S_FS_BIN", &["s3s-fs@0.14.1", "--features", "binary"])).clone()
+}
+
+/// A tool the tests start (`name`): the file `env_var` names, else one on
+/// the PATH or in cargo's bin directory, else one installed into
+/// `target/tools` with `cargo install --locked` and `install` (a crate
+/// spec and its flags). `.ci/run` installs them there first.
+pub fn tool(name: &str, env_var: &str, install: &[&str]) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{env_var}={} is not a file; unset it to have {name} installed", p.display());
+        return p;
+    }
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect()).unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    candidates.extend(cargo_home.map(|h| h.join("bin").join(name)));
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools");
+    candidates.push(tools.join("bin").join(name));
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return found.clone();
+    }
+    eprintln!("installing {} into {} (once)", install.join(" "), tools.display());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .arg("install")
+        .args(install)
+        .args(["--locked", "--root"])
+        .arg(&tools)
+        .status()
+        .expect("run cargo install");
+    assert!(status.success(), "cargo install {name} failed; install it yourself or set {env_var}");
+    tools.join("bin").join(name)
 }
 
 impl S3 {

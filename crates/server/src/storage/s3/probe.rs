@@ -20,6 +20,10 @@ use crate::storage::{Error, Result};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
+/// Why conditional writes matter, for the operator reading the refusal.
+const NEEDED: &str = " (the usage record and resumable uploads are changed only by conditional writes, \
+     so without them quotas would drift: use a store that honours them, such as AWS S3, MinIO or Ceph RGW)";
+
 /// Tries each feature on `base/probe/`; the first one missing is
 /// [`Error::Lacks`]. The probe's objects are deleted however it ends.
 pub(super) async fn check(store: &Store, base: &Path) -> Result<()> {
@@ -41,9 +45,9 @@ async fn features(store: &Store, single: &Path, multi: &Path) -> Result<()> {
     let first = store.put_opts(single, PutPayload::from_static(b"1"), create()).await.map_err(from_store)?;
     match store.put_opts(single, PutPayload::from_static(b"2"), create()).await {
         Ok(_) => {
-            return Err(Error::Lacks(
-                "conditional writes: a PUT with If-None-Match: * replaced an existing object".into(),
-            ));
+            return Err(Error::Lacks(format!(
+                "conditional writes: a PUT with If-None-Match: * replaced an existing object{NEEDED}"
+            )));
         }
         Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
         Err(e) => return Err(from_store(e)),
@@ -52,9 +56,9 @@ async fn features(store: &Store, single: &Path, multi: &Path) -> Result<()> {
     let update = PutOptions { mode: PutMode::Update(stale.clone()), ..Default::default() };
     match store.put_opts(single, PutPayload::from_static(b"3"), update).await {
         Ok(_) => {
-            return Err(Error::Lacks(
-                "conditional writes: a PUT with If-Match on a stale ETag replaced the object".into(),
-            ));
+            return Err(Error::Lacks(format!(
+                "conditional writes: a PUT with If-Match on a stale ETag replaced the object{NEEDED}"
+            )));
         }
         Err(object_store::Error::Precondition { .. }) => {}
         Err(e) => return Err(from_store(e)),

@@ -1,0 +1,152 @@
+//! A real Garage (the production-grade S3 store PEERS.md names) on
+//! loopback: one node with its own free ports, a bucket and a key, killed
+//! on drop. Garage 2.5 is installed once into `target/tools` like s3s-fs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const VERSION: &str = "2.5.0";
+/// The region Garage answers to (its `s3_region`).
+pub const REGION: &str = "garage";
+/// The bucket made at start.
+pub const BUCKET: &str = "ftpd";
+/// The key imported at start (Garage key ids are `GK` and 24 hex digits).
+pub const KEY_ID: &str = "GK0123456789abcdef01234567";
+/// Its secret (64 hex digits).
+pub const KEY_SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const RPC_SECRET: &str = "4f1c0e9a7b3d2c5e8f6a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e";
+
+/// The garage binary (`GARAGE_BIN`, PATH, or installed into target/tools;
+/// the install takes 7 to 20 minutes on two cores).
+pub fn garage_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| crate::tool("garage", "GARAGE_BIN", &["garage", "--version", VERSION])).clone()
+}
+
+/// A running single-node Garage.
+pub struct Garage {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`, its S3 API.
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Garage {
+    /// Starts one node (replication factor 1) with a bucket, [`BUCKET`],
+    /// that the key [`KEY_ID`] owns.
+    pub fn start() -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        let (s3, rpc, admin) = (free_port(), free_port(), free_port());
+        let conf = dir.path().join("garage.toml");
+        let root = dir.path().display();
+        std::fs::write(
+            &conf,
+            format!(
+                r#"metadata_dir = "{root}/meta"
+data_dir = "{root}/data"
+db_engine = "sqlite"
+metadata_fsync = false
+data_fsync = false
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{RPC_SECRET}"
+
+[s3_api]
+s3_region = "{REGION}"
+api_bind_addr = "127.0.0.1:{s3}"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&conf)
+            .arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start garage");
+        let garage = Garage { child, dir, endpoint: format!("http://127.0.0.1:{s3}") };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !garage.cli(&["status"]).status.success() {
+            assert!(Instant::now() < deadline, "garage did not come up: {}", garage.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let id = garage.ok(&["node", "id", "-q"]);
+        let id = id.trim().split('@').next().unwrap().to_owned();
+        garage.ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id[..16]]);
+        garage.ok(&["layout", "apply", "--version", "1"]);
+        garage.ok(&["bucket", "create", BUCKET]);
+        garage.ok(&["key", "import", "--yes", "-n", "ftpd-key", KEY_ID, KEY_SECRET]);
+        garage.ok(&["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftpd-key"]);
+        garage
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(garage_bin())
+            .arg("-c")
+            .arg(self.dir.path().join("garage.toml"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run garage")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What the node logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// The `ftpd serve` flags that put files in this bucket under `prefix`.
+    pub fn daemon_args(&self, prefix: &str) -> Vec<String> {
+        [
+            "--storage",
+            "s3",
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-region",
+            REGION,
+            "--s3-bucket",
+            BUCKET,
+            "--s3-prefix",
+            prefix,
+            "--s3-access-key-id",
+            KEY_ID,
+            "--s3-secret-access-key",
+            KEY_SECRET,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
