@@ -1,6 +1,7 @@
 //! The daemon with its files in object storage (a real s3s-fs on
 //! 127.0.0.1:0), driven by the real ftpc.
 
+use ftp_e2e::postgres::Postgres;
 use ftp_e2e::*;
 use serde_json::json;
 
@@ -207,8 +208,97 @@ fn ftpc_sends_large_files_through_the_resumable_path() {
 #[test]
 fn the_quota_holds_across_daemons_on_one_bucket() {
     let s3 = S3::start();
-    let a = daemon_on(&s3, &["--no-tls"]);
-    let b = daemon_on(&s3, &["--no-tls"]);
+    quota_across_daemons(&s3, &["--no-tls"]);
+    assert!(s3.dir().join("bucket/ftpd/usage/alice.json").exists(), "the record is in the bucket");
+}
+
+#[test]
+fn with_a_database_the_quota_holds_across_daemons() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    quota_across_daemons(&s3, &["--no-tls", "--database", &pg.url]);
+    assert!(!s3.dir().join("bucket/ftpd/usage").exists(), "the record is in the database, not the bucket");
+}
+
+/// Simultaneous uploads on two daemons with a database: reservations are
+/// transactions, so together they never pass the quota, and what `df`
+/// says is what the bucket holds, round after round.
+#[test]
+fn with_a_database_simultaneous_uploads_on_two_daemons_never_pass_the_quota() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let a = daemon_on(&s3, &["--no-tls", "--database", &pg.url]);
+    let b = daemon_on(&s3, &["--no-tls", "--database", &pg.url]);
+    a.add_user_with_quota("alice", "pw", "10MiB");
+    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    let data = std::sync::Arc::new(vec![7u8; 2 << 20]);
+    let home = s3.dir().join("bucket/ftpd/homes/alice");
+    let stored =
+        || -> u64 { std::fs::read_dir(&home).map_or(0, |d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum()) };
+    for round in 0..3 {
+        let uploads: Vec<_> = (0..10)
+            .map(|i| {
+                let target = if i % 2 == 0 { a.target() } else { b.target() };
+                let data = data.clone();
+                std::thread::spawn(move || {
+                    let mut raw = Raw::login(target, "alice", "pw");
+                    code(&raw.put(&format!("r{round}-{i}.bin"), &data, None)).to_string()
+                })
+            })
+            .collect();
+        let codes: Vec<String> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
+        let accepted = codes.iter().filter(|c| *c == "ok").count();
+        assert!(codes.iter().all(|c| c == "ok" || c == "quota_exceeded"), "{codes:?}");
+        assert!((1..=5).contains(&accepted), "round {round}: {accepted} of 10 accepted: {codes:?}");
+        for d in [&a, &b] {
+            let df = Raw::login(d.target(), "alice", "pw").request(&json!({"op": "df"}));
+            assert_eq!(df["used"], accepted as u64 * (2 << 20), "round {round}: {df}");
+            assert_eq!(df["used"], stored(), "round {round}: df and the bucket agree");
+        }
+        // Empty the home for the next round: the usage goes back to 0.
+        let mut raw = Raw::login(b.target(), "alice", "pw");
+        for i in 0..10 {
+            raw.request(&json!({"op": "rm", "path": format!("r{round}-{i}.bin")}));
+        }
+        assert_eq!(raw.request(&json!({"op": "df"}))["used"], 0, "round {round}");
+        assert_eq!(stored(), 0);
+    }
+}
+
+/// The schema is made at the first start and left alone at the next; a
+/// database whose schema is newer than the daemon stops the start.
+#[test]
+fn the_database_schema_is_versioned_and_a_newer_one_is_refused() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let psql = |sql: &str| {
+        let out = std::process::Command::new(ftp_e2e::postgres::pg_bin().join("psql"))
+            .args([pg.url.as_str(), "-tAc", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    drop(daemon_on(&s3, &["--no-tls", "--database", &pg.url]));
+    drop(daemon_on(&s3, &["--no-tls", "--database", &pg.url]));
+    assert_eq!(psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ftpd_schema"), "1");
+    psql("INSERT INTO ftpd_schema (version) VALUES (99)");
+    let root = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin("ftpd"))
+        .args(["serve", "--no-tls", "--listen", "127.0.0.1:0", "--root"])
+        .arg(root.path())
+        .args(s3.daemon_args("ftpd"))
+        .args(["--database", &pg.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("schema is version 99, newer than this ftpd knows (1): upgrade ftpd"), "{stderr}");
+}
+
+fn quota_across_daemons(s3: &S3, args: &[&str]) {
+    let a = daemon_on(s3, args);
+    let b = daemon_on(s3, args);
     a.add_user_with_quota("alice", "pw", "10MiB");
     std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
     let df = |d: &Daemon| -> serde_json::Value { Raw::login(d.target(), "alice", "pw").request(&json!({"op": "df"})) };

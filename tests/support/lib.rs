@@ -4,6 +4,7 @@
 //! our own codec.
 
 pub mod garage;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

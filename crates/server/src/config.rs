@@ -88,6 +88,38 @@ pub struct Config {
     /// Where the files live: `None` for the data root's filesystem, or an
     /// S3-compatible bucket.
     pub s3: Option<S3Config>,
+    /// PostgreSQL URL for what several daemons must agree on (with
+    /// `storage = "s3"`: the usage records); `None` keeps them in the
+    /// bucket.
+    pub database: Option<DatabaseUrl>,
+}
+
+/// A database URL, which may hold a password: shown without it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // postgres://user:secret@host/db → postgres://user:<redacted>@host/db
+        let shown = match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &self.0[scheme + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:<redacted>{}", &self.0[..scheme + 3], &self.0[at..]),
+                    None => self.0.clone(),
+                }
+            }
+            _ => self.0.clone(),
+        };
+        f.write_str(&shown)
+    }
 }
 
 /// Default listening address: loopback only, so a first start exposes nothing.
@@ -194,6 +226,11 @@ struct Keys {
     /// S3 secret access key (prefer the variable: flags show in `ps`).
     #[arg(long)]
     s3_secret_access_key: Option<String>,
+    /// PostgreSQL URL (postgres://USER[:PASSWORD]@HOST:PORT/DB) holding the
+    /// usage records that daemons sharing a bucket agree on, changed in
+    /// transactions (needs storage = s3) [default: none, records in the bucket].
+    #[arg(long)]
+    database: Option<String>,
 }
 
 /// Where users' files live.
@@ -244,6 +281,10 @@ impl Keys {
                 })
             }
         };
+        let database = self.database.filter(|d| !d.is_empty()).map(DatabaseUrl);
+        if database.is_some() && s3.is_none() {
+            return Err(invalid("database", "needs storage = \"s3\" (files on this machine have one daemon)"));
+        }
         Ok(Config {
             listen: self.listen.0,
             users: self.users.unwrap_or_else(|| self.root.join(DEFAULT_USERS_FILE)),
@@ -267,6 +308,7 @@ impl Keys {
             login_block: self.login_block_secs.secs(),
             admin_listen: self.admin_listen.0,
             s3,
+            database,
         })
     }
 }
@@ -813,5 +855,14 @@ mod tests {
         }
         let c = Config::layered(file(example), env(&[]), &Flags::default()).unwrap();
         assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()), "the values it sets are the defaults");
+    }
+
+    #[test]
+    fn a_database_password_never_shows_and_the_database_needs_a_bucket() {
+        let url = DatabaseUrl("postgres://ftpd:hunter2@db.example:5432/ftpd".into());
+        assert_eq!(format!("{url:?}"), "postgres://ftpd:<redacted>@db.example:5432/ftpd");
+        assert_eq!(format!("{:?}", DatabaseUrl("postgres://ftpd@db/ftpd".into())), "postgres://ftpd@db/ftpd");
+        let err = load("database = \"postgres://ftpd@db/ftpd\"", &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("`database`") && err.contains("storage = \"s3\""), "{err}");
     }
 }

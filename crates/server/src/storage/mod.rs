@@ -13,6 +13,7 @@
 //! ([`RemotePath`]); what a backend returns for a failure is an [`Error`]
 //! by cause, never by backend.
 
+mod db;
 pub mod error;
 mod fs;
 mod quota;
@@ -320,7 +321,13 @@ impl Store {
     /// up the bucket.
     pub fn open(config: &crate::config::Config) -> Result<Store> {
         match &config.s3 {
-            Some(s3) => Ok(Store::S3(s3::Bucket::connect(s3, config.partial_max_age)?)),
+            Some(s3) => {
+                let bucket = s3::Bucket::connect(s3, config.partial_max_age)?;
+                match &config.database {
+                    Some(url) => Ok(Store::S3(bucket.with_database(db::Db::new(url.expose(), s3.bucket.clone())?))),
+                    None => Ok(Store::S3(bucket)),
+                }
+            }
             None => Ok(Store::Fs(fs::Root::open(&config.root, config.fsync)?)),
         }
     }

@@ -6,10 +6,13 @@
 //! conflict. Uploads reserve their size in it before taking any data, so
 //! uploads on several daemons at once can't pass the quota together; a
 //! reservation left by a daemon that died lapses after [`HOLD_FOR`].
-//! This holds only on stores that honour conditional writes.
+//! This holds only on stores that honour conditional writes. With a
+//! database configured, the record lives there instead, changed in a
+//! transaction ([`Db::change`]); the rules are the same code.
 
 use super::upload::PARTIAL_HOLD;
 use super::{S3Home, from_store};
+use crate::storage::db::Db;
 use crate::storage::{Claim, Error, Removed, Reservation, Result, Usage};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -106,11 +109,14 @@ pub struct Ledger {
     writing: Arc<tokio::sync::Mutex<()>>,
     /// The usage last read, for metrics.
     known: Arc<Mutex<Option<Usage>>>,
+    /// Where the record lives when a database is configured (else in the
+    /// bucket, at `key`; the key names it in the database too).
+    db: Option<Db>,
 }
 
 impl Ledger {
-    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration) -> Ledger {
-        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default() }
+    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration, db: Option<Db>) -> Ledger {
+        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default(), db }
     }
 
     pub fn known_usage(&self) -> Option<Usage> {
@@ -124,6 +130,11 @@ impl Ledger {
     async fn change<T>(&self, mut change: impl FnMut(&mut Record) -> (T, bool)) -> Result<T> {
         let store = &self.home.store;
         let _one_at_a_time = self.writing.lock().await;
+        if let Some(db) = &self.db {
+            let home = &self.home;
+            let initial = async || Ok(Record { used: home.files_usage().await?, ..Record::default() });
+            return db.change(self.key.as_ref(), initial, |record| self.apply(record, &mut change)).await;
+        }
         for _ in 0..50 {
             let (mut record, version) = match store.get(&self.key).await {
                 Ok(result) => {
@@ -138,11 +149,7 @@ impl Ledger {
                 }
                 Err(e) => return Err(from_store(e)),
             };
-            let now = now_secs();
-            record.holds.retain(|h| h.until > now);
-            record.gone.retain(|g| g.until > now);
-            let (answer, write) = change(&mut record);
-            *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.usage());
+            let (answer, write) = self.apply(&mut record, &mut change);
             // A record made from a listing is written even when nothing
             // changes: a later change (an rm) must start from the listing
             // taken before it, not after.
@@ -164,6 +171,17 @@ impl Ledger {
             }
         }
         Err(Error::Unavailable("the usage record keeps changing; try again".into()))
+    }
+
+    /// Drops the holds and removals that lapsed, then applies `change`;
+    /// remembers the usage for metrics.
+    fn apply<T>(&self, record: &mut Record, change: &mut impl FnMut(&mut Record) -> (T, bool)) -> (T, bool) {
+        let now = now_secs();
+        record.holds.retain(|h| h.until > now);
+        record.gone.retain(|g| g.until > now);
+        let out = change(record);
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.usage());
+        out
     }
 
     /// Ends holds without counting anything.

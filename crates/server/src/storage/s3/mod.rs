@@ -24,6 +24,7 @@ mod ledger;
 mod probe;
 mod upload;
 
+use super::db::Db;
 pub use download::S3Source;
 pub use ledger::Ledger;
 pub use upload::S3Sink;
@@ -89,6 +90,8 @@ pub struct Bucket {
     /// How long a broken upload's partial stays counted (then swept).
     keep_for: Duration,
     what: String,
+    /// Where the usage records live, if not in the bucket.
+    db: Option<Db>,
 }
 
 impl Bucket {
@@ -123,7 +126,14 @@ impl Bucket {
 
     /// A bucket on any store (an in-memory one in tests).
     pub(crate) fn new(store: Store, prefix: &str, keep_for: Duration, what: String) -> Bucket {
-        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what }
+        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what, db: None }
+    }
+
+    /// Keeps the usage records in `db` instead of the bucket.
+    pub(in crate::storage) fn with_database(mut self, db: Db) -> Bucket {
+        self.what = format!("{}, usage records in the database", self.what);
+        self.db = Some(db);
+        self
     }
 
     pub(in crate::storage) fn describe(&self) -> String {
@@ -132,8 +142,13 @@ impl Bucket {
 
     /// Checks that the store has every feature the design relies on
     /// (see [`probe`]).
+    /// Then brings the database's schema up to date, if there is one.
     pub(in crate::storage) async fn check(&self) -> Result<()> {
-        probe::check(&self.store, &self.base).await
+        probe::check(&self.store, &self.base).await?;
+        match &self.db {
+            Some(db) => db.migrate().await,
+            None => Ok(()),
+        }
     }
 
     /// The home of `user` (an already validated user name).
@@ -147,7 +162,8 @@ impl Bucket {
 
     /// The usage record of `user`.
     pub fn ledger(&self, user: &str) -> Ledger {
-        Ledger::new(self.home(user), self.base.clone().join("usage").join(format!("{user}.json")), self.keep_for)
+        let key = self.base.clone().join("usage").join(format!("{user}.json"));
+        Ledger::new(self.home(user), key, self.keep_for, self.db.clone())
     }
 
     /// Drops the resumable uploads, of any user, whose record has not
