@@ -56,8 +56,9 @@ fn from_pg(e: tokio_postgres::Error) -> Error {
 
 impl Db {
     /// A pool for `url` (connections are made when first needed; see
-    /// [`Db::migrate`]). `scope` keeps apart the records of deployments
-    /// sharing one database (the bucket's name and prefix).
+    /// [`Db::migrate`]). `scope` (the bucket's name; a record's name holds
+    /// the prefix) keeps apart the records of deployments sharing one
+    /// database.
     pub fn new(url: &str, scope: String) -> Result<Db> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| Error::other(format!("database: invalid URL: {e}")))?;
