@@ -81,17 +81,14 @@ impl Manual {
 
     /// Writes the main page (the binary's own, e.g. `ftpc.1`) to `w`.
     pub fn render_main(&self, w: &mut dyn Write) -> io::Result<()> {
-        let mut page = Vec::new();
-        clap_mangen::Man::new(self.cmd.clone()).render(&mut page)?;
-        let mut roff = Roff::new();
+        let mut tail = Roff::new();
         for section in &self.sections {
-            render_section(&mut roff, section);
+            render_section(&mut tail, section);
         }
-        render_section(&mut roff, &self.environment_section());
+        render_section(&mut tail, &self.environment_section());
         let pages: Vec<String> = commands(&self.cmd).iter().skip(1).map(page_name).collect();
-        see_also(&mut roff, &pages);
-        roff.to_writer(&mut page)?;
-        w.write_all(&ascii(page))
+        see_also(&mut tail, &pages);
+        w.write_all(&render(&self.cmd, &tail)?)
     }
 
     /// Writes every page into `dir` (created if missing): the main page
@@ -107,11 +104,9 @@ impl Manual {
             if i == 0 {
                 self.render_main(&mut page)?;
             } else {
-                clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
-                let mut roff = Roff::new();
-                see_also(&mut roff, std::slice::from_ref(&main_page));
-                roff.to_writer(&mut page)?;
-                page = ascii(page);
+                let mut tail = Roff::new();
+                see_also(&mut tail, std::slice::from_ref(&main_page));
+                page = render(cmd, &tail)?;
             }
             let path = dir.join(format!("{}.1", file_stem(cmd)));
             write_atomically(&path, &page)?;
@@ -144,10 +139,28 @@ impl Manual {
     }
 }
 
+/// What clap makes of `cmd` (name, synopsis, description, options,
+/// commands), then `tail`, with every character outside ASCII escaped.
+fn render(cmd: &Command, tail: &Roff) -> io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    tail.to_writer(&mut page)?;
+    Ok(ascii(page))
+}
+
+/// Panics, listing them, if a command or argument of `cmd`'s tree has no
+/// help text (each should say what it is, in `--help` and in its page),
+/// or if clap finds the definition inconsistent. Each binary's tests call
+/// it on its whole command line.
+pub fn assert_documented(cmd: &Command) {
+    cmd.clone().debug_assert();
+    let missing = undocumented(cmd);
+    assert!(missing.is_empty(), "no help text (a doc comment) for: {missing:?}");
+}
+
 /// The arguments and commands of `cmd`'s tree that have no help text, as
-/// `ftpc put: SOURCE`: each should say what it is, in `--help` and in its
-/// page. A test of each binary asserts there are none.
-pub fn undocumented(cmd: &Command) -> Vec<String> {
+/// `ftpc put: SOURCE`.
+fn undocumented(cmd: &Command) -> Vec<String> {
     let mut cmd = cmd.clone().disable_help_subcommand(true);
     cmd.build();
     let mut missing = Vec::new();

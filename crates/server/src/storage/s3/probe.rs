@@ -27,11 +27,7 @@ const NEEDED: &str = " (the usage record and resumable uploads are changed only 
 /// Tries each feature on `base/probe/`; the first one missing is
 /// [`Error::Lacks`]. The probe's objects are deleted however it ends.
 pub(super) async fn check(store: &Store, base: &Path) -> Result<()> {
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
-    );
+    let nonce = format!("{:016x}", rand::random::<u64>());
     let dir = base.clone().join("probe");
     let (single, multi) = (dir.clone().join(format!("{nonce}.cas")), dir.join(format!("{nonce}.multipart")));
     let result = features(store, &single, &multi).await;
