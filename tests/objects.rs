@@ -281,7 +281,7 @@ fn the_database_schema_is_versioned_and_a_newer_one_is_refused() {
     };
     drop(daemon_on(&s3, &["--no-tls", "--database", &pg.url]));
     drop(daemon_on(&s3, &["--no-tls", "--database", &pg.url]));
-    assert_eq!(psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ftpd_schema"), "1");
+    assert_eq!(psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ftpd_schema"), "1,2");
     psql("INSERT INTO ftpd_schema (version) VALUES (99)");
     let root = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(bin("ftpd"))
@@ -293,7 +293,7 @@ fn the_database_schema_is_versioned_and_a_newer_one_is_refused() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("schema is version 99, newer than this ftpd knows (1): upgrade ftpd"), "{stderr}");
+    assert!(stderr.contains("schema is version 99, newer than this ftpd knows (2): upgrade ftpd"), "{stderr}");
 }
 
 fn quota_across_daemons(s3: &S3, args: &[&str]) {

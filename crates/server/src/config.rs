@@ -89,8 +89,8 @@ pub struct Config {
     /// S3-compatible bucket.
     pub s3: Option<S3Config>,
     /// PostgreSQL URL for what several daemons must agree on (with
-    /// `storage = "s3"`: the usage records); `None` keeps them in the
-    /// bucket.
+    /// `storage = "s3"`: the usage records and those of resumable
+    /// uploads); `None` keeps them in the bucket.
     pub database: Option<DatabaseUrl>,
 }
 
@@ -227,8 +227,9 @@ struct Keys {
     #[arg(long)]
     s3_secret_access_key: Option<String>,
     /// PostgreSQL URL (postgres://USER[:PASSWORD]@HOST:PORT/DB) holding the
-    /// usage records that daemons sharing a bucket agree on, changed in
-    /// transactions (needs storage = s3) [default: none, records in the bucket].
+    /// records that daemons sharing a bucket agree on (usage, resumable
+    /// uploads), so the store needs no conditional writes (needs
+    /// storage = s3) [default: none, records in the bucket].
     #[arg(long)]
     database: Option<String>,
 }

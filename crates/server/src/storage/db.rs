@@ -1,8 +1,9 @@
 //! PostgreSQL (`database = "postgres://..."`): where several daemons keep
-//! what they must agree on, changed in transactions. Today that is each
-//! user's usage record for files in object storage (see
-//! [`Ledger`](super::s3::Ledger)): a store's conditional writes are not
-//! needed for it then.
+//! what they must agree on. Today that is the records of files in object
+//! storage (each user's usage, each resumable upload; see
+//! [`records`](super::s3)): JSON documents by name, each written only on
+//! the version its writer read (compare-and-swap in one statement), so a
+//! store's conditional writes are not needed then.
 //!
 //! The schema is versioned: [`MIGRATIONS`] run in order at start, under an
 //! advisory lock so that daemons starting together apply each once, and a
@@ -10,8 +11,6 @@
 
 use super::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// The schema, one step per version (the index + 1). Never edit a step
 /// that has shipped: add one.
@@ -23,6 +22,12 @@ const MIGRATIONS: &[&str] = &[
          record jsonb NOT NULL,
          PRIMARY KEY (scope, name)
      )",
+    // 2: every shared record (usage, resumable uploads), each with a
+    // version for compare-and-swap and the time of its last change.
+    "ALTER TABLE usage_records RENAME TO records;
+     ALTER TABLE records
+         ADD COLUMN version  bigint      NOT NULL DEFAULT 0,
+         ADD COLUMN modified timestamptz NOT NULL DEFAULT now()",
 ];
 
 /// Most connections one daemon holds.
@@ -110,55 +115,96 @@ impl Db {
         tx.commit().await.map_err(from_pg)
     }
 
-    /// Applies `change` to the record `name` in one transaction (the row
-    /// locked meanwhile, so daemons take turns), writing it back when
-    /// `change` says it changed. A record not there yet is made from
-    /// `initial` first (a listing: taken outside the lock, and the first
-    /// daemon to insert wins).
-    pub async fn change<R, T>(
-        &self,
-        name: &str,
-        initial: impl AsyncFnOnce() -> Result<R>,
-        change: impl FnOnce(&mut R) -> (T, bool),
-    ) -> Result<T>
-    where
-        R: Serialize + DeserializeOwned,
-    {
-        let mut client = self.client().await?;
-        let select = "SELECT record FROM usage_records WHERE scope = $1 AND name = $2 FOR UPDATE";
-        let tx = client.transaction().await.map_err(from_pg)?;
-        let row = tx.query_opt(select, &[&self.scope, &name]).await.map_err(from_pg)?;
-        let (tx, row) = match row {
-            Some(row) => (tx, row),
-            None => {
-                tx.rollback().await.map_err(from_pg)?;
-                let made = serde_json::to_value(initial().await?).map_err(Error::other)?;
-                client
-                    .execute(
-                        "INSERT INTO usage_records (scope, name, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        &[&self.scope, &name, &made],
-                    )
-                    .await
-                    .map_err(from_pg)?;
-                let tx = client.transaction().await.map_err(from_pg)?;
-                let row = tx.query_one(select, &[&self.scope, &name]).await.map_err(from_pg)?;
-                (tx, row)
-            }
-        };
-        let value: serde_json::Value = row.get(0);
-        let mut record: R = serde_json::from_value(value)
-            .map_err(|e| Error::other(format!("database: the record {name} is unreadable: {e}")))?;
-        let (answer, write) = change(&mut record);
-        if write {
-            let value = serde_json::to_value(&record).map_err(Error::other)?;
-            tx.execute(
-                "UPDATE usage_records SET record = $3 WHERE scope = $1 AND name = $2",
-                &[&self.scope, &name, &value],
+    /// The record `name`: its JSON, version and when it last changed
+    /// (Unix seconds).
+    pub async fn read(&self, name: &str) -> Result<Option<Row>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record, version, extract(epoch FROM modified)::bigint FROM records
+                 WHERE scope = $1 AND name = $2",
+                &[&self.scope, &name],
             )
             .await
             .map_err(from_pg)?;
-        }
-        tx.commit().await.map_err(from_pg)?;
-        Ok(answer)
+        Ok(row.map(|row| Row { name: name.to_owned(), record: row.get(0), version: row.get(1), modified: row.get(2) }))
     }
+
+    /// The records whose names begin with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name, record, version, extract(epoch FROM modified)::bigint FROM records
+                 WHERE scope = $1 AND starts_with(name, $2) ORDER BY name",
+                &[&self.scope, &prefix],
+            )
+            .await
+            .map_err(from_pg)?;
+        Ok(rows
+            .iter()
+            .map(|row| Row { name: row.get(0), record: row.get(1), version: row.get(2), modified: row.get(3) })
+            .collect())
+    }
+
+    /// Writes the record `name`: only if absent when `expect` is `None`,
+    /// else only over version `expect`. Returns the new version, or
+    /// [`Error::Changed`] when the condition does not hold (another writer
+    /// came first).
+    pub async fn write(&self, name: &str, record: &serde_json::Value, expect: Option<i64>) -> Result<i64> {
+        let client = self.client().await?;
+        // Versions are random, not counted: a record deleted and made
+        // again never takes a version an old reader still holds.
+        let version = rand::random::<i64>();
+        let written = match expect {
+            None => {
+                client
+                    .execute(
+                        "INSERT INTO records (scope, name, record, version) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT DO NOTHING",
+                        &[&self.scope, &name, record, &version],
+                    )
+                    .await
+            }
+            Some(old) => {
+                client
+                    .execute(
+                        "UPDATE records SET record = $3, version = $4, modified = now()
+                         WHERE scope = $1 AND name = $2 AND version = $5",
+                        &[&self.scope, &name, record, &version, &old],
+                    )
+                    .await
+            }
+        }
+        .map_err(from_pg)?;
+        match written {
+            1 => Ok(version),
+            _ => Err(Error::Changed),
+        }
+    }
+
+    /// Deletes the record `name`, only if still at version `expect` when
+    /// given. Whether it deleted one.
+    pub async fn delete(&self, name: &str, expect: Option<i64>) -> Result<bool> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute(
+                "DELETE FROM records WHERE scope = $1 AND name = $2 AND ($3::bigint IS NULL OR version = $3)",
+                &[&self.scope, &name, &expect],
+            )
+            .await
+            .map_err(from_pg)?;
+        Ok(deleted > 0)
+    }
+}
+
+/// A record as read.
+#[derive(Debug)]
+pub struct Row {
+    pub name: String,
+    pub record: serde_json::Value,
+    /// Changes whenever the record is written.
+    pub version: i64,
+    /// Unix seconds of the last write.
+    pub modified: i64,
 }

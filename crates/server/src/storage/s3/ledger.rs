@@ -1,21 +1,18 @@
 //! The usage record of each user in the bucket, shared by every daemon on
 //! it: the [`Quota`](crate::storage::Quota) of files in object storage.
 //!
-//! `<prefix>/usage/<user>.json` is changed only by conditional writes
-//! (If-Match on the version read, or create-if-absent), retried on
-//! conflict. Uploads reserve their size in it before taking any data, so
-//! uploads on several daemons at once can't pass the quota together; a
-//! reservation left by a daemon that died lapses after [`HOLD_FOR`].
-//! This holds only on stores that honour conditional writes. With a
-//! database configured, the record lives there instead, changed in a
-//! transaction ([`Db::change`]); the rules are the same code.
+//! `<prefix>/usage/<user>.json` (in the bucket, or a row of that name in
+//! the database: see [`records`](super::records)) is written only on the
+//! version read, or only if absent, and the change retried on conflict.
+//! Uploads reserve their size in it before taking any data, so uploads on
+//! several daemons at once can't pass the quota together; a reservation
+//! left by a daemon that died lapses after [`HOLD_FOR`].
 
+use super::S3Home;
+use super::records::{Expect, Found};
 use super::upload::PARTIAL_HOLD;
-use super::{S3Home, from_store};
-use crate::storage::db::Db;
 use crate::storage::{Claim, Error, Removed, Reservation, Result, Usage};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -109,14 +106,11 @@ pub struct Ledger {
     writing: Arc<tokio::sync::Mutex<()>>,
     /// The usage last read, for metrics.
     known: Arc<Mutex<Option<Usage>>>,
-    /// Where the record lives when a database is configured (else in the
-    /// bucket, at `key`; the key names it in the database too).
-    db: Option<Db>,
 }
 
 impl Ledger {
-    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration, db: Option<Db>) -> Ledger {
-        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default(), db }
+    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration) -> Ledger {
+        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default() }
     }
 
     pub fn known_usage(&self) -> Option<Usage> {
@@ -128,46 +122,30 @@ impl Ledger {
     /// otherwise reads again. `change` returns what to answer and whether
     /// the record changed.
     async fn change<T>(&self, mut change: impl FnMut(&mut Record) -> (T, bool)) -> Result<T> {
-        let store = &self.home.store;
+        let records = &self.home.records;
         let _one_at_a_time = self.writing.lock().await;
-        if let Some(db) = &self.db {
-            let home = &self.home;
-            let initial = async || Ok(Record { used: home.files_usage().await?, ..Record::default() });
-            return db.change(self.key.as_ref(), initial, |record| self.apply(record, &mut change)).await;
-        }
         for _ in 0..50 {
-            let (mut record, version) = match store.get(&self.key).await {
-                Ok(result) => {
-                    let meta = result.meta.clone();
-                    let bytes = result.bytes().await.map_err(from_store)?;
-                    let record: Record = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::other(format!("the usage record {} is unreadable: {e}", self.key)))?;
-                    (record, Some(object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version }))
+            let found = records.read::<Record>(&self.key).await?;
+            let (mut record, expect) = match found {
+                Some(Found { value: Some(record), version, .. }) => (record, Expect::Version(version)),
+                Some(Found { value: None, .. }) => {
+                    return Err(Error::other(format!("the usage record {} is unreadable", self.key)));
                 }
-                Err(object_store::Error::NotFound { .. }) => {
-                    (Record { used: self.home.files_usage().await?, ..Record::default() }, None)
-                }
-                Err(e) => return Err(from_store(e)),
+                None => (Record { used: self.home.files_usage().await?, ..Record::default() }, Expect::Absent),
             };
             let (answer, write) = self.apply(&mut record, &mut change);
             // A record made from a listing is written even when nothing
             // changes: a later change (an rm) must start from the listing
             // taken before it, not after.
-            if !write && version.is_some() {
+            if !write && matches!(expect, Expect::Version(_)) {
                 return Ok(answer);
             }
-            let mode = match version {
-                Some(v) => object_store::PutMode::Update(v),
-                None => object_store::PutMode::Create,
-            };
-            let body = serde_json::to_vec(&record).map_err(Error::other)?;
-            let opts = object_store::PutOptions { mode, ..Default::default() };
-            match store.put_opts(&self.key, PutPayload::from(body), opts).await {
+            match records.swap(&self.key, &record, expect).await {
                 Ok(_) => return Ok(answer),
-                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => {
+                Err(Error::Changed) => {
                     tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
                 }
-                Err(e) => return Err(from_store(e)),
+                Err(e) => return Err(e),
             }
         }
         Err(Error::Unavailable("the usage record keeps changing; try again".into()))

@@ -10,6 +10,9 @@
 //! P/usage/<user>.json           the user's usage, shared by every daemon (see ledger.rs)
 //! ```
 //!
+//! The last two are records (see records.rs): with `database` set they are
+//! rows of PostgreSQL under the same names, and not in the bucket.
+//!
 //! Object stores have no directories, only keys with `/` in them. A
 //! directory here is a marker object named `\dir` inside it, which no user
 //! can name (a name with a backslash is refused, see
@@ -22,11 +25,13 @@
 mod download;
 mod ledger;
 mod probe;
+mod records;
 mod upload;
 
 use super::db::Db;
 pub use download::S3Source;
 pub use ledger::Ledger;
+use records::Records;
 pub use upload::S3Sink;
 
 use super::{
@@ -90,8 +95,8 @@ pub struct Bucket {
     /// How long a broken upload's partial stays counted (then swept).
     keep_for: Duration,
     what: String,
-    /// Where the usage records live, if not in the bucket.
-    db: Option<Db>,
+    /// Where the usage records and those of resumable uploads live.
+    records: Records,
 }
 
 impl Bucket {
@@ -126,13 +131,15 @@ impl Bucket {
 
     /// A bucket on any store (an in-memory one in tests).
     pub(crate) fn new(store: Store, prefix: &str, keep_for: Duration, what: String) -> Bucket {
-        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what, db: None }
+        let records = Records::Bucket(store.clone());
+        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what, records }
     }
 
-    /// Keeps the usage records in `db` instead of the bucket.
+    /// Keeps the records (usage, resumable uploads) in `db` instead of
+    /// the bucket.
     pub(in crate::storage) fn with_database(mut self, db: Db) -> Bucket {
-        self.what = format!("{}, usage records in the database", self.what);
-        self.db = Some(db);
+        self.what = format!("{}, records in the database", self.what);
+        self.records = Records::Database(db);
         self
     }
 
@@ -141,11 +148,13 @@ impl Bucket {
     }
 
     /// Checks that the store has every feature the design relies on
-    /// (see [`probe`]).
-    /// Then brings the database's schema up to date, if there is one.
+    /// (see [`probe`]): conditional writes only when the records live in
+    /// the bucket. Then brings the database's schema up to date, if there
+    /// is one.
     pub(in crate::storage) async fn check(&self) -> Result<()> {
-        probe::check(&self.store, &self.base).await?;
-        match &self.db {
+        let db = self.records.database();
+        probe::check(&self.store, &self.base, db.is_none()).await?;
+        match db {
             Some(db) => db.migrate().await,
             None => Ok(()),
         }
@@ -155,6 +164,7 @@ impl Bucket {
     pub fn home(&self, user: &str) -> S3Home {
         S3Home {
             store: self.store.clone(),
+            records: self.records.clone(),
             home: self.base.clone().join("homes").join(user),
             partials: self.base.clone().join("partials").join(user),
         }
@@ -163,7 +173,7 @@ impl Bucket {
     /// The usage record of `user`.
     pub fn ledger(&self, user: &str) -> Ledger {
         let key = self.base.clone().join("usage").join(format!("{user}.json"));
-        Ledger::new(self.home(user), key, self.keep_for, self.db.clone())
+        Ledger::new(self.home(user), key, self.keep_for)
     }
 
     /// Drops the resumable uploads, of any user, whose record has not
@@ -174,28 +184,25 @@ impl Bucket {
         let base = self.base.clone().join("partials");
         let cutoff = ledger::now_secs().saturating_sub(max_age.as_secs().min(i64::MAX as u64) as i64);
         let mut swept = Vec::new();
-        let mut listing = self.store.list(Some(&base));
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(from_store)?;
-            if meta.last_modified.timestamp() > cutoff {
+        for found in self.records.list::<upload::PartialRecord>(&base).await? {
+            if found.modified > cutoff {
                 continue;
             }
             // partials/<user>/<id>.json
-            let parts: Vec<_> = meta.location.prefix_match(&base).map(|p| p.collect()).unwrap_or_default();
+            let parts: Vec<_> = found.key.prefix_match(&base).map(|p| p.collect()).unwrap_or_default();
             let [user, file] = parts.as_slice() else { continue };
             if !file.as_ref().ends_with(".json") {
                 continue;
             }
             let user = decode(user.as_ref()).unwrap_or_else(|| user.as_ref().to_owned());
             let home = self.home(&user);
-            // Look again just before acting: an attempt may have resumed it.
-            match self.store.head(&meta.location).await {
-                Ok(now) if now.last_modified.timestamp() > cutoff => continue,
-                Err(object_store::Error::NotFound { .. }) => continue,
-                _ => {}
+            let partial = upload::partial_id(&found.key);
+            // Only as it was listed: an attempt may have resumed it since.
+            match upload::drop_partial(&home, found).await {
+                Ok(bytes) => swept.push(Swept { user, partial, bytes }),
+                Err(Error::Changed) => {}
+                Err(e) => return Err(e),
             }
-            let Some(bytes) = upload::drop_partial(&home, &meta.location).await? else { continue };
-            swept.push(Swept { user, partial: upload::partial_id(&meta.location), bytes });
         }
         Ok(swept)
     }
@@ -249,6 +256,7 @@ fn decode(part: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct S3Home {
     store: Store,
+    records: Records,
     home: Path,
     partials: Path,
 }
@@ -558,9 +566,10 @@ impl S3Home {
     /// Drops the partial kept for `path`: the store frees its parts. An
     /// upload holding it is the transfer layer's to stop first.
     pub(in crate::storage) async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
-        let record = upload::record_key(self, path);
-        match upload::drop_partial(self, &record).await? {
-            Some(bytes) if bytes > 0 => Ok(Discarded { partial: upload::partial_id(&record), bytes }),
+        let key = upload::record_key(self, path);
+        let found = self.records.read(&key).await?.ok_or(Error::NotFound)?;
+        match upload::drop_partial(self, found).await? {
+            bytes if bytes > 0 => Ok(Discarded { partial: upload::partial_id(&key), bytes }),
             _ => Err(Error::NotFound),
         }
     }

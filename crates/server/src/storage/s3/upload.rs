@@ -8,20 +8,26 @@
 //! content's BLAKE3 matched; otherwise the store drops the parts.
 //!
 //! A resumable upload is a multipart upload whose parts and record
-//! (`<prefix>/partials/<user>/<id>.json`) survive a broken connection, so
-//! that the next attempt, on any daemon, continues it. The hash of the
-//! bytes held comes from the parts' BLAKE3 chaining values (each part is
-//! a whole subtree of BLAKE3's tree), so nothing is read back. The record
-//! is changed only by a conditional write on the version last seen: an
-//! attempt that finds it changed was taken over by a newer one and stops.
+//! (`<prefix>/partials/<user>/<id>.json`, in the bucket or the database:
+//! see [`records`](super::records)) survive a broken connection, so that
+//! the next attempt, on any daemon, continues it. The hash of the bytes
+//! held comes from the parts' BLAKE3 chaining values (each part is a whole
+//! subtree of BLAKE3's tree), so nothing is read back.
+//!
+//! The record is written only on the version last seen. An attempt claims
+//! it as it begins (writing a new `attempt` into it), records each part it
+//! stores, and completes the upload only after deleting the record on that
+//! version, so of two attempts at once exactly one goes on: the other finds
+//! the record changed ([`Error::TakenOver`], `aborted` on the wire) and
+//! leaves the parts to the winner.
 
+use super::records::{Expect, Found, Version};
 use super::{S3Home, from_store};
 use crate::storage::{Error, PartialInfo, Removed, Result};
 use ftp_proto::RemotePath;
-use futures::StreamExt;
 use object_store::multipart::PartId;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 
 /// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
 pub const PART_SIZE: usize = 8 << 20;
@@ -56,18 +62,21 @@ struct Private {
 struct Resumable {
     record_key: Path,
     record: PartialRecord,
-    version: object_store::UpdateVersion,
+    version: Version,
     /// Bytes of the part being filled.
     buf: Vec<u8>,
     prefix: blake3::Hash,
     dropped: u64,
     id: String,
+    /// The record is deleted and the upload this attempt's alone (it is
+    /// completing).
+    owned: bool,
 }
 
 /// What a resumable upload in progress holds, kept in the bucket beside the
 /// homes so that any daemon can continue it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct PartialRecord {
+pub(super) struct PartialRecord {
     path: String,
     size: u64,
     hash: Option<String>,
@@ -78,6 +87,10 @@ struct PartialRecord {
     /// The BLAKE3 of the first part as a whole file (hex): the prefix hash
     /// when it is the only part held.
     first_root: Option<String>,
+    /// Who holds it: new for each attempt, so that a claim changes the
+    /// record (and its version) even when nothing else does.
+    #[serde(default)]
+    attempt: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -116,45 +129,26 @@ pub fn partial_id(record: &Path) -> String {
     format!("{PARTIAL_HOLD}{}", record.filename().unwrap_or_default().trim_end_matches(".json"))
 }
 
-async fn read_record(home: &S3Home, key: &Path) -> Result<Option<(PartialRecord, object_store::UpdateVersion)>> {
-    match home.store.get(key).await {
-        Ok(result) => {
-            let meta = result.meta.clone();
-            let bytes = result.bytes().await.map_err(from_store)?;
-            let version = object_store::UpdateVersion { e_tag: meta.e_tag, version: meta.version };
-            // An unreadable record holds nothing anyone can continue.
-            Ok(serde_json::from_slice(&bytes).ok().map(|record| (record, version)))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(from_store(e)),
+/// Drops the partial `found` (only if its record is still as read, else
+/// [`Error::Changed`]; [`Error::NotFound`] if it is gone): the store frees
+/// its parts. Returns the bytes it held.
+pub(super) async fn drop_partial(home: &S3Home, found: Found<PartialRecord>) -> Result<u64> {
+    home.records.remove(&found.key, &found.version).await?;
+    let Some(record) = found.value else { return Ok(0) };
+    if let Ok(path) = RemotePath::resolve(&RemotePath::root(), &record.path) {
+        let _ = home.store.abort_multipart(&home.key(&path)?, &record.upload_id).await;
     }
-}
-
-/// Drops the partial whose record is at `record`: the store frees its
-/// parts. Returns the bytes it held, `None` if it was gone already.
-pub async fn drop_partial(home: &S3Home, record: &Path) -> Result<Option<u64>> {
-    let Some((held, upload)) = read_record(home, record).await?.map(|(r, _)| (r.held(), r)) else {
-        let _ = home.store.delete(record).await;
-        return Ok(None);
-    };
-    if let Ok(path) = RemotePath::resolve(&RemotePath::root(), &upload.path) {
-        let _ = home.store.abort_multipart(&home.key(&path)?, &upload.upload_id).await;
-    }
-    home.store.delete(record).await.map_err(from_store)?;
-    Ok(Some(held))
+    Ok(record.held())
 }
 
 /// The user's partials that hold bytes.
 pub(super) async fn partials(home: &S3Home) -> Result<Vec<PartialInfo>> {
     let mut found = Vec::new();
-    let mut listing = home.store.list(Some(&home.partials));
-    while let Some(meta) = listing.next().await {
-        let meta = meta.map_err(from_store)?;
-        let Some((record, _)) = read_record(home, &meta.location).await? else { continue };
+    for partial in home.records.list::<PartialRecord>(&home.partials).await? {
+        let Some(record) = partial.value else { continue };
         let Ok(path) = RemotePath::resolve(&RemotePath::root(), &record.path) else { continue };
         if record.held() > 0 {
-            let mtime = meta.last_modified.timestamp();
-            found.push(PartialInfo { path, size: record.size, held: record.held(), mtime });
+            found.push(PartialInfo { path, size: record.size, held: record.held(), mtime: partial.modified });
         }
     }
     Ok(found)
@@ -162,15 +156,16 @@ pub(super) async fn partials(home: &S3Home) -> Result<Vec<PartialInfo>> {
 
 /// Bytes held by the user's partials.
 pub async fn partials_held(home: &S3Home) -> Result<u64> {
-    let mut total = 0;
-    let mut listing = home.store.list(Some(&home.partials));
-    while let Some(meta) = listing.next().await {
-        let meta = meta.map_err(from_store)?;
-        if let Some((record, _)) = read_record(home, &meta.location).await? {
-            total += record.held();
-        }
+    let partials = home.records.list::<PartialRecord>(&home.partials).await?;
+    Ok(partials.iter().filter_map(|p| p.value.as_ref()).map(PartialRecord::held).sum())
+}
+
+/// A record changed by another attempt: this one was overtaken.
+fn overtaken(e: Error) -> Error {
+    match e {
+        Error::Changed | Error::NotFound => Error::TakenOver,
+        other => other,
     }
-    Ok(total)
 }
 
 impl S3Sink {
@@ -202,33 +197,49 @@ impl S3Sink {
         let record_key = record_key(home, path);
         let hash = hash.map(|h| h.to_hex().to_string());
         let mut dropped = 0;
-        if let Some((record, version)) = read_record(home, &record_key).await? {
-            let same_hash = match (&record.hash, &hash) {
-                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                _ => true,
-            };
-            let prefix = record.prefix_hash();
-            if record.path == path.to_string()
+        let attempt = format!("{:016x}", rand::random::<u64>());
+        if let Some(found) = home.records.read::<PartialRecord>(&record_key).await? {
+            if let Some(record) = &found.value
+                && record.path == path.to_string()
                 && record.size == size
-                && same_hash
-                && let Some(prefix) = prefix
+                && match (&record.hash, &hash) {
+                    (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                    _ => true,
+                }
+                && let Some(prefix) = record.prefix_hash()
             {
+                // Claimed: an older attempt still sending stops at its next
+                // write; of two claims at once, one fails here.
+                let record = PartialRecord { attempt, ..record.clone() };
+                let version = home.records.swap(&record_key, &record, Expect::Version(found.version)).await;
+                let version = version.map_err(overtaken)?;
                 let id = partial_id(&record_key);
-                let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id };
+                let resumable =
+                    Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id, owned: false };
                 return Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))));
             }
-            let _ = home.store.abort_multipart(&key, &record.upload_id).await;
-            dropped = record.held();
+            dropped = drop_partial(home, found).await.map_err(overtaken)?;
         }
         let upload_id = home.store.create_multipart(&key).await.map_err(from_store)?;
-        let record =
-            PartialRecord { path: path.to_string(), size, hash, upload_id, parts: Vec::new(), first_root: None };
-        let body = serde_json::to_vec(&record).map_err(Error::other)?;
-        let put = home.store.put(&record_key, PutPayload::from(body)).await.map_err(from_store)?;
-        let version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
+        let record = PartialRecord {
+            path: path.to_string(),
+            size,
+            hash,
+            upload_id,
+            parts: Vec::new(),
+            first_root: None,
+            attempt,
+        };
+        let version = match home.records.swap(&record_key, &record, Expect::Absent).await {
+            Ok(version) => version,
+            Err(e) => {
+                let _ = home.store.abort_multipart(&key, &record.upload_id).await;
+                return Err(overtaken(e));
+            }
+        };
         let prefix = blake3::Hasher::new().finalize();
         let id = partial_id(&record_key);
-        let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id };
+        let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id, owned: false };
         Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))))
     }
 
@@ -378,31 +389,21 @@ impl Resumable {
             .await
             .map_err(from_store)?;
         self.record.parts.push(PartRecord { etag: part.content_id, cv: hex32(&cv) });
-        let body = serde_json::to_vec(&self.record).map_err(Error::other)?;
-        let opts = object_store::PutOptions {
-            mode: object_store::PutMode::Update(self.version.clone()),
-            ..Default::default()
-        };
-        match home.store.put_opts(&self.record_key, PutPayload::from(body), opts).await {
-            Ok(put) => {
-                self.version = object_store::UpdateVersion { e_tag: put.e_tag, version: put.version };
-                Ok(())
-            }
-            Err(object_store::Error::Precondition { .. }) => Err(Error::TakenOver),
-            Err(e) => Err(from_store(e)),
-        }
+        let expect = Expect::Version(self.version.clone());
+        self.version = home.records.swap(&self.record_key, &self.record, expect).await.map_err(overtaken)?;
+        Ok(())
     }
 
-    /// Checks the whole file against `hash` and, if it matches, completes
-    /// the upload (the object appears, whole) and forgets the record. On a
-    /// mismatch, a target that became a directory meanwhile, or a failure
-    /// to complete, the upload and its record are dropped.
+    /// Checks the whole file against `hash` and, if it matches, claims the
+    /// upload for good (its record deleted on the version this attempt
+    /// wrote) and completes it: the object appears, whole. On a mismatch,
+    /// a target that became a directory meanwhile, or a failure to
+    /// complete, the upload is dropped; an attempt overtaken meanwhile
+    /// leaves it to the one that overtook it.
     async fn commit(mut self, home: &S3Home, path: &RemotePath, key: &Path, hash: &blake3::Hash) -> Result<Removed> {
         let result = self.complete(home, path, key, hash).await;
         match &result {
-            Ok(_) => {
-                let _ = home.store.delete(&self.record_key).await;
-            }
+            Ok(_) | Err(Error::TakenOver) => {}
             Err(_) => self.discard(home, key).await,
         }
         result
@@ -431,6 +432,9 @@ impl Resumable {
         }
         home.check_target(path).await?;
         let replaced = home.as_removed(path).await?;
+        home.records.remove(&self.record_key, &self.version).await.map_err(overtaken)?;
+        // From here the upload is this attempt's alone: a failure drops it.
+        self.owned = true;
         let mut parts: Vec<PartId> = self.record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
         if !last.is_empty() || parts.is_empty() {
             let index = parts.len();
@@ -442,10 +446,12 @@ impl Resumable {
     }
 
     /// Drops the upload and its record (the bytes held can't be trusted,
-    /// or hold nothing worth keeping).
+    /// or hold nothing worth keeping), unless another attempt has taken
+    /// the record over since this one last wrote it.
     async fn discard(&self, home: &S3Home, key: &Path) {
-        let _ = home.store.abort_multipart(key, &self.record.upload_id).await;
-        let _ = home.store.delete(&self.record_key).await;
+        if self.owned || home.records.remove(&self.record_key, &self.version).await.is_ok() {
+            let _ = home.store.abort_multipart(key, &self.record.upload_id).await;
+        }
     }
 }
 
