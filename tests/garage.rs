@@ -20,16 +20,15 @@ fn daemon_on(garage: &Garage, pg: &Postgres) -> Daemon {
     Daemon::start(&args)
 }
 
-/// Two daemons on one Garage and one database, sharing a users file with
-/// alice in it (`quota` if given).
+/// Two daemons on one Garage and one database, which holds the user
+/// alice (`quota` if given).
 fn two_daemons(garage: &Garage, pg: &Postgres, quota: Option<&str>) -> (Daemon, Daemon) {
-    let (a, b) = (daemon_on(garage, pg), daemon_on(garage, pg));
-    match quota {
-        Some(quota) => a.add_user_with_quota("alice", "pw", quota),
-        None => a.add_user("alice", "pw"),
-    }
-    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
-    (a, b)
+    let extra: &[&str] = match quota {
+        Some(quota) => &["--quota", quota],
+        None => &[],
+    };
+    pg.add_user(ftp_e2e::garage::BUCKET, "ftpd", "alice", "pw", extra);
+    (daemon_on(garage, pg), daemon_on(garage, pg))
 }
 
 fn df(d: &Daemon) -> serde_json::Value {

@@ -208,16 +208,82 @@ fn ftpc_sends_large_files_through_the_resumable_path() {
 #[test]
 fn the_quota_holds_across_daemons_on_one_bucket() {
     let s3 = S3::start();
-    quota_across_daemons(&s3, &["--no-tls"]);
+    let a = daemon_on(&s3, &["--no-tls"]);
+    let b = daemon_on(&s3, &["--no-tls"]);
+    a.add_user_with_quota("alice", "pw", "10MiB");
+    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    quota_across_daemons(&a, &b);
     assert!(s3.dir().join("bucket/ftpd/usage/alice.json").exists(), "the record is in the bucket");
+}
+
+/// Two daemons on one bucket whose records and users are in `pg`, which
+/// holds alice with `quota`.
+fn with_database(s3: &S3, pg: &Postgres, quota: &str) -> (Daemon, Daemon) {
+    pg.add_user("bucket", "ftpd", "alice", "pw", &["--quota", quota]);
+    let a = daemon_on(s3, &["--no-tls", "--database", &pg.url]);
+    let b = daemon_on(s3, &["--no-tls", "--database", &pg.url]);
+    (a, b)
 }
 
 #[test]
 fn with_a_database_the_quota_holds_across_daemons() {
     let s3 = S3::start();
     let pg = Postgres::start();
-    quota_across_daemons(&s3, &["--no-tls", "--database", &pg.url]);
+    let (a, b) = with_database(&s3, &pg, "10MiB");
+    quota_across_daemons(&a, &b);
     assert!(!s3.dir().join("bucket/ftpd/usage").exists(), "the record is in the database, not the bucket");
+    assert!(!s3.dir().join("bucket/ftpd/partials").exists(), "so are the resumable uploads'");
+}
+
+/// With a database the users are there, shared by every daemon: `ftpd
+/// user` changes them for all at once, and a users file is not read.
+#[test]
+fn with_a_database_users_are_shared_by_every_daemon() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let (a, b) = with_database(&s3, &pg, "3MiB");
+    let login = |d: &Daemon, password: &str| {
+        let mut raw = Raw::connect(d.target());
+        raw.hello();
+        code(&raw.request(&json!({"op": "login", "user": "alice", "password": password})))
+    };
+    for d in [&a, &b] {
+        assert_eq!(login(d, "pw"), "ok");
+    }
+    let user = |args: &[&str]| pg.ftpd_user("bucket", "ftpd", args);
+    let list = ok(&mut user(&["list"]));
+    assert_eq!(list.trim(), "alice\tquota 3 MiB", "{list}");
+    let taken = fails(user(&["add", "alice", "--password-stdin"]).stdin(std::process::Stdio::null()), 1);
+    assert!(taken.contains("already exists"), "{taken}");
+
+    // A new password, at once on both.
+    add_user_with(user(&["passwd", "alice", "--password-stdin"]), "new-pw");
+    for d in [&a, &b] {
+        assert_eq!(login(d, "pw"), "auth_failed");
+        assert_eq!(login(d, "new-pw"), "ok");
+    }
+    // The quota too.
+    ok(&mut user(&["set-quota", "alice", "1MiB"]));
+    let mut raw = Raw::login(b.target(), "alice", "new-pw");
+    assert_eq!(code(&raw.put("big.bin", &[1u8; 2 << 20], None)), "quota_exceeded");
+    assert_eq!(code(&raw.put("small.bin", &[1u8; 1 << 20], None)), "ok");
+
+    // A users file beside a daemon is not read.
+    add_user(&a.dir.path().join("users.toml"), "mallory", "pw", &[]);
+    let mut raw = Raw::connect(a.target());
+    raw.hello();
+    assert_eq!(code(&raw.request(&json!({"op": "login", "user": "mallory", "password": "pw"}))), "auth_failed");
+
+    // Removed: refused everywhere; the files stay.
+    ok(&mut user(&["del", "alice"]));
+    for d in [&a, &b] {
+        assert_eq!(login(d, "new-pw"), "auth_failed");
+    }
+    assert!(s3.dir().join("bucket/ftpd/homes/alice/small.bin").exists());
+    let gone = fails(&mut user(&["del", "alice"]), 1);
+    assert!(gone.contains("no such user"), "{gone}");
+    // Another deployment on the same database has users of its own.
+    assert_eq!(ok(&mut pg.ftpd_user("bucket", "other", &["list"])), "");
 }
 
 /// Simultaneous uploads on two daemons with a database: reservations are
@@ -227,10 +293,7 @@ fn with_a_database_the_quota_holds_across_daemons() {
 fn with_a_database_simultaneous_uploads_on_two_daemons_never_pass_the_quota() {
     let s3 = S3::start();
     let pg = Postgres::start();
-    let a = daemon_on(&s3, &["--no-tls", "--database", &pg.url]);
-    let b = daemon_on(&s3, &["--no-tls", "--database", &pg.url]);
-    a.add_user_with_quota("alice", "pw", "10MiB");
-    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+    let (a, b) = with_database(&s3, &pg, "10MiB");
     let data = std::sync::Arc::new(vec![7u8; 2 << 20]);
     let home = s3.dir().join("bucket/ftpd/homes/alice");
     let stored =
@@ -296,11 +359,8 @@ fn the_database_schema_is_versioned_and_a_newer_one_is_refused() {
     assert!(stderr.contains("schema is version 99, newer than this ftpd knows (2): upgrade ftpd"), "{stderr}");
 }
 
-fn quota_across_daemons(s3: &S3, args: &[&str]) {
-    let a = daemon_on(s3, args);
-    let b = daemon_on(s3, args);
-    a.add_user_with_quota("alice", "pw", "10MiB");
-    std::fs::copy(a.dir.path().join("users.toml"), b.dir.path().join("users.toml")).unwrap();
+/// Alice has 10 MiB on `a` and `b`.
+fn quota_across_daemons(a: &Daemon, b: &Daemon) {
     let df = |d: &Daemon| -> serde_json::Value { Raw::login(d.target(), "alice", "pw").request(&json!({"op": "df"})) };
     let data = vec![5u8; 6 << 20];
 
@@ -308,7 +368,7 @@ fn quota_across_daemons(s3: &S3, args: &[&str]) {
     let mut on_a = Raw::login(a.target(), "alice", "pw");
     on_a.send(&json!({"op": "put", "path": "first.bin", "size": data.len()}));
     on_a.frame(TAG_DATA, &data[..1 << 20]).unwrap();
-    wait_until(std::time::Duration::from_secs(10), "the reservation to show", || df(&b)["available"] == 4 << 20);
+    wait_until(std::time::Duration::from_secs(10), "the reservation to show", || df(b)["available"] == 4 << 20);
     // ...so B refuses what would pass the quota together with it.
     let mut on_b = Raw::login(b.target(), "alice", "pw");
     let refused = on_b.put("second.bin", &data, None);
@@ -321,12 +381,12 @@ fn quota_across_daemons(s3: &S3, args: &[&str]) {
     let hash = blake3::hash(&data).to_hex().to_string();
     on_a.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
     assert_eq!(code(&on_a.reply()), "ok");
-    assert_eq!(df(&b)["used"], 6 << 20);
+    assert_eq!(df(b)["used"], 6 << 20);
     assert_eq!(code(&on_b.put("third.bin", &data[..3 << 20], None)), "ok");
     assert_eq!(code(&on_b.put("fourth.bin", &data[..2 << 20], None)), "quota_exceeded");
     // Freed on B, available on A.
     assert_eq!(code(&on_b.request(&json!({"op": "rm", "path": "first.bin"}))), "ok");
-    assert_eq!(df(&a)["used"], 3 << 20);
+    assert_eq!(df(a)["used"], 3 << 20);
     assert_eq!(code(&on_a.put("fourth.bin", &data[..2 << 20], None)), "ok");
 }
 

@@ -404,15 +404,15 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Adds a user to a users file through the real binary.
 pub fn add_user(users: &Path, name: &str, password: &str, extra: &[&str]) {
-    let mut child = Command::new(bin("ftpd"))
-        .args(["user", "add", name, "--password-stdin", "--users"])
-        .arg(users)
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ftpd user add");
+    let mut cmd = Command::new(bin("ftpd"));
+    cmd.args(["user", "add", name, "--password-stdin", "--users"]).arg(users).args(extra);
+    add_user_with(cmd, password);
+}
+
+/// Runs `cmd`, an `ftpd user add ... --password-stdin`, with `password`.
+pub fn add_user_with(mut cmd: Command, password: &str) {
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ftpd user add");
     child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -91,6 +91,25 @@ impl Postgres {
         pg
     }
 
+    /// `ftpd user ARGS` on the users this database holds for the
+    /// deployment at `bucket` under `prefix` (set by environment, as an
+    /// operator's config file would).
+    pub fn ftpd_user(&self, bucket: &str, prefix: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crate::bin("ftpd"));
+        cmd.arg("user").args(args);
+        cmd.env("FTPD_STORAGE", "s3").env("FTPD_S3_BUCKET", bucket).env("FTPD_S3_PREFIX", prefix);
+        cmd.env("FTPD_S3_ACCESS_KEY_ID", "unused").env("FTPD_S3_SECRET_ACCESS_KEY", "unused");
+        cmd.env("FTPD_DATABASE", &self.url).env_remove("FTPD_CONFIG").env_remove("FTPD_USERS");
+        cmd
+    }
+
+    /// Adds a user to the database with `ftpd user add --password-stdin`.
+    pub fn add_user(&self, bucket: &str, prefix: &str, name: &str, password: &str, extra: &[&str]) {
+        let mut cmd = self.ftpd_user(bucket, prefix, &["add", name, "--password-stdin"]);
+        cmd.args(extra);
+        crate::add_user_with(cmd, password);
+    }
+
     /// What the server logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()

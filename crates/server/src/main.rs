@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use ftp_proto::size::{exact_size, human_size, parse_size};
 use ftp_server::config::{Config, Flags, LogFormat};
-use ftp_server::users::{UserDb, UserRecord, hash_password, validate_user_name};
+use ftp_server::users::{UserRecord, UserSource, hash_password, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,9 +67,10 @@ enum Command {
         /// (created if missing) [default: print ftpd.1 to standard output].
         dir: Option<PathBuf>,
     },
-    /// Manage users in the users file.
+    /// Manage users: in the users file, or in the database when the
+    /// configuration sets `database` (with storage = s3).
     User {
-        /// TOML configuration file, to find the users file.
+        /// TOML configuration file, to find the users file or database.
         #[arg(long, env = "FTPD_CONFIG", global = true)]
         config: Option<PathBuf>,
         /// Data root (the users file defaults to ROOT/users.toml).
@@ -185,7 +186,9 @@ fn real_main() -> Result<()> {
         Command::User { config, root, users, action } => {
             let flags = Flags::default().with("root", root)?.with("users", users)?;
             let config = Config::load(config.as_deref(), &flags)?;
-            user_command(&config.users, action)
+            let source = UserSource::from_config(&config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(user_command(&source, action))
         }
     }
 }
@@ -259,48 +262,44 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn user_command(path: &std::path::Path, action: UserAction) -> Result<()> {
-    let mut db = UserDb::load(path)?;
+async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
+    source.prepare().await?;
+    let place = source.describe();
     match action {
         UserAction::Add { name, password_stdin, quota } => {
             validate_user_name(&name)?;
-            if db.users.contains_key(&name) {
+            if source.get(&name).await?.is_some() {
                 bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
             }
             let password = read_password(password_stdin)?;
-            db.users.insert(name.clone(), UserRecord { password: hash_password(&password)?, quota });
-            db.save(path)?;
-            println!("added user {name} to {}", path.display());
+            source.add(&name, UserRecord { password: hash_password(&password)?, quota }).await?;
+            println!("added user {name} to {place}");
         }
         UserAction::SetQuota { name, size } => {
             let quota = match size.as_str() {
                 "none" | "unlimited" => None,
                 text => Some(parse_size(text).map_err(anyhow::Error::msg)?),
             };
-            let Some(record) = db.users.get_mut(&name) else { bail!("no such user {name:?}") };
-            record.quota = quota;
-            db.save(path)?;
+            source.change(&name, |user| user.quota = quota).await?;
             match quota {
                 Some(q) => println!("quota of {name} set to {} ({q} bytes)", human_size(q)),
                 None => println!("quota of {name} removed (unlimited)"),
             }
         }
         UserAction::Del { name } => {
-            if db.users.remove(&name).is_none() {
-                bail!("no such user {name:?}");
-            }
-            db.save(path)?;
-            println!("removed user {name} (their files are kept)");
+            source.remove(&name).await?;
+            println!("removed user {name} from {place} (their files are kept)");
         }
         UserAction::Passwd { name, password_stdin } => {
-            let Some(record) = db.users.get_mut(&name) else { bail!("no such user {name:?}") };
-            let password = read_password(password_stdin)?;
-            record.password = hash_password(&password)?;
-            db.save(path)?;
+            if source.get(&name).await?.is_none() {
+                bail!("no such user {name:?}");
+            }
+            let password = hash_password(&read_password(password_stdin)?)?;
+            source.change(&name, |user| user.password = password.clone()).await?;
             println!("password changed for {name}");
         }
         UserAction::List => {
-            for (name, record) in &db.users {
+            for (name, record) in &source.load().await?.users {
                 match record.quota {
                     Some(q) => println!("{name}\tquota {}", exact_size(q)),
                     None => println!("{name}\tunlimited"),

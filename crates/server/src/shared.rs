@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::storage::Store;
 use crate::throttle::Throttle;
 use crate::transfer::Engine;
-use crate::users::UserStore;
+use crate::users::{UserSource, UserStore};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -28,19 +28,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Opens the users file and the store the configuration names.
+    /// Opens the users and the store the configuration names (the users
+    /// of a database are read by [`Shared::start`]).
     pub fn open(config: Config) -> anyhow::Result<Shared> {
         use anyhow::Context;
         std::fs::create_dir_all(&config.root)
             .with_context(|| format!("cannot create data root {}", config.root.display()))?;
-        let store = Store::open(&config).context("cannot open the storage")?;
-        Shared::new(config, store)
+        let source = UserSource::from_config(&config)?;
+        let store = Store::open(&config, source.database().cloned()).context("cannot open the storage")?;
+        let users = UserStore::from_source(source).context("cannot load users")?;
+        Shared::new(config, store, users)
     }
 
-    /// Opens the users file; files are in `store`.
-    pub(crate) fn new(config: Config, store: Store) -> anyhow::Result<Shared> {
-        use anyhow::Context;
-        let users = Arc::new(UserStore::open(&config.users).context("cannot load users")?);
+    /// Shared state of `users`, their files in `store`.
+    pub(crate) fn new(config: Config, store: Store, users: UserStore) -> anyhow::Result<Shared> {
+        let users = Arc::new(users);
         let metrics = Arc::new(Metrics::default());
         let engine = Arc::new(Engine::new(store, users.clone(), metrics.clone()));
         let trusted = config.root.join(crate::config::STATE_DIR).join("trusted-addresses");
@@ -54,6 +56,17 @@ impl Shared {
             metrics,
             engine,
         })
+    }
+
+    /// Checks the store (and brings the database's schema up to date),
+    /// then reads the users of a database: before the first connection.
+    pub async fn start(&self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        self.engine.check_store().await.context("the storage can't be used")?;
+        if let UserSource::Database { .. } = self.users.source() {
+            self.users.load().await.context("cannot read the users")?;
+        }
+        Ok(())
     }
 
     /// The effective configuration.

@@ -1,4 +1,5 @@
-//! The user database: a TOML file of argon2id password hashes.
+//! The users: argon2id password hashes and quotas, in a TOML file (the
+//! default) or, with `database` set, in PostgreSQL, shared by every daemon.
 //!
 //! ```toml
 //! [users.alice]
@@ -9,8 +10,12 @@
 //! The daemon re-reads the file when it changes (checked at each login and
 //! on SIGHUP), so `ftpd user add` takes effect without a restart; a file
 //! that fails to parse, disappears or is emptied is reported and the
-//! previous contents stay in force.
+//! previous contents stay in force. In the database each user is a record
+//! (`<prefix>/users/<name>`, the same JSON as a file entry), read at each
+//! of that user's logins and all of them on SIGHUP; a database that can't
+//! be reached is reported and the users last read stay in force.
 
+use crate::storage::db::Db;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -102,6 +107,175 @@ pub enum UserError {
     /// Hashing failed (should not happen).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The users database failed.
+    #[error("users database: {0}")]
+    Database(String),
+}
+
+fn database(e: crate::storage::Error) -> UserError {
+    UserError::Database(e.to_string())
+}
+
+/// Where the users are kept.
+#[derive(Debug, Clone)]
+pub enum UserSource {
+    /// The users file.
+    File(PathBuf),
+    /// Records in PostgreSQL, named `<prefix>/users/<name>`.
+    Database {
+        /// The database.
+        db: Db,
+        /// The deployment's prefix in its bucket (keeps apart the users of
+        /// deployments sharing a database).
+        prefix: String,
+    },
+}
+
+impl UserSource {
+    /// The users file the configuration names, or its database.
+    pub fn from_config(config: &crate::config::Config) -> Result<UserSource, UserError> {
+        match (&config.database, &config.s3) {
+            (Some(url), Some(s3)) => {
+                let db = Db::new(url.expose(), s3.bucket.clone()).map_err(database)?;
+                Ok(UserSource::Database { db, prefix: s3.prefix.trim_matches('/').to_owned() })
+            }
+            _ => Ok(UserSource::File(config.users.clone())),
+        }
+    }
+
+    /// The database, if the users are there.
+    pub fn database(&self) -> Option<&Db> {
+        match self {
+            UserSource::File(_) => None,
+            UserSource::Database { db, .. } => Some(db),
+        }
+    }
+
+    /// Where, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            UserSource::File(path) => format!("users file {}", path.display()),
+            UserSource::Database { .. } => "the database".into(),
+        }
+    }
+
+    fn key(prefix: &str, name: &str) -> String {
+        match prefix {
+            "" => format!("users/{name}"),
+            prefix => format!("{prefix}/users/{name}"),
+        }
+    }
+
+    /// Makes sure the database's schema is up to date (nothing for a file).
+    pub async fn prepare(&self) -> Result<(), UserError> {
+        match self {
+            UserSource::File(_) => Ok(()),
+            UserSource::Database { db, .. } => db.migrate().await.map_err(database),
+        }
+    }
+
+    /// Every user.
+    pub async fn load(&self) -> Result<UserDb, UserError> {
+        match self {
+            UserSource::File(path) => UserDb::load(path),
+            UserSource::Database { db, prefix } => {
+                let mut users = UserDb::default();
+                for row in db.list(&UserSource::key(prefix, "")).await.map_err(database)? {
+                    let name = row.name.rsplit('/').next().unwrap_or_default().to_owned();
+                    users.users.insert(name.clone(), record(&name, row.record)?);
+                }
+                Ok(users)
+            }
+        }
+    }
+
+    /// One user, if there is one by that name.
+    pub async fn get(&self, name: &str) -> Result<Option<UserRecord>, UserError> {
+        match self {
+            UserSource::File(path) => Ok(UserDb::load(path)?.users.remove(name)),
+            UserSource::Database { db, prefix } => {
+                let row = db.read(&UserSource::key(prefix, name)).await.map_err(database)?;
+                row.map(|row| record(name, row.record)).transpose()
+            }
+        }
+    }
+
+    /// Adds a user; [`UserError::Exists`] if the name is taken.
+    pub async fn add(&self, name: &str, user: UserRecord) -> Result<(), UserError> {
+        validate_user_name(name)?;
+        match self {
+            UserSource::File(path) => {
+                let mut users = UserDb::load(path)?;
+                if users.users.contains_key(name) {
+                    return Err(UserError::Exists(name.to_owned()));
+                }
+                users.users.insert(name.to_owned(), user);
+                users.save(path)
+            }
+            UserSource::Database { db, prefix } => {
+                let value = serde_json::to_value(&user).map_err(|e| UserError::Hash(e.to_string()))?;
+                match db.write(&UserSource::key(prefix, name), &value, None).await {
+                    Ok(_) => Ok(()),
+                    Err(crate::storage::Error::Changed) => Err(UserError::Exists(name.to_owned())),
+                    Err(e) => Err(database(e)),
+                }
+            }
+        }
+    }
+
+    /// Changes a user; [`UserError::NoSuchUser`] if there is none.
+    pub async fn change(&self, name: &str, change: impl Fn(&mut UserRecord)) -> Result<(), UserError> {
+        let missing = || UserError::NoSuchUser(name.to_owned());
+        match self {
+            UserSource::File(path) => {
+                let mut users = UserDb::load(path)?;
+                change(users.users.get_mut(name).ok_or_else(missing)?);
+                users.save(path)
+            }
+            UserSource::Database { db, prefix } => {
+                let key = UserSource::key(prefix, name);
+                // Written only over the version read: two changes at once
+                // both land, one after the other.
+                loop {
+                    let row = db.read(&key).await.map_err(database)?.ok_or_else(missing)?;
+                    let mut user = record(name, row.record)?;
+                    change(&mut user);
+                    let value = serde_json::to_value(&user).map_err(|e| UserError::Hash(e.to_string()))?;
+                    match db.write(&key, &value, Some(row.version)).await {
+                        Ok(_) => return Ok(()),
+                        Err(crate::storage::Error::Changed) => continue,
+                        Err(e) => return Err(database(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a user; [`UserError::NoSuchUser`] if there is none.
+    pub async fn remove(&self, name: &str) -> Result<(), UserError> {
+        let missing = || UserError::NoSuchUser(name.to_owned());
+        match self {
+            UserSource::File(path) => {
+                let mut users = UserDb::load(path)?;
+                users.users.remove(name).ok_or_else(missing)?;
+                users.save(path)
+            }
+            UserSource::Database { db, prefix } => {
+                match db.delete(&UserSource::key(prefix, name), None).await.map_err(database)? {
+                    true => Ok(()),
+                    false => Err(missing()),
+                }
+            }
+        }
+    }
+}
+
+/// A user's record as the database holds it, checked as a file's is.
+fn record(name: &str, value: serde_json::Value) -> Result<UserRecord, UserError> {
+    let bad = |message: String| UserError::Database(format!("user {name:?}: {message}"));
+    let user: UserRecord = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    PasswordHash::new(&user.password).map_err(|e| bad(format!("password is not a PHC hash string ({e})")))?;
+    Ok(user)
 }
 
 /// Checks a user name. Names become directory names under the data root, so
@@ -199,12 +373,14 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
 }
 
-/// The daemon's view of the users file: a snapshot, swapped when the file
-/// changes (looked at once per login, and on SIGHUP). A file that
-/// disappears, or is emptied, keeps the previous users in force: only a
-/// file with an explicit, empty `[users]` table removes every user.
+/// The daemon's view of the users: a snapshot, swapped when they change
+/// (looked at once per login, and on SIGHUP). A file that disappears, or
+/// is emptied, keeps the previous users in force: only a file with an
+/// explicit, empty `[users]` table removes every user.
 #[derive(Debug)]
 pub struct UserStore {
+    source: UserSource,
+    /// The users file (unused with a database).
     path: PathBuf,
     current: std::sync::RwLock<Arc<UserDb>>,
     /// What the file looked like at the last look.
@@ -228,14 +404,37 @@ fn declares_users(text: &str) -> bool {
 impl UserStore {
     /// Loads the file once; fails if it exists but is invalid.
     pub fn open(path: &Path) -> Result<UserStore, UserError> {
-        let db = UserDb::load(path)?;
+        let users = UserDb::load(path)?;
+        UserStore::with(UserSource::File(path.to_owned()), users)
+    }
+
+    /// The users of `source`: a file is loaded now, a database by
+    /// [`UserStore::refresh`] (the daemon does so after its schema check).
+    pub fn from_source(source: UserSource) -> Result<UserStore, UserError> {
+        match &source {
+            UserSource::File(path) => UserStore::open(path),
+            UserSource::Database { .. } => UserStore::with(source, UserDb::default()),
+        }
+    }
+
+    fn with(source: UserSource, users: UserDb) -> Result<UserStore, UserError> {
+        let path = match &source {
+            UserSource::File(path) => path.clone(),
+            UserSource::Database { .. } => PathBuf::new(),
+        };
         let decoy = hash_password(&format!("decoy-{}", rand::random::<u64>()))?;
         Ok(UserStore {
-            path: path.to_owned(),
-            current: std::sync::RwLock::new(Arc::new(db)),
-            stamp: Mutex::new(stamp(path)),
+            stamp: Mutex::new(stamp(&path)),
+            source,
+            path,
+            current: std::sync::RwLock::new(Arc::new(users)),
             decoy,
         })
+    }
+
+    /// Where the users are kept.
+    pub fn source(&self) -> &UserSource {
+        &self.source
     }
 
     /// Number of users currently loaded.
@@ -253,10 +452,61 @@ impl UserStore {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Reads the users again: the file if it changed, or every user in the
+    /// database. Returns the users in force.
+    pub async fn refresh(&self) -> Arc<UserDb> {
+        match &self.source {
+            UserSource::File(_) => self.reread(),
+            UserSource::Database { .. } => match self.load().await {
+                Ok(users) => users,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the users; keeping the users last read");
+                    self.snapshot()
+                }
+            },
+        }
+    }
+
+    /// Reads every user from the source and puts them in force.
+    pub async fn load(&self) -> Result<Arc<UserDb>, UserError> {
+        let users = Arc::new(self.source.load().await?);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = users.clone();
+        Ok(users)
+    }
+
+    /// The users in force for a login as `name`: the file if it changed,
+    /// or that one user read from the database.
+    pub async fn refresh_user(&self, name: &str) -> Arc<UserDb> {
+        let UserSource::Database { .. } = &self.source else { return self.reread() };
+        if validate_user_name(name).is_err() {
+            return self.snapshot();
+        }
+        match self.source.get(name).await {
+            Ok(found) => {
+                let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+                if current.users.get(name).map(|u| (&u.password, u.quota))
+                    != found.as_ref().map(|u| (&u.password, u.quota))
+                {
+                    let mut users = (**current).clone();
+                    match found {
+                        Some(user) => users.users.insert(name.to_owned(), user),
+                        None => users.users.remove(name),
+                    };
+                    *current = Arc::new(users);
+                }
+                current.clone()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the user; keeping the users last read");
+                self.snapshot()
+            }
+        }
+    }
+
     /// Looks at the file and, if it changed, loads it and swaps the
     /// snapshot. A broken, missing or emptied file is logged and the
     /// previous users stay. Returns the users in force.
-    pub fn refresh(&self) -> Arc<UserDb> {
+    fn reread(&self) -> Arc<UserDb> {
         let now = stamp(&self.path);
         let mut seen = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
         if now == *seen {
@@ -338,17 +588,17 @@ mod tests {
         assert!(text.contains("quota = \"10 GiB\""), "{text}");
         let store = UserStore::open(&path).unwrap();
         assert_eq!(store.quota("alice"), Some(10 << 30));
-        let users = store.refresh();
+        let users = store.reread();
         assert!(store.verify(&users, "alice", "pw1"));
         assert!(!store.verify(&users, "alice", "pw2"));
         assert!(!store.verify(&users, "mallory", "pw1"));
 
         db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None });
         db.save(&path).unwrap();
-        assert!(store.verify(&store.refresh(), "bob", "pw3"), "a changed file is picked up");
+        assert!(store.verify(&store.reread(), "bob", "pw3"), "a changed file is picked up");
 
         std::fs::write(&path, "this is [not toml").unwrap();
-        assert!(store.verify(&store.refresh(), "bob", "pw3"), "a broken file keeps the previous users");
+        assert!(store.verify(&store.reread(), "bob", "pw3"), "a broken file keeps the previous users");
     }
 
     #[test]
@@ -360,15 +610,15 @@ mod tests {
         db.save(&path).unwrap();
         let store = UserStore::open(&path).unwrap();
         std::fs::write(&path, "").unwrap();
-        assert_eq!(store.refresh().users.len(), 1, "emptied: kept");
+        assert_eq!(store.reread().users.len(), 1, "emptied: kept");
         std::fs::write(&path, "# just a comment\n").unwrap();
-        assert_eq!(store.refresh().users.len(), 1, "no users table: kept");
+        assert_eq!(store.reread().users.len(), 1, "no users table: kept");
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(store.refresh().users.len(), 1, "deleted: kept");
+        assert_eq!(store.reread().users.len(), 1, "deleted: kept");
         db.users.clear();
         db.save(&path).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("[users]"));
-        assert_eq!(store.refresh().users.len(), 0, "an explicit empty table removes every user");
+        assert_eq!(store.reread().users.len(), 0, "an explicit empty table removes every user");
     }
 
     /// A hash made by [`hash_password`] under argon2 0.5 (password

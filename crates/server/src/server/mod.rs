@@ -37,9 +37,12 @@ pub async fn run(
     let shared = Arc::new(Shared::open(config)?);
     let config = shared.config();
     info!(storage = %shared.engine().describe(), "storage");
-    shared.engine().check_store().await.context("the storage can't be used")?;
+    shared.start().await?;
+    if shared.users().source().database().is_some() && config.users.exists() {
+        warn!(users = %config.users.display(), "this users file is not read: with a database the users are there (`ftpd user` manages them)");
+    }
     if shared.users().is_empty() {
-        warn!(users = %config.users.display(), "no users yet: add one with `ftpd user add NAME`");
+        warn!(users = %shared.users().source().describe(), "no users yet: add one with `ftpd user add NAME`");
     }
     let tls = match config.tls {
         true => {
@@ -249,7 +252,7 @@ async fn reload_on_notice(
                 Err(e) => error!(error = %e, "cannot reload the TLS certificate; keeping the current one"),
             }
         }
-        let users = shared.users().refresh();
+        let users = shared.users().refresh().await;
         info!(users = users.users.len(), "users in force");
     }
 }

@@ -123,9 +123,9 @@ where
             self.conn.send_err(ErrorBody::new(ErrorCode::TooManyAttempts, msg)).await?;
             return Ok(Verdict::Out);
         }
-        // The users file is looked at once per login; this login's answer
+        // The users are looked at once per login; this login's answer
         // comes from that one snapshot.
-        let users = shared.users().refresh();
+        let users = shared.users().refresh_user(user).await;
         let name = user.to_owned();
         // Waiting for a verification slot counts against the login
         // deadline too (the connection's reads and writes are bounded by

@@ -43,8 +43,9 @@ impl Lazy {
         let mut db = UserDb::default();
         db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None });
         db.save(&users).unwrap();
+        let store = crate::users::UserStore::open(&users).unwrap();
         let config = Config { root: self.data.path().to_owned(), users, fsync: false, ..Config::default() };
-        let shared = Arc::new(Shared::new(config, self.store).unwrap());
+        let shared = Arc::new(Shared::new(config, self.store, store).unwrap());
         let (ours, theirs) = tokio::io::duplex(4 << 20);
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let slot = shared.limits().enter(peer.ip(), 16, SlotKind::Waiting).unwrap();

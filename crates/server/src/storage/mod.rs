@@ -13,7 +13,7 @@
 //! ([`RemotePath`]); what a backend returns for a failure is an [`Error`]
 //! by cause, never by backend.
 
-mod db;
+pub mod db;
 pub mod error;
 mod fs;
 mod quota;
@@ -318,13 +318,13 @@ pub struct Swept {
 impl Store {
     /// Opens the store the configuration names: checks the data root (and
     /// clears private files of uploads that can never complete), or sets
-    /// up the bucket.
-    pub fn open(config: &crate::config::Config) -> Result<Store> {
+    /// up the bucket, its records in `db` if given.
+    pub fn open(config: &crate::config::Config, db: Option<db::Db>) -> Result<Store> {
         match &config.s3 {
             Some(s3) => {
                 let bucket = s3::Bucket::connect(s3, config.partial_max_age)?;
-                match &config.database {
-                    Some(url) => Ok(Store::S3(bucket.with_database(db::Db::new(url.expose(), s3.bucket.clone())?))),
+                match db {
+                    Some(db) => Ok(Store::S3(bucket.with_database(db))),
                     None => Ok(Store::S3(bucket)),
                 }
             }
