@@ -201,7 +201,6 @@ class Rss:
                 peak[0] = max(peak[0], self.now())
                 done.wait(0.01)
 
-        settle()
         sampler = threading.Thread(target=sample)
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kw)
@@ -384,7 +383,6 @@ class Bench:
             ["socat", "-u", "-b", "131072", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", f"OPEN:{out},creat,trunc"]
         )
         wait_port_listening(port)
-        settle()
         start = time.perf_counter()
         run(["socat", "-u", "-b", "131072", f"OPEN:{self.src}", f"TCP:127.0.0.1:{port}"])
         recv.wait()
@@ -549,40 +547,134 @@ def s3s_fs_bin():
     raise RuntimeError("s3s-fs not found: bench/run.sh installs it into target/tools")
 
 
+GARAGE_KEY = ("GK0123456789abcdef01234567", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+
+
+def garage_bin():
+    for cand in (REPO / "target" / "tools" / "bin" / "garage", shutil.which("garage")):
+        if cand and Path(cand).exists():
+            return Path(cand)
+    raise RuntimeError("garage not found: bench/run.sh installs it into target/tools")
+
+
+def garage_cluster(b, nodes=3):
+    """Garage 2.5 on loopback: `nodes` nodes, each in its own zone, every
+    block kept on all of them (`consistency_mode = "consistent"`), with the
+    bucket `ftpd` and a key. Returns the S3 endpoint of each node."""
+    base = b.work / "garage"
+    shutil.rmtree(base, ignore_errors=True)
+    confs, endpoints = [], []
+    for n in range(nodes):
+        d = base / f"n{n}"
+        d.mkdir(parents=True)
+        s3, rpc, admin = free_port(), free_port(), free_port()
+        (d / "garage.toml").write_text(
+            f'metadata_dir = "{d}/meta"\ndata_dir = "{d}/data"\ndb_engine = "sqlite"\n'
+            f"metadata_fsync = false\ndata_fsync = false\nreplication_factor = {nodes}\n"
+            f'consistency_mode = "consistent"\nrpc_bind_addr = "127.0.0.1:{rpc}"\n'
+            f'rpc_public_addr = "127.0.0.1:{rpc}"\nrpc_secret = "{"4f1c0e9a" * 8}"\n\n'
+            f'[s3_api]\ns3_region = "garage"\napi_bind_addr = "127.0.0.1:{s3}"\n'
+            f'root_domain = ".s3.garage.localhost"\n\n[admin]\napi_bind_addr = "127.0.0.1:{admin}"\n'
+        )
+        b.spawn([garage_bin(), "-c", d / "garage.toml", "server"], env=dict(os.environ, RUST_LOG="garage=warn"))
+        confs.append(d / "garage.toml")
+        endpoints.append(f"http://127.0.0.1:{s3}")
+
+    def garage(conf, *args):
+        return subprocess.run([garage_bin(), "-c", conf, *args], check=True, capture_output=True, text=True).stdout
+
+    for conf in confs:
+        end = time.time() + 60
+        while subprocess.run([garage_bin(), "-c", conf, "status"], capture_output=True).returncode != 0:
+            if time.time() > end:
+                raise RuntimeError("garage did not come up")
+            time.sleep(0.2)
+    ids = [garage(conf, "node", "id", "-q").strip() for conf in confs]
+    for node in ids[1:]:
+        garage(confs[0], "node", "connect", node)
+    for n, node in enumerate(ids):
+        garage(confs[0], "layout", "assign", "-z", f"dc{n}", "-c", "10G", node.split("@")[0][:16])
+    garage(confs[0], "layout", "apply", "--version", "1")
+    garage(confs[0], "bucket", "create", "ftpd")
+    garage(confs[0], "key", "import", "--yes", "-n", "bench", *GARAGE_KEY)
+    garage(confs[0], "bucket", "allow", "--read", "--write", "--owner", "ftpd", "--key", "bench")
+    b.leftovers.append(base)
+    return endpoints
+
+
+def pg_bin():
+    dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not dirs:
+        raise RuntimeError("PostgreSQL is not installed: bench/run.sh installs Debian's postgresql")
+    return dirs[-1].parent
+
+
+def postgres(b):
+    """A PostgreSQL of its own (initdb into the work directory, run as
+    nobody: it refuses root), on a free port. Returns its URL."""
+    d = b.work / "pg"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir()
+    run(["chown", "nobody:nogroup", d])
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]
+    run(as_nobody + [pg_bin() / "initdb", "-A", "trust", "-U", "ftpd", "--no-sync", "-E", "UTF8", "-D", d / "data"])
+    port = free_port()
+    b.spawn(as_nobody + [pg_bin() / "postgres", "-D", d / "data", "-h", "127.0.0.1", "-p", str(port), "-k", d])
+    end = time.time() + 60
+    while subprocess.run([pg_bin() / "pg_isready", "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
+        if time.time() > end:
+            raise RuntimeError("postgres did not start")
+        time.sleep(0.1)
+    run([pg_bin() / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "ftpd", "ftpd"])
+    b.leftovers.append(d)
+    return f"postgres://ftpd@127.0.0.1:{port}/ftpd"
+
+
 def object_rows(b):
     """The object-storage backend: ftpc put/get through an ftpd whose files
-    live in a bucket on s3s-fs (loopback), against the same bytes sent to
-    s3s-fs directly by its own client (`aws s3 cp`, the AWS CLI's default
-    8 MiB parts, 10 in flight). The filesystem rows of the same run give
-    the third comparison. s3s-fs writes each part to a file and copies the
-    parts into the object on completion, for both contenders alike."""
-    store = b.work / "s3"
-    shutil.rmtree(store, ignore_errors=True)
-    (store / "bucket").mkdir(parents=True)
-    s3port = free_port()
-    b.spawn(
-        [s3s_fs_bin(), "--host", "127.0.0.1", "--port", str(s3port), "--access-key", "bench", "--secret-key", "bench-secret", store]
-    )
-    wait_port(s3port)
-    endpoint = f"http://127.0.0.1:{s3port}"
+    live in a bucket, against the same bytes sent to the store directly by
+    its own client (`aws s3 cp`, the AWS CLI's default 8 MiB parts, 10 in
+    flight). Two stores: s3s-fs (one process writing each part to a file
+    and copying the parts into the object on completion) and a 3-node
+    Garage cluster keeping three copies, with ftpd's records in
+    PostgreSQL, as a scaled-out deployment runs. The filesystem rows of the
+    same run give the third comparison."""
+    b.objects, b.objects_rss = {}, {}
+    if not os.environ.get("BENCH_SKIP_S3S"):
+        store = b.work / "s3"
+        shutil.rmtree(store, ignore_errors=True)
+        (store / "bucket").mkdir(parents=True)
+        s3port = free_port()
+        key = ("bench", "bench-secret")
+        b.spawn([s3s_fs_bin(), "--host", "127.0.0.1", "--port", str(s3port), "--access-key", key[0], "--secret-key", key[1], store])
+        wait_port(s3port)
+        object_contenders(b, "s3s-fs", f"http://127.0.0.1:{s3port}", "bucket", "us-east-1", key, [])
+        shutil.rmtree(store, ignore_errors=True)
+    endpoints = garage_cluster(b)
+    url = postgres(b)
+    object_contenders(b, "garage ×3", endpoints[0], "ftpd", "garage", GARAGE_KEY, ["--database", url])
+
+
+def object_contenders(b, label, endpoint, bucket, region, key, extra):
+    """ftpd on `bucket` at `endpoint` against `aws s3 cp` to it, alternated."""
     port = free_port()
-    s3 = ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", "bucket", "--s3-prefix", "ftpd"]
-    s3 += ["--s3-access-key-id", "bench", "--s3-secret-access-key", "bench-secret"]
-    p = b.spawn(
-        [BIN / "ftpd", "serve", "--root", b.root, "--listen", f"127.0.0.1:{port}", "--no-tls"] + s3
-    )
-    wait_port(port)
-    b.ports["s3"] = port
-    aws_env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_DEFAULT_REGION="us-east-1")
-    aws = ["aws", "--endpoint-url", endpoint, "--only-show-errors", "s3", "cp"]
+    s3 = ["--storage", "s3", "--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-prefix", "ftpd"]
+    s3 += ["--s3-region", region, "--s3-access-key-id", key[0], "--s3-secret-access-key", key[1]]
+    if extra:
+        # The users are in the database: the same account, added there.
+        env = dict(os.environ, FTPD_STORAGE="s3", FTPD_S3_BUCKET=bucket, FTPD_S3_PREFIX="ftpd")
+        env.update(FTPD_S3_ACCESS_KEY_ID=key[0], FTPD_S3_SECRET_ACCESS_KEY=key[1], FTPD_DATABASE=extra[1])
+        subprocess.run([BIN / "ftpd", "user", "add", USER, "--password-stdin"], input=PASSWORD.encode(), env=env, check=True, stdout=subprocess.DEVNULL)
+    p = b.spawn([BIN / "ftpd", "serve", "--root", b.root, "--listen", f"127.0.0.1:{port}", "--no-tls"] + s3 + extra)
+    wait_port(port, timeout=60)
+    aws_env = dict(os.environ, AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1], AWS_DEFAULT_REGION=region)
+    aws = ["aws", "--endpoint-url", endpoint, "--only-show-errors", "s3"]
     ftpc = [BIN / "ftpc", "-s", f"127.0.0.1:{port}", "-u", USER, "--quiet", "--fsync", "false", "--no-tls"]
-    ours = store / "bucket" / "ftpd" / "homes" / USER / "big.bin"
-    direct = store / "bucket" / "direct" / "big.bin"
     peak = 0
 
     def ftpd_put():
         nonlocal peak
-        rm(ours)
+        subprocess.run(ftpc + ["rm", "big.bin"], env=b.ftpc_env, capture_output=True)
         took, top = Rss(p.pid).during(ftpc + ["put", b.src], env=b.ftpc_env)
         peak = max(peak, top)
         return took
@@ -595,29 +687,29 @@ def object_rows(b):
         return took
 
     def aws_put():
-        rm(direct)
-        return timed(aws + [b.src, "s3://bucket/direct/big.bin"], env=aws_env)
+        subprocess.run(aws + ["rm", f"s3://{bucket}/direct/big.bin"], env=aws_env, capture_output=True)
+        return timed(aws + ["cp", b.src, f"s3://{bucket}/direct/big.bin"], env=aws_env)
 
     def aws_get():
         rm(b.dl / "a.bin")
-        return timed(aws + ["s3://bucket/direct/big.bin", b.dl / "a.bin"], env=aws_env)
+        return timed(aws + ["cp", f"s3://{bucket}/direct/big.bin", b.dl / "a.bin"], env=aws_env)
 
     contenders = [
-        ("ftpd on the bucket put", ftpd_put),
-        ("ftpd on the bucket get", ftpd_get),
-        ("aws s3 cp put", aws_put),
-        ("aws s3 cp get", aws_get),
+        (f"ftpd on {label} put", ftpd_put),
+        (f"ftpd on {label} get", ftpd_get),
+        (f"aws s3 cp to {label} put", aws_put),
+        (f"aws s3 cp to {label} get", aws_get),
     ]
-    b.objects = {}
     for r in range(ROUNDS):
         for name, fn in contenders:
             took = fn()
             b.objects.setdefault(name, []).append(took)
-            print(f"round {r + 1}/{ROUNDS}  {name:24} {SIZE / took / 1e6:8.0f} MB/s", flush=True)
-    b.objects_rss = peak
+            print(f"round {r + 1}/{ROUNDS}  {name:32} {SIZE / took / 1e6:8.0f} MB/s", flush=True)
+    b.objects_rss[label] = peak
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=30)
     for f in (b.dl / "big.bin", b.dl / "a.bin"):
         rm(f)
-    shutil.rmtree(store, ignore_errors=True)
 
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "200"))
@@ -653,7 +745,6 @@ def load_rows(b):
         for i in range(CLIENTS):
             rm(b.root / USER / f"load-{i}.bin")
         lend_pages(b.work, CLIENTS * CLIENT_SIZE + (256 << 20))
-        settle()
         out, _ = gen.communicate(b"go\n")
         if gen.returncode != 0:
             raise RuntimeError(f"load generator failed: exit {gen.returncode}")
@@ -765,15 +856,16 @@ def report(b):
     if hasattr(b, "objects"):
         ombs = {k: SIZE / statistics.median(v) / 1e6 for k, v in b.objects.items()}
         mem.append("")
-        mem.append(
-            "| object storage (s3s-fs on loopback) | MB/s (median) | × aws s3 cp | × ftpd on the filesystem |"
-        )
+        mem.append("| object storage (loopback) | MB/s (median) | × aws s3 cp to the same store | × ftpd on the filesystem |")
         mem.append("|---|---:|---:|---:|")
         for name, rate in ombs.items():
             direction = name.split()[-1]
+            store = name.removeprefix("ftpd on ").removeprefix("aws s3 cp to ").rsplit(" ", 1)[0]
             fs = mbs[f"ftpd plaintext {direction}"]
-            mem.append(f"| {name} | {rate:.0f} | {rate / ombs[f'aws s3 cp {direction}']:.2f} | {rate / fs:.2f} |")
-        mem.append(f"| ftpd peak RSS during the bucket transfers | {b.objects_rss / (1 << 20):.1f} MiB | | |")
+            aws = ombs[f"aws s3 cp to {store} {direction}"]
+            mem.append(f"| {name} | {rate:.0f} | {rate / aws:.2f} | {rate / fs:.2f} |")
+        for store, peak in b.objects_rss.items():
+            mem.append(f"| ftpd peak RSS during the transfers on {store} | {peak / (1 << 20):.1f} MiB | | |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -841,7 +933,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         CLEANED.touch()
     if os.environ.get("BENCH_ONLY_OBJECTS"):
-        print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, b.objects_rss >> 20, "MiB")
+        print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, {k: v >> 20 for k, v in b.objects_rss.items()}, "MiB")
         return
     if os.environ.get("BENCH_ONLY_SMALL"):
         print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})

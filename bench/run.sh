@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark: ftpd/ftpc against the machine's limit and the peers
 # (vsftpd, sftp), all on loopback, and the object-storage backend against
-# the store's own client (aws s3 cp to s3s-fs). Installs what it needs (root, Debian),
+# the store's own client (aws s3 cp to s3s-fs and to a 3-node Garage
+# cluster, ftpd's records in PostgreSQL). Installs what it needs (root, Debian),
 # builds the release binaries, then runs bench/bench.py, which prints the
 # table and writes docs/BENCHMARKS.md and docs/benchmarks.png.
 #
@@ -21,10 +22,10 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" openssh-client
 fi
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
-# The object-storage rows: s3s-fs as the store, the AWS CLI as its client.
+# The object-storage rows: s3s-fs and Garage as the stores (with
+# PostgreSQL, as the tests install them), the AWS CLI as their client.
 command -v aws >/dev/null || python3 -m pip install -q awscli
-command -v s3s-fs >/dev/null || [ -x target/tools/bin/s3s-fs ] ||
-    cargo install s3s-fs@0.14.1 --features binary --locked --root target/tools
+bash .ci/setup
 
 cargo build --release --locked --bins
 cargo build --release --locked -p ftp-client --example load

@@ -1973,20 +1973,21 @@ mod s5_get {
     /// "A file replaced ... during a `get` does not affect it ... on an
     /// object store, a download whose object is replaced before it has
     /// read all of it ends with an `aborted` end frame instead" — never a
-    /// mix of the two versions under a good hash. 64 MiB is more than
-    /// the object store's download reads ahead, and the reader takes its
-    /// time, so the replacement lands mid-download.
+    /// mix of the two versions under a good hash. 128 MiB is more than
+    /// the object store's download reads ahead (8 ranges of 8 MiB by
+    /// default), and the reader takes its time, so the replacement lands
+    /// mid-download.
     fn a_file_replaced_during_a_long_get_is_never_mixed_with_the_new_one() {
         let d = daemon();
         let mut reader = alice(&d);
         let mut writer = alice(&d);
-        let old = bytes(64 * MIB, "old");
+        let old = bytes(128 * MIB, "old");
         put_ok(&mut writer, "f", &old);
         let reply = reader.request(&json!({"op": "get", "path": "f"}));
         assert_eq!(reply["size"], old.len());
         let (tag, first) = reader.recv().unwrap();
         assert_eq!(tag, TAG_DATA);
-        put_ok(&mut writer, "f", &bytes(64 * MIB, "new"));
+        put_ok(&mut writer, "f", &bytes(128 * MIB, "new"));
         let (rest, _, end) = read_download(&mut reader);
         let got = [first, rest].concat();
         if d.on_objects() {

@@ -12,23 +12,25 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A daemon on `garage` with its records in `pg`.
-fn daemon_on(garage: &Garage, pg: &Postgres) -> Daemon {
-    let mut args = garage.daemon_args("ftpd");
+/// A daemon on `garage` (through its node `node`) with its records in `pg`.
+fn daemon_on(garage: &Garage, node: usize, pg: &Postgres) -> Daemon {
+    let mut args = garage.daemon_args_via(node, "ftpd");
     args.extend(["--no-tls".to_owned(), "--database".to_owned(), pg.url.clone()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Daemon::start(&args)
 }
 
-/// Two daemons on one Garage and one database, which holds the user
-/// alice (`quota` if given).
+/// Two daemons on one Garage (through its first two nodes if it has
+/// several) and one database, which holds the user alice (`quota` if
+/// given).
 fn two_daemons(garage: &Garage, pg: &Postgres, quota: Option<&str>) -> (Daemon, Daemon) {
     let extra: &[&str] = match quota {
         Some(quota) => &["--quota", quota],
         None => &[],
     };
     pg.add_user(ftp_e2e::garage::BUCKET, "ftpd", "alice", "pw", extra);
-    (daemon_on(garage, pg), daemon_on(garage, pg))
+    let second = 1.min(garage.endpoints.len() - 1);
+    (daemon_on(garage, 0, pg), daemon_on(garage, second, pg))
 }
 
 fn df(d: &Daemon) -> serde_json::Value {
@@ -42,10 +44,11 @@ fn random(len: usize, seed: &str) -> Vec<u8> {
 }
 
 /// Empty, small and multipart files go up and come back whole, and the
-/// usage is what they hold.
+/// usage is what they hold: on a cluster of three nodes, a daemon on each
+/// of two.
 #[test]
-fn with_a_database_files_of_every_size_go_up_and_come_back_on_garage() {
-    let garage = Garage::start();
+fn with_a_database_files_of_every_size_go_up_and_come_back_on_a_garage_cluster() {
+    let garage = Garage::cluster();
     let pg = Postgres::start();
     let (a, b) = two_daemons(&garage, &pg, None);
     let sizes = [0, 1, 4096, (8 << 20) - 1, 8 << 20, (8 << 20) + 1, (20 << 20) + 5];
@@ -125,12 +128,13 @@ fn with_a_database_the_quota_holds_across_daemons_on_garage() {
     }
 }
 
-/// An upload broken on one daemon, then resumed on both at once: the newer
-/// claim wins and completes the file whole; the other gets `aborted`
-/// without touching what the winner holds; nothing is left over.
+/// On a cluster of three nodes, an upload broken on one daemon, then
+/// resumed on two at once: the newer claim wins and completes the file
+/// whole; the other gets `aborted` without touching what the winner holds;
+/// nothing is left over.
 #[test]
 fn with_a_database_two_resumers_on_two_daemons_one_wins_and_the_other_is_aborted() {
-    let garage = Garage::start();
+    let garage = Garage::cluster();
     let pg = Postgres::start();
     let (a, b) = two_daemons(&garage, &pg, None);
     // The rest after the held parts: within one part, then over several.
@@ -179,7 +183,8 @@ fn with_a_database_two_resumers_on_two_daemons_one_wins_and_the_other_is_aborted
         let first = send(first, data.clone(), whole.clone());
         let second = send(second, data.clone(), whole.clone());
         let (first, second) = (first.join().unwrap(), second.join().unwrap());
-        assert_eq!((first.as_str(), second.as_str()), ("aborted", "ok"), "round {round}");
+        let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
+        assert_eq!((first.as_str(), second.as_str()), ("aborted", "ok"), "round {round}: {}", logs());
 
         let (got, end) = Raw::login(a.target(), "alice", "pw").get(&name).unwrap();
         assert!(got == data, "round {round}: the file is whole");

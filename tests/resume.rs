@@ -416,7 +416,9 @@ fn uploads_without_resume_leave_nothing_when_they_break() {
     raw.send(&json!({"op": "put", "path": "f.bin", "size": 1 << 20}));
     raw.frame(TAG_DATA, &[1u8; 300_000]).unwrap();
     drop(raw);
-    wait_until(Duration::from_secs(30), "the daemon to notice", || d.log().contains("partial discarded"));
+    wait_until(Duration::from_secs(30), "the daemon to notice", || {
+        d.log().contains("upload broke off") && d.log().contains("nothing kept")
+    });
     let mut raw = Raw::login(d.target(), "alice", "pw");
     raw.send(&json!({"op": "put", "path": "g.bin", "size": 1 << 20}));
     raw.frame(TAG_DATA, &[1u8; 300_000]).unwrap();

@@ -1,6 +1,8 @@
 //! A real Garage (the production-grade S3 store PEERS.md names) on
-//! loopback: one node with its own free ports, a bucket and a key, killed
-//! on drop. Garage 2.5 is installed once into `target/tools` like s3s-fs.
+//! loopback: one node, or a cluster of three holding three copies of
+//! everything, each node with its own free ports; a bucket and a key;
+//! killed on drop. Garage 2.5 is installed once into `target/tools` like
+//! s3s-fs.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,11 +26,13 @@ pub fn garage_bin() -> PathBuf {
     BIN.get_or_init(|| crate::tool("garage", "GARAGE_BIN", &["garage", "--version", VERSION])).clone()
 }
 
-/// A running single-node Garage.
+/// A running Garage: one node or several.
 pub struct Garage {
-    child: Child,
+    nodes: Vec<Child>,
     dir: tempfile::TempDir,
-    /// `http://127.0.0.1:PORT`, its S3 API.
+    /// `http://127.0.0.1:PORT`, the S3 API of each node.
+    pub endpoints: Vec<String>,
+    /// The first node's.
     pub endpoint: String,
 }
 
@@ -40,19 +44,34 @@ impl Garage {
     /// Starts one node (replication factor 1) with a bucket, [`BUCKET`],
     /// that the key [`KEY_ID`] owns.
     pub fn start() -> Garage {
+        Garage::with_nodes(1)
+    }
+
+    /// Starts three nodes, each in its own zone, keeping three copies of
+    /// every block (`consistency_mode = "consistent"`), with the bucket.
+    pub fn cluster() -> Garage {
+        Garage::with_nodes(3)
+    }
+
+    fn with_nodes(count: usize) -> Garage {
         let dir = tempfile::tempdir().unwrap();
-        let (s3, rpc, admin) = (free_port(), free_port(), free_port());
-        let conf = dir.path().join("garage.toml");
-        let root = dir.path().display();
-        std::fs::write(
-            &conf,
-            format!(
-                r#"metadata_dir = "{root}/meta"
+        let mut garage = Garage { nodes: Vec::new(), dir, endpoints: Vec::new(), endpoint: String::new() };
+        for n in 0..count {
+            let (s3, rpc, admin) = (free_port(), free_port(), free_port());
+            let root = garage.dir.path().join(format!("n{n}"));
+            std::fs::create_dir_all(&root).unwrap();
+            let conf = root.join("garage.toml");
+            let root = root.display();
+            std::fs::write(
+                &conf,
+                format!(
+                    r#"metadata_dir = "{root}/meta"
 data_dir = "{root}/data"
 db_engine = "sqlite"
 metadata_fsync = false
 data_fsync = false
-replication_factor = 1
+replication_factor = {count}
+consistency_mode = "consistent"
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
 rpc_secret = "{RPC_SECRET}"
@@ -65,47 +84,57 @@ root_domain = ".s3.garage.localhost"
 [admin]
 api_bind_addr = "127.0.0.1:{admin}"
 "#
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("log")).unwrap();
-        let child = Command::new(garage_bin())
-            .arg("-c")
-            .arg(&conf)
-            .arg("server")
-            .env("RUST_LOG", "garage=warn")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start garage");
-        let garage = Garage { child, dir, endpoint: format!("http://127.0.0.1:{s3}") };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !garage.cli(&["status"]).status.success() {
-            assert!(Instant::now() < deadline, "garage did not come up: {}", garage.log());
-            std::thread::sleep(Duration::from_millis(200));
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(garage.dir.path().join(format!("n{n}/log"))).unwrap();
+            let child = Command::new(garage_bin())
+                .arg("-c")
+                .arg(&conf)
+                .arg("server")
+                .env("RUST_LOG", "garage=warn")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start garage");
+            garage.nodes.push(child);
+            garage.endpoints.push(format!("http://127.0.0.1:{s3}"));
         }
-        let id = garage.ok(&["node", "id", "-q"]);
-        let id = id.trim().split('@').next().unwrap().to_owned();
-        garage.ok(&["layout", "assign", "-z", "dc1", "-c", "1G", &id[..16]]);
-        garage.ok(&["layout", "apply", "--version", "1"]);
-        garage.ok(&["bucket", "create", BUCKET]);
-        garage.ok(&["key", "import", "--yes", "-n", "ftpd-key", KEY_ID, KEY_SECRET]);
-        garage.ok(&["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftpd-key"]);
+        garage.endpoint = garage.endpoints[0].clone();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for n in 0..count {
+            while !garage.cli(n, &["status"]).status.success() {
+                assert!(Instant::now() < deadline, "garage did not come up: {}", garage.log());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let ids: Vec<String> = (0..count).map(|n| garage.ok(n, &["node", "id", "-q"]).trim().to_owned()).collect();
+        for id in &ids[1..] {
+            garage.ok(0, &["node", "connect", id]);
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let short = &id.split('@').next().unwrap()[..16];
+            garage.ok(0, &["layout", "assign", "-z", &format!("dc{n}"), "-c", "1G", short]);
+        }
+        garage.ok(0, &["layout", "apply", "--version", "1"]);
+        garage.ok(0, &["bucket", "create", BUCKET]);
+        garage.ok(0, &["key", "import", "--yes", "-n", "ftpd-key", KEY_ID, KEY_SECRET]);
+        garage.ok(0, &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftpd-key"]);
         garage
     }
 
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {
         Command::new(garage_bin())
             .arg("-c")
-            .arg(self.dir.path().join("garage.toml"))
+            .arg(self.dir.path().join(format!("n{node}/garage.toml")))
             .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run garage")
     }
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
+    fn ok(&self, node: usize, args: &[&str]) -> String {
+        let out = self.cli(node, args);
         assert!(
             out.status.success(),
             "garage {args:?}: {}{}",
@@ -115,18 +144,27 @@ api_bind_addr = "127.0.0.1:{admin}"
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// What the node logged.
+    /// What the nodes logged.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        (0..self.nodes.len())
+            .map(|n| std::fs::read_to_string(self.dir.path().join(format!("n{n}/log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
-    /// The `ftpd serve` flags that put files in this bucket under `prefix`.
+    /// The `ftpd serve` flags that put files in this bucket under `prefix`
+    /// (through the first node).
     pub fn daemon_args(&self, prefix: &str) -> Vec<String> {
+        self.daemon_args_via(0, prefix)
+    }
+
+    /// The same, through node `node`.
+    pub fn daemon_args_via(&self, node: usize, prefix: &str) -> Vec<String> {
         [
             "--storage",
             "s3",
             "--s3-endpoint",
-            &self.endpoint,
+            &self.endpoints[node],
             "--s3-region",
             REGION,
             "--s3-bucket",
@@ -146,7 +184,9 @@ api_bind_addr = "127.0.0.1:{admin}"
 
 impl Drop for Garage {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
     }
 }

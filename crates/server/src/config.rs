@@ -223,6 +223,12 @@ struct Keys {
     /// S3 access key id.
     #[arg(long)]
     s3_access_key_id: Option<String>,
+    /// Parts of one upload or download on their way to or from the object
+    /// store at once, each 8 MiB held in memory meanwhile (more: faster to a
+    /// store far away or spread over several nodes; memory per upload is
+    /// this + 1 parts, per download this many).
+    #[arg(long, default_value = "8")]
+    s3_parts_in_flight: AtLeastOne<usize>,
     /// S3 secret access key (prefer the variable: flags show in `ps`).
     #[arg(long)]
     s3_secret_access_key: Option<String>,
@@ -279,6 +285,7 @@ impl Keys {
                     prefix: self.s3_prefix.unwrap_or_default(),
                     access_key_id: need("s3_access_key_id", self.s3_access_key_id)?,
                     secret_access_key: need("s3_secret_access_key", self.s3_secret_access_key)?,
+                    parts_in_flight: self.s3_parts_in_flight.0,
                 })
             }
         };

@@ -151,8 +151,13 @@ where
             Err(e) => {
                 match &e {
                     ConnError::Io(_) | ConnError::Timeout(_) => {
-                        let kept = if upload.resumable() { "kept for resume" } else { "discarded" };
-                        warn!(path = %target, left = upload.remaining(), "upload broke off ({e}); partial {kept}");
+                        let left = upload.remaining();
+                        match upload.abort().await {
+                            0 => warn!(path = %target, left, "upload broke off ({e}); nothing kept"),
+                            kept => {
+                                warn!(path = %target, left, kept, "upload broke off ({e}); partial kept for resume")
+                            }
+                        }
                     }
                     // The client broke the protocol mid-upload: what it sent
                     // can't be trusted.

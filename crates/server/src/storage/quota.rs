@@ -48,13 +48,6 @@ pub struct Reservation {
     pub(crate) bytes: u64,
 }
 
-impl Reservation {
-    /// The partial the upload writes, if resumable.
-    pub fn partial(&self) -> Option<&str> {
-        self.claim.partial.as_deref()
-    }
-}
-
 /// A user's usage counted by this daemon: walked from the home at the
 /// first login after a start (so it survives restarts and stays exact),
 /// then kept up to date by every operation that adds or removes bytes.

@@ -316,8 +316,9 @@ impl Upload {
     }
 
     /// Whether the partial outlives a broken connection.
-    pub fn resumable(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| s.reservation.partial().is_some())
+    #[cfg(test)]
+    pub(crate) fn resumable(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.reservation.claim.partial.is_some())
     }
 
     /// Resolves when a newer attempt takes this upload over (never for a
@@ -420,11 +421,12 @@ impl Upload {
     }
 
     /// Leaves the upload unfinished: a resumable one keeps its partial.
-    pub async fn abort(mut self) {
-        if let Some(state) = self.state.take() {
-            let kept = state.sink.abort(true).await;
-            self.files.release(state.reservation, kept).await;
-        }
+    /// Returns the bytes kept for resume.
+    pub async fn abort(mut self) -> u64 {
+        let Some(state) = self.state.take() else { return 0 };
+        let kept = state.sink.abort(true).await;
+        self.files.release(state.reservation, kept).await;
+        kept
     }
 }
 

@@ -1,4 +1,4 @@
-//! Downloads from the bucket: ranges of [`RANGE_SIZE`], [`RANGES_IN_FLIGHT`]
+//! Downloads from the bucket: ranges of [`RANGE_SIZE`], `s3_parts_in_flight`
 //! at a time, each asking for the version first measured (If-Match), so a
 //! file replaced meanwhile fails the download instead of mixing versions.
 
@@ -10,10 +10,9 @@ use futures::stream::BoxStream;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-/// Downloads fetch ranges of this size...
+/// Downloads fetch ranges of this size, several at a time (memory per
+/// download: their product).
 const RANGE_SIZE: u64 = 8 << 20;
-/// ...this many at a time (memory per download: their product).
-const RANGES_IN_FLIGHT: usize = 3;
 
 /// The sending end of a download from the bucket. The whole object is
 /// read, from its start: the end's hash covers all of it, and the bytes
@@ -46,14 +45,20 @@ pub(super) async fn get_pinned(
 }
 
 impl S3Source {
-    /// Streams `meta`'s object, sending from `offset`.
-    pub(in crate::storage) fn open(store: Store, meta: object_store::ObjectMeta, offset: u64) -> S3Source {
+    /// Streams `meta`'s object, sending from `offset`, `in_flight` ranges
+    /// at a time.
+    pub(in crate::storage) fn open(
+        store: Store,
+        meta: object_store::ObjectMeta,
+        offset: u64,
+        in_flight: usize,
+    ) -> S3Source {
         let size = meta.size;
         let (key, e_tag) = (meta.location, meta.e_tag);
         let ranges = (0..size).step_by(RANGE_SIZE as usize).map(move |start| start..(start + RANGE_SIZE).min(size));
         let stream = futures::stream::iter(ranges)
             .map(move |range| get_pinned(store.clone(), key.clone(), e_tag.clone(), Some(range.into())))
-            .buffered(RANGES_IN_FLIGHT)
+            .buffered(in_flight)
             .boxed();
         S3Source { stream, hasher: blake3::Hasher::new(), position: 0, offset, size, failure: None }
     }

@@ -65,6 +65,8 @@ pub struct S3Config {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+    /// Parts of one upload on their way to the store at once (at least 1).
+    pub parts_in_flight: usize,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -76,6 +78,7 @@ impl std::fmt::Debug for S3Config {
             .field("prefix", &self.prefix)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
+            .field("parts_in_flight", &self.parts_in_flight)
             .finish()
     }
 }
@@ -97,6 +100,8 @@ pub struct Bucket {
     what: String,
     /// Where the usage records and those of resumable uploads live.
     records: Records,
+    /// Parts of one upload on their way at once.
+    parts_in_flight: usize,
 }
 
 impl Bucket {
@@ -126,13 +131,16 @@ impl Bucket {
             config.endpoint.as_deref().unwrap_or("AWS"),
             config.prefix
         );
-        Ok(Bucket::new(Arc::new(store), &config.prefix, keep_for, what))
+        let mut bucket = Bucket::new(Arc::new(store), &config.prefix, keep_for, what);
+        bucket.parts_in_flight = config.parts_in_flight.max(1);
+        Ok(bucket)
     }
 
     /// A bucket on any store (an in-memory one in tests).
     pub(crate) fn new(store: Store, prefix: &str, keep_for: Duration, what: String) -> Bucket {
         let records = Records::Bucket(store.clone());
-        Bucket { store, base: Path::from(prefix.trim_matches('/')), keep_for, what, records }
+        let base = Path::from(prefix.trim_matches('/'));
+        Bucket { store, base, keep_for, what, records, parts_in_flight: 2 }
     }
 
     /// Keeps the records (usage, resumable uploads) in `db` instead of
@@ -165,6 +173,7 @@ impl Bucket {
         S3Home {
             store: self.store.clone(),
             records: self.records.clone(),
+            parts_in_flight: self.parts_in_flight,
             home: self.base.clone().join("homes").join(user),
             partials: self.base.clone().join("partials").join(user),
         }
@@ -257,6 +266,7 @@ fn decode(part: &str) -> Option<String> {
 pub struct S3Home {
     store: Store,
     records: Records,
+    parts_in_flight: usize,
     home: Path,
     partials: Path,
 }
@@ -551,7 +561,7 @@ impl S3Home {
             }
             return Err(Error::Changed);
         }
-        let source = S3Source::open(self.store.clone(), meta, offset);
+        let source = S3Source::open(self.store.clone(), meta, offset, self.parts_in_flight);
         Ok(Download { size, mtime, offset, body: Body::Stream(super::Source::S3(Box::new(source))) })
     }
 

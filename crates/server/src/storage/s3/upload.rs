@@ -3,7 +3,8 @@
 //! A private upload of at most [`PART_SIZE`] bytes is kept in memory and
 //! goes up as one plain PUT (an empty one too: some stores refuse an empty
 //! part); a larger one is a multipart upload streamed in parts, at most
-//! [`PARTS_IN_FLIGHT`] on their way, so memory stays constant. The object
+//! `s3_parts_in_flight` on their way, so memory stays constant (that many
+//! parts and the one being filled). The object
 //! only becomes visible when the upload is completed, after the whole
 //! content's BLAKE3 matched; otherwise the store drops the parts.
 //!
@@ -28,11 +29,13 @@ use ftp_proto::RemotePath;
 use object_store::multipart::PartId;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
 
 /// Size of each part of an upload (S3's minimum is 5 MiB, except the last).
 pub const PART_SIZE: usize = 8 << 20;
-/// Parts of one upload in flight at once.
-pub const PARTS_IN_FLIGHT: usize = 2;
 
 /// How the ids of partials begin in the usage record.
 pub const PARTIAL_HOLD: &str = "partial:";
@@ -53,6 +56,7 @@ enum Kind {
 }
 
 struct Private {
+    parts_in_flight: usize,
     /// The bytes before the multipart upload starts (at most a part).
     first: Vec<u8>,
     parts: Option<WriteMultipart>,
@@ -61,8 +65,15 @@ struct Private {
 
 struct Resumable {
     record_key: Path,
-    record: PartialRecord,
-    version: Version,
+    /// The record as last written, and its version: each part's task
+    /// records its part once it and every part before it are stored.
+    written: Arc<Mutex<Written>>,
+    size: u64,
+    upload_id: String,
+    /// Bytes held when this attempt began.
+    held_at_start: u64,
+    /// Parts recorded or on their way.
+    queued: usize,
     /// Bytes of the part being filled.
     buf: Vec<u8>,
     prefix: blake3::Hash,
@@ -71,6 +82,15 @@ struct Resumable {
     /// The record is deleted and the upload this attempt's alone (it is
     /// completing).
     owned: bool,
+    /// The tasks of the parts on their way, oldest first.
+    sending: VecDeque<JoinHandle<Result<()>>>,
+    /// Says when the newest part on its way is recorded (true) or failed.
+    last: Option<oneshot::Receiver<bool>>,
+}
+
+struct Written {
+    record: PartialRecord,
+    version: Version,
 }
 
 /// What a resumable upload in progress holds, kept in the bucket beside the
@@ -180,7 +200,12 @@ impl S3Sink {
             }
             false => None,
         };
-        let kind = Kind::Private(Box::new(Private { first: Vec::new(), parts, hasher: blake3::Hasher::new() }));
+        let kind = Kind::Private(Box::new(Private {
+            parts_in_flight: home.parts_in_flight,
+            first: Vec::new(),
+            parts,
+            hasher: blake3::Hasher::new(),
+        }));
         Ok(S3Sink { home: home.clone(), path: path.clone(), key, scratch: Vec::new(), kind })
     }
 
@@ -213,9 +238,7 @@ impl S3Sink {
                 let record = PartialRecord { attempt, ..record.clone() };
                 let version = home.records.swap(&record_key, &record, Expect::Version(found.version)).await;
                 let version = version.map_err(overtaken)?;
-                let id = partial_id(&record_key);
-                let resumable =
-                    Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id, owned: false };
+                let resumable = Resumable::new(record_key, record, version, prefix, dropped);
                 return Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))));
             }
             dropped = drop_partial(home, found).await.map_err(overtaken)?;
@@ -238,8 +261,7 @@ impl S3Sink {
             }
         };
         let prefix = blake3::Hasher::new().finalize();
-        let id = partial_id(&record_key);
-        let resumable = Resumable { record_key, record, version, buf: Vec::new(), prefix, dropped, id, owned: false };
+        let resumable = Resumable::new(record_key, record, version, prefix, dropped);
         Ok(S3Sink::with(home, path, key, Kind::Resumable(Box::new(resumable))))
     }
 
@@ -250,7 +272,7 @@ impl S3Sink {
     pub(in crate::storage) fn offset(&self) -> u64 {
         match &self.kind {
             Kind::Private(_) => 0,
-            Kind::Resumable(r) => r.record.held(),
+            Kind::Resumable(r) => r.held_at_start,
         }
     }
 
@@ -306,10 +328,22 @@ impl S3Sink {
                 }
                 0
             }
-            Kind::Resumable(r) if keep && r.record.held() > 0 => r.record.held(),
-            Kind::Resumable(r) => {
-                r.discard(&self.home, &self.key).await;
-                0
+            Kind::Resumable(mut r) => {
+                // What is on its way is kept too, if it lands.
+                let landed = match keep {
+                    true => r.land_all().await,
+                    false => Ok(()),
+                };
+                let held = r.written.lock().await.record.held();
+                match landed {
+                    // Another attempt holds it now.
+                    Err(Error::TakenOver) => 0,
+                    _ if keep && held > 0 => held,
+                    _ => {
+                        r.discard(&self.home, &self.key).await;
+                        0
+                    }
+                }
             }
         }
     }
@@ -320,7 +354,7 @@ impl Private {
         self.hasher.update(data);
         match &mut self.parts {
             Some(parts) => {
-                parts.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(from_store)?;
+                parts.wait_for_capacity(self.parts_in_flight).await.map_err(from_store)?;
                 parts.write(data);
             }
             // At most a part: the whole file, kept for one PUT.
@@ -360,37 +394,98 @@ impl Private {
 }
 
 impl Resumable {
-    /// Adds bytes; each full part goes to the store, and the record with it.
+    fn new(record_key: Path, record: PartialRecord, version: Version, prefix: blake3::Hash, dropped: u64) -> Self {
+        Resumable {
+            id: partial_id(&record_key),
+            record_key,
+            size: record.size,
+            upload_id: record.upload_id.clone(),
+            held_at_start: record.held(),
+            queued: record.parts.len(),
+            written: Arc::new(Mutex::new(Written { record, version })),
+            buf: Vec::new(),
+            prefix,
+            dropped,
+            owned: false,
+            sending: VecDeque::new(),
+            last: None,
+        }
+    }
+
+    /// Adds bytes; each full part goes to the store, and into the record
+    /// once stored.
     async fn write(&mut self, home: &S3Home, key: &Path, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
             let take = (PART_SIZE - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.buf.len() == PART_SIZE && self.record.held() + (PART_SIZE as u64) < self.record.size {
-                self.flush_part(home, key).await?;
+            let queued = (self.queued * PART_SIZE) as u64;
+            if self.buf.len() == PART_SIZE && queued + (PART_SIZE as u64) < self.size {
+                if self.sending.len() >= home.parts_in_flight
+                    && let Some(oldest) = self.sending.pop_front()
+                {
+                    oldest.await.map_err(Error::other)??;
+                }
+                self.send(home, key);
             }
         }
         Ok(())
     }
 
-    /// Uploads the buffered full part and records it. The record is
-    /// updated only if nobody else did meanwhile (another attempt took the
-    /// upload over): then this one stops.
-    async fn flush_part(&mut self, home: &S3Home, key: &Path) -> Result<()> {
-        let index = self.record.parts.len();
+    /// Sends the buffered full part on its way, beside the others in
+    /// flight: a task of its own hashes it (its BLAKE3 chaining value),
+    /// stores it, waits for the part before it to be recorded, and records
+    /// it. The record is written only on the version last written, so an
+    /// attempt taken over by another finds it changed and stops.
+    fn send(&mut self, home: &S3Home, key: &Path) {
+        let index = self.queued;
+        self.queued += 1;
         let data = std::mem::take(&mut self.buf);
-        let cv = part_cv(index as u64, PART_SIZE, &data);
-        if index == 0 {
-            self.record.first_root = Some(blake3::hash(&data).to_hex().to_string());
+        let (store, key, upload) = (home.store.clone(), key.clone(), self.upload_id.clone());
+        let (records, record_key, written) = (home.records.clone(), self.record_key.clone(), self.written.clone());
+        let before = self.last.take();
+        let (recorded, next) = oneshot::channel();
+        self.last = Some(next);
+        self.sending.push_back(tokio::spawn(async move {
+            let result = async {
+                let hashed = tokio::task::spawn_blocking(move || {
+                    let cv = part_cv(index as u64, PART_SIZE, &data);
+                    let root = (index == 0).then(|| blake3::hash(&data).to_hex().to_string());
+                    (cv, root, data)
+                });
+                let (cv, root, data) = hashed.await.map_err(Error::other)?;
+                let part = store.put_part(&key, &upload, index, PutPayload::from(data)).await.map_err(from_store)?;
+                if let Some(before) = before
+                    && before.await != Ok(true)
+                {
+                    // The failure is the earlier part's to report.
+                    return Err(Error::other("an earlier part was not stored"));
+                }
+                let mut written = written.lock().await;
+                let Written { record, version } = &mut *written;
+                if let Some(root) = root {
+                    record.first_root = Some(root);
+                }
+                record.parts.push(PartRecord { etag: part.content_id, cv: hex32(&cv) });
+                let expect = Expect::Version(version.clone());
+                *version = records.swap(&record_key, &*record, expect).await.map_err(overtaken)?;
+                Ok(())
+            }
+            .await;
+            let _ = recorded.send(result.is_ok());
+            result
+        }));
+    }
+
+    /// Waits for every part on its way to be recorded; at the first
+    /// failure the rest are called back.
+    async fn land_all(&mut self) -> Result<()> {
+        while let Some(oldest) = self.sending.pop_front() {
+            if let Err(e) = oldest.await.map_err(Error::other).and_then(|r| r) {
+                self.sending.drain(..).for_each(|part| part.abort());
+                return Err(e);
+            }
         }
-        let part = home
-            .store
-            .put_part(key, &self.record.upload_id, index, PutPayload::from(data))
-            .await
-            .map_err(from_store)?;
-        self.record.parts.push(PartRecord { etag: part.content_id, cv: hex32(&cv) });
-        let expect = Expect::Version(self.version.clone());
-        self.version = home.records.swap(&self.record_key, &self.record, expect).await.map_err(overtaken)?;
         Ok(())
     }
 
@@ -410,20 +505,23 @@ impl Resumable {
     }
 
     async fn complete(&mut self, home: &S3Home, path: &RemotePath, key: &Path, hash: &blake3::Hash) -> Result<Removed> {
-        let held = self.record.held() + self.buf.len() as u64;
-        if held != self.record.size {
-            return Err(Error::Integrity(format!("received {held} of {} bytes declared", self.record.size)));
+        self.land_all().await?;
+        let (record, version) = {
+            let written = self.written.lock().await;
+            (written.record.clone(), written.version.clone())
+        };
+        let held = record.held() + self.buf.len() as u64;
+        if held != self.size {
+            return Err(Error::Integrity(format!("received {held} of {} bytes declared", self.size)));
         }
         let last = std::mem::take(&mut self.buf);
-        let n = self.record.parts.len();
+        let n = record.parts.len();
         let actual = match (n, last.is_empty()) {
             (0, _) => blake3::hash(&last),
-            (_, true) => self.record.prefix_hash().ok_or_else(|| Error::other("unreadable partial record"))?,
+            (_, true) => record.prefix_hash().ok_or_else(|| Error::other("unreadable partial record"))?,
             _ => {
-                let mut cvs = self.record.cvs().ok_or_else(|| Error::other("unreadable partial record"))?;
-                if !last.is_empty() {
-                    cvs.push(part_cv(n as u64, PART_SIZE, &last));
-                }
+                let mut cvs = record.cvs().ok_or_else(|| Error::other("unreadable partial record"))?;
+                cvs.push(part_cv(n as u64, PART_SIZE, &last));
                 root_of(&cvs)
             }
         };
@@ -432,25 +530,27 @@ impl Resumable {
         }
         home.check_target(path).await?;
         let replaced = home.as_removed(path).await?;
-        home.records.remove(&self.record_key, &self.version).await.map_err(overtaken)?;
+        home.records.remove(&self.record_key, &version).await.map_err(overtaken)?;
         // From here the upload is this attempt's alone: a failure drops it.
         self.owned = true;
-        let mut parts: Vec<PartId> = self.record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
+        let mut parts: Vec<PartId> = record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
         if !last.is_empty() || parts.is_empty() {
             let index = parts.len();
-            let part = home.store.put_part(key, &self.record.upload_id, index, PutPayload::from(last)).await;
+            let part = home.store.put_part(key, &self.upload_id, index, PutPayload::from(last)).await;
             parts.push(part.map_err(from_store)?);
         }
-        home.store.complete_multipart(key, &self.record.upload_id, parts).await.map_err(from_store)?;
+        home.store.complete_multipart(key, &self.upload_id, parts).await.map_err(from_store)?;
         Ok(replaced)
     }
 
     /// Drops the upload and its record (the bytes held can't be trusted,
     /// or hold nothing worth keeping), unless another attempt has taken
     /// the record over since this one last wrote it.
-    async fn discard(&self, home: &S3Home, key: &Path) {
-        if self.owned || home.records.remove(&self.record_key, &self.version).await.is_ok() {
-            let _ = home.store.abort_multipart(key, &self.record.upload_id).await;
+    async fn discard(&mut self, home: &S3Home, key: &Path) {
+        self.sending.drain(..).for_each(|part| part.abort());
+        let version = self.written.lock().await.version.clone();
+        if self.owned || home.records.remove(&self.record_key, &version).await.is_ok() {
+            let _ = home.store.abort_multipart(key, &self.upload_id).await;
         }
     }
 }
