@@ -406,3 +406,104 @@ fn usage_starts_from_what_the_bucket_holds() {
     assert_eq!(df["used"], 2000, "{df}");
     assert_eq!(df["available"], (1 << 20) - 2000, "{df}");
 }
+
+/// `ftpd usage` shows what the shared record says; `--recount` counts it
+/// again from the bucket (files and the parts partials hold), so drift
+/// from objects removed behind the daemons' backs goes away; a user with
+/// an upload in progress is not recounted.
+#[test]
+fn usage_recount_corrects_drift_from_a_listing_of_the_bucket() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let (a, _b) = with_database(&s3, &pg, "100MiB");
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    for name in ["one", "two", "three"] {
+        assert_eq!(code(&raw.put(name, &[3u8; 1 << 20], None)), "ok");
+    }
+    // A partial holding one 8 MiB part.
+    let mut broken = Raw::login(a.target(), "alice", "pw");
+    let ready = broken.request(&json!({"op": "put", "path": "big", "size": 9 << 20, "resume": true}));
+    assert_eq!(ready["offset"], 0);
+    for chunk in vec![7u8; (8 << 20) + 1000].chunks(1 << 20) {
+        broken.frame(TAG_DATA, chunk).unwrap();
+    }
+    drop(broken);
+    wait_until(std::time::Duration::from_secs(30), "the partial kept", || a.log().contains("partial kept for resume"));
+    // The daemon's settings, by environment, as for `ftpd user`.
+    let usage = |args: &[&str]| {
+        let mut usage = std::process::Command::new(bin("ftpd"));
+        usage.arg("usage").args(args).env("FTPD_STORAGE", "s3").env("FTPD_S3_BUCKET", "bucket");
+        usage.env("FTPD_S3_PREFIX", "ftpd").env("FTPD_S3_ENDPOINT", &s3.endpoint).env("FTPD_DATABASE", &pg.url);
+        usage.env("FTPD_S3_ACCESS_KEY_ID", "test-ak").env("FTPD_S3_SECRET_ACCESS_KEY", "test-sk");
+        usage.output().unwrap()
+    };
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let expected = (3 << 20) + (8 << 20);
+    let shown = usage(&["alice"]);
+    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert_eq!(text(&shown), format!("alice\tused {expected} reserved 0\tquota 100 MiB\n"));
+
+    // An object removed behind the daemons' backs: the record drifts...
+    std::fs::remove_file(s3.dir().join("bucket/ftpd/homes/alice/two")).unwrap();
+    assert_eq!(raw.request(&json!({"op": "df"}))["used"], expected);
+    // ...until it is recounted.
+    let recounted = usage(&["--recount"]);
+    assert!(recounted.status.success(), "{}", String::from_utf8_lossy(&recounted.stderr));
+    let now = expected - (1 << 20);
+    assert_eq!(text(&recounted), format!("alice\tused {now} reserved 0\twas used {expected} reserved 0\n"));
+    let df = raw.request(&json!({"op": "df"}));
+    assert_eq!((df["used"].as_u64(), df["partials"].as_u64()), (Some(now), Some(8 << 20)), "{df}");
+    assert_eq!(text(&usage(&["--recount", "alice"])), format!("alice\tused {now} reserved 0\tunchanged\n"));
+
+    // An upload in progress: refused for that user, with the reason.
+    raw.send(&json!({"op": "put", "path": "four", "size": 2 << 20}));
+    raw.frame(TAG_DATA, &[1u8; 1 << 20]).unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the reservation", || {
+        Raw::login(a.target(), "alice", "pw").request(&json!({"op": "df"}))["available"]
+            == (100u64 << 20) - now - (2 << 20)
+    });
+    let busy = usage(&["--recount", "alice"]);
+    assert_eq!(busy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("hold a reservation"), "{busy:?}");
+    let unknown = usage(&["nobody"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such user"), "{unknown:?}");
+}
+
+/// A daemon killed between reserving and settling can't give its
+/// reservation back: it lapses (here after 2 s) and the usage returns to
+/// what the bucket holds. An upload that stalls past the lapse and then
+/// completes still counts, once.
+#[test]
+fn a_reservation_left_by_a_killed_daemon_lapses() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    pg.add_user("bucket", "ftpd", "alice", "pw", &["--quota", "10MiB"]);
+    let short = ["--no-tls", "--database", &pg.url, "--reservation-lapse-secs", "2"];
+    let a = daemon_on(&s3, &short);
+    let b = daemon_on(&s3, &["--no-tls", "--database", &pg.url]);
+    let df = || Raw::login(b.target(), "alice", "pw").request(&json!({"op": "df"}));
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    raw.send(&json!({"op": "put", "path": "lost", "size": 6 << 20}));
+    raw.frame(TAG_DATA, &[1u8; 1 << 20]).unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the reservation", || df()["available"] == 4 << 20);
+    std::process::Command::new("kill").args(["-KILL", &a.pid().to_string()]).status().unwrap();
+    wait_until(std::time::Duration::from_secs(30), "the reservation to lapse", || df()["available"] == 10 << 20);
+    assert_eq!(df()["used"], 0);
+
+    // Stalled past the lapse, then completed: counted once.
+    let c = daemon_on(&s3, &short);
+    let data = vec![2u8; 3 << 20];
+    let mut raw = Raw::login(c.target(), "alice", "pw");
+    raw.send(&json!({"op": "put", "path": "slow", "size": data.len()}));
+    raw.frame(TAG_DATA, &data[..1 << 20]).unwrap();
+    wait_until(std::time::Duration::from_secs(10), "the reservation", || df()["available"] == 7 << 20);
+    wait_until(std::time::Duration::from_secs(30), "the reservation to lapse", || df()["available"] == 10 << 20);
+    for chunk in data[1 << 20..].chunks(1 << 20) {
+        raw.frame(TAG_DATA, chunk).unwrap();
+    }
+    let hash = blake3::hash(&data).to_hex().to_string();
+    raw.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+    assert_eq!(code(&raw.reply()), "ok");
+    let df = df();
+    assert_eq!((df["used"].as_u64(), df["available"].as_u64()), (Some(3 << 20), Some(7 << 20)), "{df}");
+}

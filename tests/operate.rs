@@ -287,6 +287,7 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         "ftpd-health",
         "ftpd-man",
         "ftpd-serve",
+        "ftpd-usage",
         "ftpd-user",
         "ftpd-user-add",
         "ftpd-user-del",

@@ -66,6 +66,8 @@ pub struct Config {
     pub max_sessions_per_ip: usize,
     /// Partial uploads not written to for this long are removed.
     pub partial_max_age: Duration,
+    /// How long a reservation in a shared usage record counts unrenewed.
+    pub reservation_lapse: Duration,
     /// Serve TLS (the default); plaintext only when turned off explicitly.
     pub tls: bool,
     /// The operator's certificate chain (PEM); a self-signed one is
@@ -177,6 +179,11 @@ struct Keys {
     /// Seconds after which an abandoned partial upload is removed.
     #[arg(long, default_value = "86400")]
     partial_max_age_secs: AtLeastOne<u64>,
+    /// Object storage: seconds an upload's reservation in the shared usage
+    /// record counts if its daemon dies (a running upload renews it every
+    /// quarter of this).
+    #[arg(long, default_value = "600")]
+    reservation_lapse_secs: AtLeastOne<u64>,
     /// Serve TLS (true/false).
     #[arg(long, default_value = "true", action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     tls: bool,
@@ -306,6 +313,7 @@ impl Keys {
             max_sessions_per_user: self.max_sessions_per_user.0,
             max_sessions_per_ip: self.max_sessions_per_ip.0,
             partial_max_age: self.partial_max_age_secs.secs(),
+            reservation_lapse: self.reservation_lapse_secs.secs(),
             tls: self.tls,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,

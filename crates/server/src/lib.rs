@@ -30,6 +30,7 @@ pub mod systemd;
 pub mod throttle;
 pub mod tls;
 mod transfer;
+pub mod usage;
 pub mod users;
 
 pub use config::Config;

@@ -67,6 +67,28 @@ enum Command {
         /// (created if missing) [default: print ftpd.1 to standard output].
         dir: Option<PathBuf>,
     },
+    /// Show what users store, or count it again (--recount) from what the
+    /// object store holds, for the usage records daemons sharing a bucket
+    /// keep.
+    Usage {
+        /// TOML configuration file (the daemon's: where the files and the
+        /// users are).
+        #[arg(long, env = "FTPD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data root.
+        #[arg(long, env = "FTPD_ROOT")]
+        root: Option<PathBuf>,
+        /// Users file.
+        #[arg(long, env = "FTPD_USERS")]
+        users: Option<PathBuf>,
+        /// Count each user's usage record again from a listing of the
+        /// bucket (files and the parts of interrupted uploads), correcting
+        /// any drift; refused for a user with an upload in progress.
+        #[arg(long)]
+        recount: bool,
+        /// Users [default: every user].
+        names: Vec<String>,
+    },
     /// Manage users: in the users file, or in the database when the
     /// configuration sets `database` (with storage = s3).
     User {
@@ -182,6 +204,12 @@ fn real_main() -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Usage { config, root, users, recount, names } => {
+            let flags = Flags::default().with("root", root)?.with("users", users)?;
+            let config = Config::load(config.as_deref(), &flags)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(ftp_server::usage::report(&config, recount, names))
         }
         Command::User { config, root, users, action } => {
             let flags = Flags::default().with("root", root)?.with("users", users)?;

@@ -322,7 +322,7 @@ impl Store {
     pub fn open(config: &crate::config::Config, db: Option<db::Db>) -> Result<Store> {
         match &config.s3 {
             Some(s3) => {
-                let bucket = s3::Bucket::connect(s3, config.partial_max_age)?;
+                let bucket = s3::Bucket::connect(s3, config.partial_max_age)?.with_lapse(config.reservation_lapse);
                 match db {
                     Some(db) => Ok(Store::S3(bucket.with_database(db))),
                     None => Ok(Store::S3(bucket)),
@@ -366,6 +366,29 @@ impl Store {
         match self {
             Store::Fs(_) => Account::Local(Arc::default()),
             Store::S3(bucket) => Account::Ledger(bucket.ledger(user)),
+        }
+    }
+
+    /// What `user` uses now (`ftpd usage`): walked from the disk, or read
+    /// from the usage record a bucket's daemons share.
+    pub async fn usage_of(&self, user: &str) -> Result<Usage> {
+        match self {
+            Store::Fs(_) => Ok(Usage { used: self.home(user).await?.usage().await?, reserved: 0 }),
+            Store::S3(bucket) => bucket.ledger(user).usage().await,
+        }
+    }
+
+    /// Counts `user`'s shared usage record again from what the bucket
+    /// holds (`ftpd usage --recount`): the usage before and after. On the
+    /// filesystem nothing is kept to recount (each daemon counts the disk
+    /// at the user's first login): both are the disk's count.
+    pub async fn recount(&self, user: &str) -> Result<(Usage, Usage)> {
+        match self {
+            Store::Fs(_) => {
+                let usage = self.usage_of(user).await?;
+                Ok((usage, usage))
+            }
+            Store::S3(bucket) => bucket.ledger(user).recount().await,
         }
     }
 
@@ -438,6 +461,18 @@ impl Backend for Home {
     }
     fn keeps_mtime(&self) -> bool {
         matches!(self, Home::Fs(_))
+    }
+}
+
+impl Account {
+    /// How often a running upload renews its reservation: a reservation
+    /// in a shared record lapses unless renewed (a daemon that died can't
+    /// release it); this daemon's own never do.
+    pub fn renew_every(&self) -> Duration {
+        match self {
+            Account::Local(_) => Duration::from_secs(3600),
+            Account::Ledger(l) => l.lapse() / 4,
+        }
     }
 }
 

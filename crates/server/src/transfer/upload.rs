@@ -6,12 +6,8 @@ use super::takeover::Holding;
 use super::{Error, Files, Result};
 use crate::storage::{Backend, Quota, Reservation, Sink, SmallFile, UploadMode, UploadSink};
 use ftp_proto::RemotePath;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::warn;
-
-/// How often a long upload renews its reservation (a store's reservation
-/// lapses after hours if its daemon died).
-const RENEW_EVERY: Duration = Duration::from_secs(3600);
 
 /// How the sender ended an upload.
 #[derive(Debug)]
@@ -351,7 +347,7 @@ impl Upload {
         if let Some(holding) = &state.holding {
             holding.touch();
         }
-        if self.renewed.elapsed() >= RENEW_EVERY {
+        if self.renewed.elapsed() >= self.files.account.renew_every() {
             self.renewed = Instant::now();
             let account = self.files.account.clone();
             let id = state.reservation.clone();

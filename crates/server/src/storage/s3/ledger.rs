@@ -6,7 +6,8 @@
 //! version read, or only if absent, and the change retried on conflict.
 //! Uploads reserve their size in it before taking any data, so uploads on
 //! several daemons at once can't pass the quota together; a reservation
-//! left by a daemon that died lapses after [`HOLD_FOR`].
+//! left by a daemon that died lapses after `reservation_lapse_secs` (a
+//! running upload renews it).
 
 use super::S3Home;
 use super::records::{Expect, Found};
@@ -15,10 +16,6 @@ use crate::storage::{Claim, Error, Removed, Reservation, Result, Usage};
 use object_store::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How long an upload's reservation counts if it is never released (a
-/// running upload renews it every quarter of this).
-pub const HOLD_FOR: Duration = Duration::from_secs(6 * 3600);
 
 /// How long a removal is remembered (racing removals come within moments)...
 const GONE_FOR: i64 = 600;
@@ -37,6 +34,18 @@ struct Record {
     /// take its bytes out once.
     #[serde(default)]
     gone: Vec<Gone>,
+    /// Reservations settled, for a while: a settlement counts once, even
+    /// when its reservation had lapsed (an upload that stalled longer than
+    /// the lapse, then completed) or its first write's answer was lost.
+    #[serde(default)]
+    settled: Vec<Settled>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Settled {
+    id: String,
+    /// Unix seconds after which the entry is forgotten.
+    until: i64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -76,12 +85,18 @@ impl Record {
     /// The space used, counting what broken uploads' partials hold (as
     /// the filesystem backend does).
     fn usage(&self) -> Usage {
-        // A partial's own hold is `partial:<id>`; an upload continuing it
-        // holds `partial:<id>#<n>`, a reservation like any other.
-        let kept = |h: &Hold| h.id.starts_with(PARTIAL_HOLD) && !h.id.contains('#');
         let (partials, reserved) =
-            self.holds.iter().fold((0, 0), |(p, r), h| if kept(h) { (p + h.bytes, r) } else { (p, r + h.bytes) });
+            self.holds.iter().fold((0, 0), |(p, r), h| if h.kept() { (p + h.bytes, r) } else { (p, r + h.bytes) });
         Usage { used: self.used + partials, reserved }
+    }
+}
+
+impl Hold {
+    /// Whether this is a partial's own hold (`partial:<id>`) rather than
+    /// an upload's reservation (an upload continuing a partial holds
+    /// `partial:<id>#<n>`, a reservation like any other).
+    fn kept(&self) -> bool {
+        self.id.starts_with(PARTIAL_HOLD) && !self.id.contains('#')
     }
 }
 
@@ -99,6 +114,8 @@ pub struct Ledger {
     home: S3Home,
     key: Path,
     keep_for: Duration,
+    /// How long an unrenewed reservation counts.
+    lapse: Duration,
     /// This daemon's changes to the record, one at a time: conflicts are
     /// then only between daemons, and a store whose conditional writes are
     /// checked but not atomic (s3s-fs) stays exact for one daemon. It
@@ -109,8 +126,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration) -> Ledger {
-        Ledger { home, key, keep_for, writing: Arc::default(), known: Arc::default() }
+    pub(in crate::storage) fn new(home: S3Home, key: Path, keep_for: Duration, lapse: Duration) -> Ledger {
+        Ledger { home, key, keep_for, lapse, writing: Arc::default(), known: Arc::default() }
+    }
+
+    /// How long an unrenewed reservation counts.
+    pub fn lapse(&self) -> Duration {
+        self.lapse
     }
 
     pub fn known_usage(&self) -> Option<Usage> {
@@ -157,6 +179,7 @@ impl Ledger {
         let now = now_secs();
         record.holds.retain(|h| h.until > now);
         record.gone.retain(|g| g.until > now);
+        record.settled.retain(|s| s.until > now);
         let out = change(record);
         *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(record.usage());
         out
@@ -196,7 +219,7 @@ impl Ledger {
                 return (Err(Error::OverQuota { needed: bytes, available: q.saturating_sub(taken) }), false);
             }
             l.holds.retain(|h| !replaced(h));
-            l.holds.push(Hold { id: id.clone(), bytes, until: later(HOLD_FOR) });
+            l.holds.push(Hold { id: id.clone(), bytes, until: later(self.lapse) });
             (Ok(()), true)
         })
         .await??;
@@ -205,23 +228,27 @@ impl Ledger {
 
     pub(crate) async fn renew(&self, r: &Reservation) -> Result<()> {
         self.change(|l| {
-            let found = l.holds.iter_mut().find(|h| h.id == r.id).map(|h| h.until = later(HOLD_FOR)).is_some();
+            let found = l.holds.iter_mut().find(|h| h.id == r.id).map(|h| h.until = later(self.lapse)).is_some();
             ((), found)
         })
         .await
     }
 
-    /// Applied once: only while the reservation is there, so a write
-    /// retried after an unclear failure can't count twice.
+    /// Applied once, however often it is tried: the settlement is
+    /// remembered. It counts even if the reservation lapsed meanwhile.
     pub(crate) async fn settle(&self, r: Reservation, replaced: &Removed) -> Result<()> {
         let partial = r.claim.partial.as_deref();
         self.change(|l| {
-            if !l.holds.iter().any(|h| h.id == r.id) {
+            if l.settled.iter().any(|s| s.id == r.id) {
                 return ((), false);
             }
             l.holds.retain(|h| h.id != r.id && Some(h.id.as_str()) != partial);
             l.used = l.used.saturating_add(r.claim.size);
             l.remove(replaced);
+            if l.settled.len() >= GONE_MAX {
+                l.settled.remove(0);
+            }
+            l.settled.push(Settled { id: r.id.clone(), until: now_secs() + GONE_FOR });
             ((), true)
         })
         .await
@@ -248,6 +275,50 @@ impl Ledger {
             ((), mine)
         })
         .await
+    }
+
+    /// Counts the record again from what the bucket holds: the files in
+    /// the home and the parts each partial holds; forgets the removals
+    /// remembered. Returns the usage before and after. Refused while an
+    /// upload of the user holds a reservation (its object may or may not
+    /// be in the listing yet): after its end, or after
+    /// `reservation_lapse_secs` if its daemon died.
+    pub(crate) async fn recount(&self) -> Result<(Usage, Usage)> {
+        let records = &self.home.records;
+        let _one_at_a_time = self.writing.lock().await;
+        for _ in 0..50 {
+            // Read before listing: a change after it fails the write below.
+            let (mut record, expect) = match records.read::<Record>(&self.key).await? {
+                Some(Found { value, version, .. }) => (value.unwrap_or_default(), Expect::Version(version)),
+                None => (Record::default(), Expect::Absent),
+            };
+            let now = now_secs();
+            record.holds.retain(|h| h.until > now);
+            let before = record.usage();
+            let running = record.holds.iter().filter(|h| !h.kept()).count();
+            if running > 0 {
+                return Err(Error::other(format!(
+                    "{running} upload(s) of this user hold a reservation: recount when they end \
+                     (a reservation left by a daemon that died lapses after reservation_lapse_secs)"
+                )));
+            }
+            let until = |id: &str| record.holds.iter().find(|h| h.id == id).map_or(later(self.keep_for), |h| h.until);
+            let holds: Vec<Hold> = super::upload::partials_by_id(&self.home)
+                .await?
+                .into_iter()
+                .map(|(id, bytes)| Hold { until: until(&id), id, bytes })
+                .collect();
+            let fresh = Record { used: self.home.files_usage().await?, holds, ..Record::default() };
+            match records.swap(&self.key, &fresh, expect).await {
+                Ok(_) => {
+                    *self.known.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.usage());
+                    return Ok((before, fresh.usage()));
+                }
+                Err(Error::Changed) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable("the usage record keeps changing; try again".into()))
     }
 
     /// Takes a removed object's bytes out of the usage (once, however many

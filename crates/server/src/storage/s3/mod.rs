@@ -102,6 +102,8 @@ pub struct Bucket {
     records: Records,
     /// Parts of one upload on their way at once.
     parts_in_flight: usize,
+    /// How long an unrenewed reservation counts.
+    lapse: Duration,
 }
 
 impl Bucket {
@@ -140,7 +142,13 @@ impl Bucket {
     pub(crate) fn new(store: Store, prefix: &str, keep_for: Duration, what: String) -> Bucket {
         let records = Records::Bucket(store.clone());
         let base = Path::from(prefix.trim_matches('/'));
-        Bucket { store, base, keep_for, what, records, parts_in_flight: 2 }
+        Bucket { store, base, keep_for, what, records, parts_in_flight: 2, lapse: Duration::from_secs(600) }
+    }
+
+    /// Lets reservations left unrenewed lapse after `lapse`.
+    pub(in crate::storage) fn with_lapse(mut self, lapse: Duration) -> Bucket {
+        self.lapse = lapse;
+        self
     }
 
     /// Keeps the records (usage, resumable uploads) in `db` instead of
@@ -182,7 +190,7 @@ impl Bucket {
     /// The usage record of `user`.
     pub fn ledger(&self, user: &str) -> Ledger {
         let key = self.base.clone().join("usage").join(format!("{user}.json"));
-        Ledger::new(self.home(user), key, self.keep_for)
+        Ledger::new(self.home(user), key, self.keep_for, self.lapse)
     }
 
     /// Drops the resumable uploads, of any user, whose record has not

@@ -174,6 +174,16 @@ pub(super) async fn partials(home: &S3Home) -> Result<Vec<PartialInfo>> {
     Ok(found)
 }
 
+/// The user's partials that hold bytes, by their id in the usage record.
+pub(super) async fn partials_by_id(home: &S3Home) -> Result<Vec<(String, u64)>> {
+    let partials = home.records.list::<PartialRecord>(&home.partials).await?;
+    Ok(partials
+        .iter()
+        .filter_map(|p| Some((partial_id(&p.key), p.value.as_ref()?.held())))
+        .filter(|(_, held)| *held > 0)
+        .collect())
+}
+
 /// Bytes held by the user's partials.
 pub async fn partials_held(home: &S3Home) -> Result<u64> {
     let partials = home.records.list::<PartialRecord>(&home.partials).await?;
