@@ -455,6 +455,13 @@ fn usage_recount_corrects_drift_from_a_listing_of_the_bucket() {
     assert_eq!((df["used"].as_u64(), df["partials"].as_u64()), (Some(now), Some(8 << 20)), "{df}");
     assert_eq!(text(&usage(&["--recount", "alice"])), format!("alice\tused {now} reserved 0\tunchanged\n"));
 
+    // Recounted by a daemon at start, when asked.
+    std::fs::remove_file(s3.dir().join("bucket/ftpd/homes/alice/three")).unwrap();
+    let c = daemon_on(&s3, &["--no-tls", "--database", &pg.url, "--recount-at-start", "true"]);
+    assert!(c.log().contains("usage recounted from the store"), "{}", c.log());
+    let now = now - (1 << 20);
+    assert_eq!(Raw::login(c.target(), "alice", "pw").request(&json!({"op": "df"}))["used"], now);
+
     // An upload in progress: refused for that user, with the reason.
     raw.send(&json!({"op": "put", "path": "four", "size": 2 << 20}));
     raw.frame(TAG_DATA, &[1u8; 1 << 20]).unwrap();
@@ -506,4 +513,28 @@ fn a_reservation_left_by_a_killed_daemon_lapses() {
     assert_eq!(code(&raw.reply()), "ok");
     let df = df();
     assert_eq!((df["used"].as_u64(), df["available"].as_u64()), (Some(3 << 20), Some(7 << 20)), "{df}");
+}
+
+/// With the database down, an upload is refused as `unavailable`, naming
+/// the database, before any data is taken; downloads and listings go on;
+/// a user already known still logs in; nothing stored is lost.
+#[test]
+fn with_the_database_down_uploads_are_unavailable_and_nothing_is_lost() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let (a, _b) = with_database(&s3, &pg, "100MiB");
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    assert_eq!(code(&raw.put("kept", b"safe", None)), "ok");
+    drop(pg);
+    let mut raw = Raw::login(a.target(), "alice", "pw");
+    for size in [1000, 20 << 20] {
+        raw.send(&json!({"op": "put", "path": "new", "size": size}));
+        let refused = raw.reply();
+        assert_eq!(code(&refused), "unavailable", "{refused}");
+        assert!(refused["message"].as_str().unwrap().contains("database"), "{refused}");
+    }
+    let df = raw.request(&json!({"op": "df"}));
+    assert_eq!(code(&df), "unavailable", "{df}");
+    assert_eq!(raw.get("kept").unwrap().0, b"safe");
+    assert_eq!(raw.ls(None).unwrap(), vec!["kept"]);
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub partial_max_age: Duration,
     /// How long a reservation in a shared usage record counts unrenewed.
     pub reservation_lapse: Duration,
+    /// Count the usage records again at start.
+    pub recount_at_start: bool,
     /// Serve TLS (the default); plaintext only when turned off explicitly.
     pub tls: bool,
     /// The operator's certificate chain (PEM); a self-signed one is
@@ -184,6 +186,11 @@ struct Keys {
     /// quarter of this).
     #[arg(long, default_value = "600")]
     reservation_lapse_secs: AtLeastOne<u64>,
+    /// Object storage: count every user's usage record again from a
+    /// listing of the bucket at start, as `ftpd usage --recount` does
+    /// (true/false).
+    #[arg(long, default_value = "false", action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    recount_at_start: bool,
     /// Serve TLS (true/false).
     #[arg(long, default_value = "true", action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     tls: bool,
@@ -314,6 +321,7 @@ impl Keys {
             max_sessions_per_ip: self.max_sessions_per_ip.0,
             partial_max_age: self.partial_max_age_secs.secs(),
             reservation_lapse: self.reservation_lapse_secs.secs(),
+            recount_at_start: self.recount_at_start,
             tls: self.tls,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,

@@ -54,3 +54,20 @@ pub async fn report(config: &Config, recount: bool, names: Vec<String>) -> Resul
     }
     Ok(())
 }
+
+/// At start (`recount_at_start`): every user's usage counted again, each
+/// result logged; a user who can't be recounted now is logged and left.
+pub(crate) async fn recount_at_start(shared: &crate::shared::Shared) {
+    let users = shared.users().snapshot();
+    for name in users.users.keys() {
+        match shared.engine().recount(name).await {
+            Ok((before, after)) => tracing::info!(
+                user = %name,
+                used = after.used,
+                was = before.used,
+                "usage recounted from the store"
+            ),
+            Err(e) => tracing::warn!(user = %name, error = %e, "usage not recounted"),
+        }
+    }
+}

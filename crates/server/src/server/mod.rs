@@ -41,6 +41,14 @@ pub async fn run(
     if shared.users().source().database().is_some() && config.users.exists() {
         warn!(users = %config.users.display(), "this users file is not read: with a database the users are there (`ftpd user` manages them)");
     }
+    if config.s3.is_some() && shared.users().source().database().is_none() {
+        warn!(
+            "files in a bucket without `database`: the records are kept by conditional writes in the bucket; for several daemons on one bucket, set `database`"
+        );
+    }
+    if config.recount_at_start {
+        crate::usage::recount_at_start(&shared).await;
+    }
     if shared.users().is_empty() {
         warn!(users = %shared.users().source().describe(), "no users yet: add one with `ftpd user add NAME`");
     }

@@ -51,7 +51,9 @@ pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
         Error::Lacks(_) => (ErrorCode::Unavailable, err.to_string()),
         Error::Unavailable(why) => {
             warn!(path = %path, error = %why, "storage unavailable");
-            (ErrorCode::Unavailable, "the server's storage is unavailable for the moment; try again".into())
+            // The database's failures say so first (storage/db.rs).
+            let part = if why.starts_with("database:") { "database" } else { "storage" };
+            (ErrorCode::Unavailable, format!("the server's {part} is unavailable for the moment; try again"))
         }
         Error::Other(cause) => {
             error!(path = %path, error = %crate::storage::error::chain(cause.as_ref()), "unexpected storage failure");

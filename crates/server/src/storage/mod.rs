@@ -528,8 +528,14 @@ impl Account {
         match self {
             Account::Local(a) => a.load(home.usage()).await,
             // The first look makes the record from a listing, if there is
-            // none yet: it counts what the bucket holds before any change.
-            Account::Ledger(l) => l.usage().await.map(drop),
+            // none yet. Where the record can't be reached (the database is
+            // down), the user still gets in: what needs it fails then.
+            Account::Ledger(l) => {
+                if let Err(e) = l.usage().await {
+                    tracing::warn!(error = %e, "cannot read the usage record; it is read again when needed");
+                }
+                Ok(())
+            }
         }
     }
 

@@ -89,6 +89,12 @@ impl Engine {
         Ok(Files { user: user.into(), home, account, engine: self.clone() })
     }
 
+    /// Counts `user`'s usage again from what the store holds: before and
+    /// after (see [`Store::recount`]).
+    pub async fn recount(&self, user: &str) -> Result<(Usage, Usage)> {
+        self.store.recount(user).await
+    }
+
     /// The usage of each user known now, sorted by name (for metrics).
     pub fn usage_by_user(&self) -> Vec<(String, Usage)> {
         let accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
@@ -209,7 +215,7 @@ impl Files {
             return;
         }
         if let Err(e) = self.account.removed(removed).await {
-            error!(user = %self.user, error = %e, "cannot record freed space in the usage");
+            error!(user = %self.user, error = %e, "cannot record freed space in the usage: it stays counted until `ftpd usage --recount`");
         }
     }
 

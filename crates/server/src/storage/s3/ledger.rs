@@ -148,14 +148,23 @@ impl Ledger {
         let _one_at_a_time = self.writing.lock().await;
         for _ in 0..50 {
             let found = records.read::<Record>(&self.key).await?;
-            let (mut record, expect) = match found {
-                Some(Found { value: Some(record), version, .. }) => (record, Expect::Version(version)),
+            let (mut record, expect, listed) = match found {
+                Some(Found { value: Some(record), version, .. }) => (record, Expect::Version(version), None),
                 Some(Found { value: None, .. }) => {
                     return Err(Error::other(format!("the usage record {} is unreadable", self.key)));
                 }
-                None => (Record { used: self.home.files_usage().await?, ..Record::default() }, Expect::Absent),
+                None => {
+                    let listed = self.home.files_usage().await?;
+                    (Record { used: listed, ..Record::default() }, Expect::Absent, Some(listed))
+                }
             };
             let (answer, write) = self.apply(&mut record, &mut change);
+            // A record made from a listing taken after the change's object
+            // was stored or removed already counts it: the change's holds
+            // apply, its count does not.
+            if let Some(listed) = listed {
+                record.used = listed;
+            }
             // A record made from a listing is written even when nothing
             // changes: a later change (an rm) must start from the listing
             // taken before it, not after.
