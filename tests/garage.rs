@@ -88,17 +88,7 @@ fn with_a_database_the_quota_holds_across_daemons_on_garage() {
     let (a, b) = two_daemons(&garage, &pg, Some("100MiB"));
     let data = std::sync::Arc::new(random(20 << 20, "race"));
     for round in 0..20 {
-        let uploads: Vec<_> = (0..10)
-            .map(|i| {
-                let target = if i % 2 == 0 { a.target() } else { b.target() };
-                let data = data.clone();
-                std::thread::spawn(move || {
-                    let mut raw = Raw::login(target, "alice", "pw");
-                    code(&raw.put(&format!("r{round}-{i}.bin"), &data, None))
-                })
-            })
-            .collect();
-        let codes: Vec<String> = uploads.into_iter().map(|t| t.join().unwrap()).collect();
+        let codes = simultaneous_puts(a.target(), b.target(), round, &data);
         let accepted = codes.iter().filter(|c| *c == "ok").count();
         assert!(codes.iter().all(|c| c == "ok" || c == "quota_exceeded"), "round {round}: {codes:?}");
         assert_eq!(accepted, 5, "round {round}: {codes:?}");

@@ -57,15 +57,53 @@ impl Garage {
         let dir = tempfile::tempdir().unwrap();
         let mut garage = Garage { nodes: Vec::new(), dir, endpoints: Vec::new(), endpoint: String::new() };
         for n in 0..count {
-            let (s3, rpc, admin) = (free_port(), free_port(), free_port());
-            let root = garage.dir.path().join(format!("n{n}"));
-            std::fs::create_dir_all(&root).unwrap();
-            let conf = root.join("garage.toml");
-            let root = root.display();
-            std::fs::write(
-                &conf,
-                format!(
-                    r#"metadata_dir = "{root}/meta"
+            let (child, endpoint) = garage.spawn_node(n, count);
+            garage.nodes.push(child);
+            garage.endpoints.push(endpoint);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for n in 0..count {
+            while !garage.cli(n, &["status"]).status.success() {
+                assert!(Instant::now() < deadline, "garage did not come up: {}", garage.log());
+                // A port taken between choosing it and binding it (by
+                // another test): the node exits; again on other ports.
+                if garage.nodes[n].try_wait().unwrap().is_some() {
+                    let (child, endpoint) = garage.spawn_node(n, count);
+                    garage.nodes[n] = child;
+                    garage.endpoints[n] = endpoint;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        garage.endpoint = garage.endpoints[0].clone();
+        let ids: Vec<String> = (0..count).map(|n| garage.ok(n, &["node", "id", "-q"]).trim().to_owned()).collect();
+        for id in &ids[1..] {
+            garage.ok(0, &["node", "connect", id]);
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let short = &id.split('@').next().unwrap()[..16];
+            garage.ok(0, &["layout", "assign", "-z", &format!("dc{n}"), "-c", "1G", short]);
+        }
+        garage.ok(0, &["layout", "apply", "--version", "1"]);
+        garage.ok(0, &["bucket", "create", BUCKET]);
+        garage.ok(0, &["key", "import", "--yes", "-n", "ftpd-key", KEY_ID, KEY_SECRET]);
+        garage.ok(0, &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftpd-key"]);
+        garage
+    }
+
+    /// Writes node `n`'s configuration with free ports and starts it:
+    /// the process and its S3 endpoint.
+    fn spawn_node(&self, n: usize, count: usize) -> (Child, String) {
+        let (s3, rpc, admin) = (free_port(), free_port(), free_port());
+        let root = self.dir.path().join(format!("n{n}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let conf = root.join("garage.toml");
+        let log = std::fs::File::create(root.join("log")).unwrap();
+        let root = root.display();
+        std::fs::write(
+            &conf,
+            format!(
+                r#"metadata_dir = "{root}/meta"
 data_dir = "{root}/data"
 db_engine = "sqlite"
 metadata_fsync = false
@@ -84,43 +122,19 @@ root_domain = ".s3.garage.localhost"
 [admin]
 api_bind_addr = "127.0.0.1:{admin}"
 "#
-                ),
-            )
-            .unwrap();
-            let log = std::fs::File::create(garage.dir.path().join(format!("n{n}/log"))).unwrap();
-            let child = Command::new(garage_bin())
-                .arg("-c")
-                .arg(&conf)
-                .arg("server")
-                .env("RUST_LOG", "garage=warn")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("start garage");
-            garage.nodes.push(child);
-            garage.endpoints.push(format!("http://127.0.0.1:{s3}"));
-        }
-        garage.endpoint = garage.endpoints[0].clone();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for n in 0..count {
-            while !garage.cli(n, &["status"]).status.success() {
-                assert!(Instant::now() < deadline, "garage did not come up: {}", garage.log());
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-        let ids: Vec<String> = (0..count).map(|n| garage.ok(n, &["node", "id", "-q"]).trim().to_owned()).collect();
-        for id in &ids[1..] {
-            garage.ok(0, &["node", "connect", id]);
-        }
-        for (n, id) in ids.iter().enumerate() {
-            let short = &id.split('@').next().unwrap()[..16];
-            garage.ok(0, &["layout", "assign", "-z", &format!("dc{n}"), "-c", "1G", short]);
-        }
-        garage.ok(0, &["layout", "apply", "--version", "1"]);
-        garage.ok(0, &["bucket", "create", BUCKET]);
-        garage.ok(0, &["key", "import", "--yes", "-n", "ftpd-key", KEY_ID, KEY_SECRET]);
-        garage.ok(0, &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", "ftpd-key"]);
-        garage
+            ),
+        )
+        .unwrap();
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(&conf)
+            .arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start garage");
+        (child, format!("http://127.0.0.1:{s3}"))
     }
 
     fn cli(&self, node: usize, args: &[&str]) -> std::process::Output {

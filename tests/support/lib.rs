@@ -693,6 +693,22 @@ impl Raw {
     }
 }
 
+/// Ten uploads of `data` by alice (password `pw`) at once, to
+/// `r{round}-{i}.bin`, alternately on `a` and `b`: the code of each reply.
+pub fn simultaneous_puts(a: Target, b: Target, round: usize, data: &std::sync::Arc<Vec<u8>>) -> Vec<String> {
+    let uploads: Vec<_> = (0..10)
+        .map(|i| {
+            let target = if i % 2 == 0 { a } else { b };
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let mut raw = Raw::login(target, "alice", "pw");
+                code(&raw.put(&format!("r{round}-{i}.bin"), &data, None))
+            })
+        })
+        .collect();
+    uploads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 /// The error code of a reply, or `"ok"`.
 pub fn code(reply: &serde_json::Value) -> String {
     if reply["ok"] == true { "ok".into() } else { reply["code"].as_str().unwrap_or("?").to_owned() }

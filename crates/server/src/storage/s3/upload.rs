@@ -86,6 +86,8 @@ struct Resumable {
     sending: VecDeque<JoinHandle<Result<()>>>,
     /// Says when the newest part on its way is recorded (true) or failed.
     last: Option<oneshot::Receiver<bool>>,
+    /// This attempt's mark in the record.
+    attempt: String,
 }
 
 struct Written {
@@ -93,8 +95,9 @@ struct Written {
     version: Version,
 }
 
-/// What a resumable upload in progress holds, kept in the bucket beside the
-/// homes so that any daemon can continue it.
+/// What a resumable upload in progress holds, kept where every daemon can
+/// read it (the bucket or the database), so that any daemon can continue
+/// it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct PartialRecord {
     path: String,
@@ -411,6 +414,7 @@ impl Resumable {
             size: record.size,
             upload_id: record.upload_id.clone(),
             held_at_start: record.held(),
+            attempt: record.attempt.clone(),
             queued: record.parts.len(),
             written: Arc::new(Mutex::new(Written { record, version })),
             buf: Vec::new(),
@@ -453,6 +457,7 @@ impl Resumable {
         let data = std::mem::take(&mut self.buf);
         let (store, key, upload) = (home.store.clone(), key.clone(), self.upload_id.clone());
         let (records, record_key, written) = (home.records.clone(), self.record_key.clone(), self.written.clone());
+        let attempt = self.attempt.clone();
         let before = self.last.take();
         let (recorded, next) = oneshot::channel();
         self.last = Some(next);
@@ -464,6 +469,13 @@ impl Resumable {
                     (cv, root, data)
                 });
                 let (cv, root, data) = hashed.await.map_err(Error::other)?;
+                // Only while the upload is still this attempt's: parts of
+                // two attempts share numbers, and the store keeps the last
+                // sent under each.
+                let current = records.read::<PartialRecord>(&record_key).await?;
+                if current.and_then(|found| found.value).is_none_or(|record| record.attempt != attempt) {
+                    return Err(Error::TakenOver);
+                }
                 let part = store.put_part(&key, &upload, index, PutPayload::from(data)).await.map_err(from_store)?;
                 if let Some(before) = before
                     && before.await != Ok(true)
@@ -490,13 +502,17 @@ impl Resumable {
     /// Waits for every part on its way to be recorded; at the first
     /// failure the rest are called back.
     async fn land_all(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        // Each is let finish, even after a failure: a part stopped half
+        // sent can leave the store holding a broken part under a number the
+        // attempt that took over uses too.
         while let Some(oldest) = self.sending.pop_front() {
-            if let Err(e) = oldest.await.map_err(Error::other).and_then(|r| r) {
-                self.sending.drain(..).for_each(|part| part.abort());
-                return Err(e);
+            let landed = oldest.await.map_err(Error::other).and_then(|r| r);
+            if first.is_ok() {
+                first = landed;
             }
         }
-        Ok(())
+        first
     }
 
     /// Checks the whole file against `hash` and, if it matches, claims the
@@ -557,9 +573,9 @@ impl Resumable {
     /// or hold nothing worth keeping), unless another attempt has taken
     /// the record over since this one last wrote it.
     async fn discard(&mut self, home: &S3Home, key: &Path) {
-        self.sending.drain(..).for_each(|part| part.abort());
         let version = self.written.lock().await.version.clone();
         if self.owned || home.records.remove(&self.record_key, &version).await.is_ok() {
+            self.sending.drain(..).for_each(|part| part.abort());
             let _ = home.store.abort_multipart(key, &self.upload_id).await;
         }
     }
