@@ -118,6 +118,16 @@ fn with_a_database_the_quota_holds_across_daemons_on_garage() {
     }
 }
 
+/// Replacements and removals of one file racing on two daemons (through
+/// two nodes of a cluster): the usage stays what the bucket holds.
+#[test]
+fn with_a_database_replacements_and_removals_racing_keep_the_usage_exact_on_a_garage_cluster() {
+    let garage = Garage::cluster();
+    let pg = Postgres::start();
+    let (a, b) = two_daemons(&garage, &pg, None);
+    replacements_race(&a, &b, 6);
+}
+
 /// On a cluster of three nodes, an upload broken on one daemon, then
 /// resumed on two at once: the newer claim wins and completes the file
 /// whole; the other gets `aborted` without touching what the winner holds;

@@ -528,3 +528,13 @@ fn with_the_database_down_uploads_are_unavailable_and_nothing_is_lost() {
     assert_eq!(raw.get("kept").unwrap().0, b"safe");
     assert_eq!(raw.ls(None).unwrap(), vec!["kept"]);
 }
+
+/// Replacements and removals of one file racing on two daemons: however
+/// they interleave, the usage is what the bucket holds, round after round.
+#[test]
+fn with_a_database_replacements_and_removals_racing_on_two_daemons_keep_the_usage_exact() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let (a, b) = with_database(&s3, &pg, "1GiB");
+    replacements_race(&a, &b, 12);
+}

@@ -709,6 +709,45 @@ pub fn simultaneous_puts(a: Target, b: Target, round: usize, data: &std::sync::A
     uploads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
+/// `rounds` rounds of three versions of alice's `f` (one small, one
+/// multipart) put at once on `a` and `b`, with a removal every third
+/// round: after each, both daemons' `used` must be the size of what is
+/// stored (`stat`, through the daemon).
+pub fn replacements_race(a: &Daemon, b: &Daemon, rounds: u64) {
+    for round in 0..rounds {
+        let sizes = [(1 << 20) + round, (9 << 20) + round * 7, (2 << 20) + round * 3];
+        let mut racers: Vec<_> = sizes
+            .into_iter()
+            .enumerate()
+            .map(|(i, size)| {
+                let target = if i % 2 == 0 { a.target() } else { b.target() };
+                std::thread::spawn(move || {
+                    let mut raw = Raw::login(target, "alice", "pw");
+                    code(&raw.put("f", &vec![i as u8; size as usize], None))
+                })
+            })
+            .collect();
+        if round % 3 == 2 {
+            let target = b.target();
+            racers.push(std::thread::spawn(move || {
+                let mut raw = Raw::login(target, "alice", "pw");
+                code(&raw.request(&serde_json::json!({"op": "rm", "path": "f"})))
+            }));
+        }
+        for racer in racers {
+            let code = racer.join().unwrap();
+            assert!(code == "ok" || code == "not_found", "round {round}: {code}");
+        }
+        let mut raw = Raw::login(a.target(), "alice", "pw");
+        let stat = raw.request(&serde_json::json!({"op": "stat", "path": "f"}));
+        let stored = stat["size"].as_u64().unwrap_or(0);
+        for d in [a, b] {
+            let df = Raw::login(d.target(), "alice", "pw").request(&serde_json::json!({"op": "df"}));
+            assert_eq!(df["used"], stored, "round {round}: {df} {stat}");
+        }
+    }
+}
+
 /// The error code of a reply, or `"ok"`.
 pub fn code(reply: &serde_json::Value) -> String {
     if reply["ok"] == true { "ok".into() } else { reply["code"].as_str().unwrap_or("?").to_owned() }

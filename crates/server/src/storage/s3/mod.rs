@@ -11,7 +11,9 @@
 //! ```
 //!
 //! The last two are records (see records.rs): with `database` set they are
-//! rows of PostgreSQL under the same names, and not in the bucket.
+//! rows of PostgreSQL under the same names, and not in the bucket; so are
+//! the locks daemons take on a file while changing it
+//! (`P/locks/<user>/<id>`, database only).
 //!
 //! Object stores have no directories, only keys with `/` in them. A
 //! directory here is a marker object named `\dir` inside it, which no user
@@ -181,6 +183,7 @@ impl Bucket {
         S3Home {
             store: self.store.clone(),
             records: self.records.clone(),
+            locks: self.base.clone().join("locks").join(user),
             parts_in_flight: self.parts_in_flight,
             home: self.base.clone().join("homes").join(user),
             partials: self.base.clone().join("partials").join(user),
@@ -274,6 +277,8 @@ fn decode(part: &str) -> Option<String> {
 pub struct S3Home {
     store: Store,
     records: Records,
+    /// Where the locks on its files are (see [`records::KeyLock`]).
+    locks: Path,
     parts_in_flight: usize,
     home: Path,
     partials: Path,
@@ -354,6 +359,26 @@ impl S3Home {
     }
 
     /// The file at `path` as it would be removed or replaced now.
+    /// Locks `paths` against changes by other daemons, in order (see
+    /// [`records::KeyLock`]); nothing to lock without a database.
+    async fn lock(&self, paths: &[&RemotePath]) -> Result<Vec<records::KeyLock>> {
+        let mut names: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        names.sort();
+        names.dedup();
+        let mut held = Vec::new();
+        for name in names {
+            let id = blake3::hash(name.as_bytes()).to_hex();
+            match self.records.lock(&self.locks.clone().join(&id[..32])).await {
+                Ok(lock) => held.extend(lock),
+                Err(e) => {
+                    unlock(held).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(held)
+    }
+
     async fn as_removed(&self, path: &RemotePath) -> Result<Removed> {
         Ok(self.file(path).await?.map(removed).unwrap_or_default())
     }
@@ -465,9 +490,15 @@ impl S3Home {
         if path.is_root() || self.dir_exists(path).await? {
             return Err(Error::IsADirectory);
         }
-        let meta = self.head(path).await?.ok_or(Error::NotFound)?;
-        self.store.delete(&meta.location).await.map_err(from_store)?;
-        Ok(removed(meta))
+        let held = self.lock(&[path]).await?;
+        let result = async {
+            let meta = self.head(path).await?.ok_or(Error::NotFound)?;
+            self.store.delete(&meta.location).await.map_err(from_store)?;
+            Ok(removed(meta))
+        }
+        .await;
+        unlock(held).await;
+        result
     }
 
     /// Renames a file, replacing a file at `to`; returns the file
@@ -483,10 +514,16 @@ impl S3Home {
         }
         if self.file(from).await?.is_some() {
             self.check_target(to).await?;
-            let replaced = self.as_removed(to).await?;
-            self.store.copy(&self.key(from)?, &self.key(to)?).await.map_err(from_store)?;
-            self.store.delete(&self.key(from)?).await.map_err(from_store)?;
-            return Ok(replaced);
+            let held = self.lock(&[from, to]).await?;
+            let result = async {
+                let replaced = self.as_removed(to).await?;
+                self.store.copy(&self.key(from)?, &self.key(to)?).await.map_err(from_store)?;
+                self.store.delete(&self.key(from)?).await.map_err(from_store)?;
+                Ok(replaced)
+            }
+            .await;
+            unlock(held).await;
+            return result;
         }
         if !self.dir_exists(from).await? {
             return Err(Error::NotFound);
@@ -537,9 +574,15 @@ impl S3Home {
 
     async fn put_whole(&self, path: &RemotePath, data: Vec<u8>) -> Result<Removed> {
         self.check_target(path).await?;
-        let replaced = self.as_removed(path).await?;
-        self.store.put(&self.key(path)?, PutPayload::from(data)).await.map_err(from_store)?;
-        Ok(replaced)
+        let held = self.lock(&[path]).await?;
+        let result = async {
+            let replaced = self.as_removed(path).await?;
+            self.store.put(&self.key(path)?, PutPayload::from(data)).await.map_err(from_store)?;
+            Ok(replaced)
+        }
+        .await;
+        unlock(held).await;
+        result
     }
 
     pub(in crate::storage) async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>> {
@@ -600,6 +643,13 @@ impl S3Home {
             total += object.map_err(from_store)?.size;
         }
         Ok(total)
+    }
+}
+
+/// Lets go of locks taken by [`S3Home::lock`].
+async fn unlock(held: Vec<records::KeyLock>) {
+    for lock in held {
+        lock.release().await;
     }
 }
 

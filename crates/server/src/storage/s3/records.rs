@@ -9,6 +9,12 @@
 //! honour (the start-time probe checks it; Garage ignores the conditions);
 //! in the database it is one statement on a row's version, whatever the
 //! store.
+//!
+//! With the records in the database, several daemons share the bucket, and
+//! a [`KeyLock`] (a record too) keeps two of them from changing one file
+//! at once: each change of a file looks at what it replaces and replaces
+//! it under the lock, so every replacement and removal counts exactly what
+//! it took away.
 
 use super::{Store, from_store};
 use crate::storage::db::Db;
@@ -18,6 +24,12 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+
+/// How long a lock counts if its daemon dies holding it.
+const LOCK_FOR: i64 = 60;
+/// How long a change waits for a lock another daemon holds.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Where the records are.
 #[derive(Clone, Debug)]
@@ -171,6 +183,60 @@ impl Records {
             },
             Records::Database(db) => db.delete(key.as_ref(), None).await.map(drop),
         }
+    }
+}
+
+/// A lock on one file, held across daemons (see the module's doc).
+pub(super) struct KeyLock {
+    records: Records,
+    name: Path,
+    version: Version,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LockRecord {
+    /// Unix seconds after which the lock may be taken from its holder.
+    until: i64,
+}
+
+impl Records {
+    /// Takes the lock `name`, waiting while another daemon holds it (one
+    /// left by a daemon that died is taken over after [`LOCK_FOR`]). With
+    /// the records in the bucket there is one daemon per bucket, whose own
+    /// path locks suffice: `None`.
+    pub async fn lock(&self, name: &Path) -> Result<Option<KeyLock>> {
+        let Records::Database(_) = self else { return Ok(None) };
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            let now = super::ledger::now_secs();
+            let mark = LockRecord { until: now + LOCK_FOR };
+            let taken = match self.swap(name, &mark, Expect::Absent).await {
+                Err(Error::Changed) => match self.read::<LockRecord>(name).await? {
+                    Some(held) if held.value.as_ref().is_none_or(|l| l.until < now) => {
+                        self.swap(name, &mark, Expect::Version(held.version)).await
+                    }
+                    _ => Err(Error::Changed),
+                },
+                other => other,
+            };
+            match taken {
+                Ok(version) => return Ok(Some(KeyLock { records: self.clone(), name: name.clone(), version })),
+                Err(Error::Changed) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
+                }
+                Err(Error::Changed) => {
+                    return Err(Error::Unavailable("the file is being changed on another daemon; try again".into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl KeyLock {
+    /// Lets the lock go (a failure leaves it to lapse).
+    pub async fn release(self) {
+        let _ = self.records.remove(&self.name, &self.version).await;
     }
 }
 

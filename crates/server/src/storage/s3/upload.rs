@@ -385,12 +385,12 @@ impl Private {
             // since the upload began.
             home.check_target(path).await
         };
-        let replaced = match checked {
-            Ok(()) => home.as_removed(path).await,
+        let held = match checked {
+            Ok(()) => home.lock(&[path]).await,
             Err(e) => Err(e),
         };
-        let replaced = match replaced {
-            Ok(replaced) => replaced,
+        let held = match held {
+            Ok(held) => held,
             Err(e) => {
                 if let Some(parts) = self.parts {
                     let _ = parts.abort().await;
@@ -398,11 +398,26 @@ impl Private {
                 return Err(e);
             }
         };
-        match self.parts {
-            Some(parts) => parts.finish().await.map_err(from_store)?,
-            None => home.store.put(key, PutPayload::from(self.first)).await.map_err(from_store)?,
-        };
-        Ok(replaced)
+        // What is replaced, and the replacing, under the lock.
+        let result = async {
+            let replaced = match home.as_removed(path).await {
+                Ok(replaced) => replaced,
+                Err(e) => {
+                    if let Some(parts) = self.parts {
+                        let _ = parts.abort().await;
+                    }
+                    return Err(e);
+                }
+            };
+            match self.parts {
+                Some(parts) => parts.finish().await.map_err(from_store)?,
+                None => home.store.put(key, PutPayload::from(self.first)).await.map_err(from_store)?,
+            };
+            Ok(replaced)
+        }
+        .await;
+        super::unlock(held).await;
+        result
     }
 }
 
@@ -555,8 +570,25 @@ impl Resumable {
             return Err(Error::Integrity(format!("hash mismatch: the data received hashes to {}", actual.to_hex())));
         }
         home.check_target(path).await?;
+        let held = home.lock(&[path]).await?;
+        let result = self.finish(home, key, path, &record, &version, last).await;
+        super::unlock(held).await;
+        result
+    }
+
+    /// Completes the upload, under the lock on its file: the record
+    /// claimed for good, the last part stored, the parts joined.
+    async fn finish(
+        &mut self,
+        home: &S3Home,
+        key: &Path,
+        path: &RemotePath,
+        record: &PartialRecord,
+        version: &Version,
+        last: Vec<u8>,
+    ) -> Result<Removed> {
         let replaced = home.as_removed(path).await?;
-        home.records.remove(&self.record_key, &version).await.map_err(overtaken)?;
+        home.records.remove(&self.record_key, version).await.map_err(overtaken)?;
         // From here the upload is this attempt's alone: a failure drops it.
         self.owned = true;
         let mut parts: Vec<PartId> = record.parts.iter().map(|p| PartId { content_id: p.etag.clone() }).collect();
