@@ -404,3 +404,31 @@ fn configured_by_environment_alone_it_logs_json_and_exits_zero_on_sigterm() {
         assert!(event["level"].is_string(), "{line}");
     }
 }
+
+/// `ftpd usage` beside a running daemon on the filesystem: it shows what
+/// each user stores and disturbs nothing, not even an upload in progress
+/// (whose staging file a start-up would clear).
+#[test]
+fn usage_beside_a_running_daemon_shows_the_disk_and_disturbs_nothing() {
+    let d = Daemon::start(&[]);
+    d.add_user_with_quota("alice", "pw", "10MiB");
+    let mut raw = Raw::login(d.target(), "alice", "pw");
+    assert_eq!(code(&raw.put("kept", &[1u8; 3000], None)), "ok");
+    let data = vec![2u8; 2 << 20];
+    raw.send(&json!({"op": "put", "path": "big", "size": data.len()}));
+    raw.frame(TAG_DATA, &data[..1 << 20]).unwrap();
+    let users = d.dir.path().join("users.toml");
+    let out = ok(Command::new(bin("ftpd")).arg("usage").arg("--root").arg(d.root()).arg("--users").arg(&users));
+    assert_eq!(out, "alice\tused 3000 reserved 0\tquota 10 MiB\n");
+    let out = ok(Command::new(bin("ftpd"))
+        .args(["usage", "--recount"])
+        .arg("--root")
+        .arg(d.root())
+        .arg("--users")
+        .arg(&users));
+    assert_eq!(out, "alice\tused 3000 reserved 0\tunchanged\n");
+    raw.frame(TAG_DATA, &data[1 << 20..]).unwrap();
+    let hash = blake3::hash(&data).to_hex().to_string();
+    raw.frame(TAG_END, json!({"hash": hash}).to_string().as_bytes()).unwrap();
+    assert_eq!(code(&raw.reply()), "ok", "the upload in progress completed");
+}

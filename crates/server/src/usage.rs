@@ -14,7 +14,8 @@ use ftp_proto::size::exact_size;
 /// record counted again, and what it said before.
 pub async fn report(config: &Config, recount: bool, names: Vec<String>) -> Result<()> {
     let source = UserSource::from_config(config)?;
-    let store = Store::open(config, source.database().cloned())?;
+    // Beside a running daemon: nothing of its may be cleared.
+    let store = Store::open_beside(config, source.database().cloned())?;
     store.check().await.context("the storage can't be used")?;
     let users = source.load().await?;
     let names = match names.is_empty() {

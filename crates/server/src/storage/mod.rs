@@ -332,6 +332,15 @@ impl Store {
         }
     }
 
+    /// The store the configuration names, as a running daemon may be
+    /// using it (`ftpd usage`): a data root is only read, never cleared.
+    pub fn open_beside(config: &crate::config::Config, db: Option<db::Db>) -> Result<Store> {
+        match &config.s3 {
+            Some(_) => Store::open(config, db),
+            None => Ok(Store::Fs(fs::Root::beside(&config.root, config.fsync))),
+        }
+    }
+
     /// Where files are, for the log.
     pub fn describe(&self) -> String {
         match self {

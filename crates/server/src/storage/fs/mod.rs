@@ -55,7 +55,13 @@ impl Root {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(Root { root: root.to_owned(), fsync, homes: Mutex::default() })
+        Ok(Root::beside(root, fsync))
+    }
+
+    /// The data root as a running daemon may be using it (for `ftpd
+    /// usage`): nothing is cleared.
+    pub fn beside(root: &Path, fsync: bool) -> Root {
+        Root { root: root.to_owned(), fsync, homes: Mutex::default() }
     }
 
     pub(in crate::storage) fn describe(&self) -> String {
