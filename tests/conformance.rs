@@ -694,13 +694,20 @@ mod s2_messages {
     #[test]
     fn an_unreachable_object_store_is_unavailable() {
         let s3 = S3::start();
-        let args = s3.daemon_args("ftpd");
+        // Through a relay that is cut, rather than a store that is killed:
+        // a freed port may be given to another test's server.
+        let relay = Relay::to(&s3.endpoint);
+        let args: Vec<String> = s3
+            .daemon_args("ftpd")
+            .into_iter()
+            .map(|a| if a == s3.endpoint { relay.endpoint.clone() } else { a })
+            .collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let d = Daemon::start(&args);
         d.add_user("alice", "pw");
         let mut raw = alice(&d);
         put_ok(&mut raw, "f", b"stored");
-        drop(s3);
+        relay.cut();
         assert_error(&raw.request(&json!({"op": "stat", "path": "f"})), "unavailable");
         raw.send(&json!({"op": "get", "path": "f"}));
         assert_error(&raw.reply(), "unavailable");

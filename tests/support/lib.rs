@@ -1040,3 +1040,54 @@ impl Drop for S3 {
         let _ = self.child.wait();
     }
 }
+
+/// A TCP relay to `target` on a port of its own, which can be cut: then
+/// every connection through it is shut and new ones are closed at once,
+/// while the port stays taken (a store killed instead frees its port, and
+/// another test's server may be given it).
+pub struct Relay {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    /// Relays to `target` (`http://HOST:PORT`).
+    pub fn to(target: &str) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let target = target.trim_start_matches("http://").to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, open2) = (up.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&target) else { continue };
+                let mut open = open2.lock().unwrap();
+                open.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { endpoint, up, open }
+    }
+
+    /// Cuts every connection, now and to come.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
