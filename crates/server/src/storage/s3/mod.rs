@@ -229,10 +229,11 @@ impl Bucket {
 }
 
 /// Maps the store's errors onto causes. The store's client hides the
-/// HTTP status behind its message, so the cause is read from the text:
-/// a 5xx or a connection failure may pass, a 507 or a store saying it has
-/// no room is [`Error::NoSpace`], a 403 means the daemon's key may not
-/// write there.
+/// HTTP status behind its message, so the cause is read from the text
+/// (`... status code: 403 Forbidden: ...`; a bare number would also match
+/// a port in the URL, as it once did here): a 5xx or a connection failure
+/// may pass, a 507 or a store saying it has no room is
+/// [`Error::NoSpace`], a 403 means the daemon's key may not write there.
 pub(in crate::storage) fn from_store(e: object_store::Error) -> Error {
     use object_store::Error as E;
     match e {
@@ -242,17 +243,18 @@ pub(in crate::storage) fn from_store(e: object_store::Error) -> Error {
         other => {
             let text = super::error::chain(&other);
             let has = |needle: &str| text.contains(needle);
-            if has("507") || has("InsufficientStorage") || has("No space left") || has("EntityTooLarge") {
+            let status = |code: &str| has(&format!("status code: {code}"));
+            if status("507") || has("InsufficientStorage") || has("No space left") || has("EntityTooLarge") {
                 Error::NoSpace(std::io::Error::other(text))
-            } else if has("403") || has("AccessDenied") {
+            } else if status("403") || has("AccessDenied") {
                 Error::ReadOnly {
                     reason: "the object store refused the daemon's access key",
                     source: std::io::Error::other(text),
                 }
-            } else if has(" 500")
-                || has(" 502")
-                || has(" 503")
-                || has(" 504")
+            } else if status("500")
+                || status("502")
+                || status("503")
+                || status("504")
                 || has("error sending request")
                 || has("connect")
                 || has("timed out")
@@ -656,4 +658,28 @@ async fn unlock(held: Vec<records::KeyLock>) {
 /// An object as it is removed or replaced.
 fn removed(meta: object_store::ObjectMeta) -> Removed {
     Removed { bytes: meta.size, key: meta.location.to_string(), tag: meta.e_tag }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: text.to_owned().into() }
+    }
+
+    #[test]
+    fn a_store_error_is_read_by_its_status_not_by_numbers_in_its_url() {
+        let cut =
+            "Error performing PUT http://127.0.0.1:40321/bucket/ftpd/homes/alice/g in 2ms - error sending request";
+        assert!(matches!(from_store(generic(cut)), Error::Unavailable(_)));
+        let port507 = "Error performing PUT http://127.0.0.1:35071/b/k in 1ms - error sending request";
+        assert!(matches!(from_store(generic(port507)), Error::Unavailable(_)));
+        let denied = "Error performing PUT http://127.0.0.1:9000/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <Error><Code>AccessDenied</Code></Error>";
+        assert!(matches!(from_store(generic(denied)), Error::ReadOnly { .. }));
+        let full = "Error performing PUT http://127.0.0.1:9000/b/k in 1ms - Server returned non-2xx status code: 507 Insufficient Storage: ";
+        assert!(matches!(from_store(generic(full)), Error::NoSpace(_)));
+        let busy = "Error performing GET http://127.0.0.1:9000/b/k in 1ms - Server returned non-2xx status code: 503 Service Unavailable: ";
+        assert!(matches!(from_store(generic(busy)), Error::Unavailable(_)));
+    }
 }
