@@ -50,13 +50,17 @@ impl KnownHosts {
     }
 
     /// Appends a line for `addr`, creating the file and its directory.
+    /// Safe with other clients appending at the same moment.
     pub fn add(file: &Path, addr: &str, record: &str) -> Result<(), ClientError> {
         let local = |source| ClientError::Local { path: file.to_owned(), source };
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).map_err(local)?;
         }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(local)?;
-        writeln!(f, "{addr} {record}").map_err(local)
+        // One write of the whole line: with O_APPEND, two clients pinning
+        // at once each add a whole line (`writeln!` wrote it in pieces,
+        // which interleaved: `HOST:PORTHOST:PORT fingerprint`).
+        f.write_all(format!("{addr} {record}\n").as_bytes()).map_err(local)
     }
 
     /// Removes every line for `addr`, as `ssh-keygen -R` does, and returns
@@ -109,6 +113,30 @@ fn entry(line: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_pinning_at_the_same_moment_each_add_a_whole_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let record = format!("sha256:{}", "ab".repeat(32));
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let (file, record) = (&file, &record);
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        KnownHosts::add(file, &format!("127.0.0.1:{}", 40000 + i), record).unwrap();
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 16 * 50);
+        for line in text.lines() {
+            let (host, pinned) = entry(line).unwrap();
+            assert!(host.starts_with("127.0.0.1:4") && host.len() == "127.0.0.1:40000".len(), "{line}");
+            assert_eq!(pinned, record, "{line}");
+        }
+    }
 
     #[test]
     fn remove_takes_every_line_of_the_host_and_keeps_the_rest_verbatim() {
