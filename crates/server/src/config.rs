@@ -96,6 +96,10 @@ pub struct Config {
     /// `storage = "s3"`: the usage records and those of resumable
     /// uploads); `None` keeps them in the bucket.
     pub database: Option<DatabaseUrl>,
+    /// Bytes per second all uploads together may take; `None`: no cap.
+    pub upload_rate: Option<u64>,
+    /// Bytes per second all downloads together may take; `None`: no cap.
+    pub download_rate: Option<u64>,
 }
 
 /// A database URL, which may hold a password: shown without it.
@@ -252,6 +256,13 @@ struct Keys {
     /// storage = s3) [default: none, records in the bucket].
     #[arg(long)]
     database: Option<String>,
+    /// Bytes per second all uploads together may take, with units
+    /// ("100 MiB"), or off (each user's own cap still applies).
+    #[arg(long, default_value = "off")]
+    upload_rate: Rate,
+    /// Bytes per second all downloads together may take, or off.
+    #[arg(long, default_value = "off")]
+    download_rate: Rate,
 }
 
 /// Where users' files live.
@@ -328,6 +339,8 @@ impl Keys {
             tls_handshake_timeout: self.tls_handshake_timeout_secs.secs(),
             max_unauthenticated: self.max_unauthenticated.0,
             max_unauthenticated_per_ip: self.max_unauthenticated_per_ip.0,
+            upload_rate: self.upload_rate.0,
+            download_rate: self.download_rate.0,
             login_block_after: self.login_block_after.0,
             login_block: self.login_block_secs.secs(),
             admin_listen: self.admin_listen.0,
@@ -437,6 +450,33 @@ struct Address(SocketAddr);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct MaybeAddress(Option<SocketAddr>);
 
+/// A rate in bytes per second, written with units, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rate(Option<u64>);
+
+impl FromStr for Rate {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" | "off" => Ok(Rate(None)),
+            text => match ftp_proto::size::parse_size(text) {
+                Ok(0) => Err("a rate of 0 would stop every transfer; say off for no cap".into()),
+                Ok(n) => Ok(Rate(Some(n))),
+                Err(e) => Err(format!("{text:?} is not a rate in bytes per second like \"100 MiB\" ({e})")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(n) => f.write_str(&ftp_proto::size::exact_size(n)),
+        }
+    }
+}
+
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|e| format!("{text:?} is not an address like 127.0.0.1:2121 ({e})"))
 }
@@ -488,7 +528,7 @@ macro_rules! as_text {
         }
     )*};
 }
-as_text!(Address, MaybeAddress);
+as_text!(Address, MaybeAddress, Rate);
 
 /// The flags of `ftpd serve`: one for each key, plus `--no-tls`. Only the
 /// flags given count; the other keys come from the layers below.

@@ -18,10 +18,12 @@
 //! The binary in `main.rs` only parses flags, loads configuration, handles
 //! signals and calls [`server::run`].
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod limits;
 pub mod metrics;
+mod rate;
 pub mod server;
 mod session;
 mod shared;

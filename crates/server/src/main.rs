@@ -300,7 +300,7 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
                 bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
             }
             let password = read_password(password_stdin)?;
-            source.add(&name, UserRecord { password: hash_password(&password)?, quota }).await?;
+            source.add(&name, UserRecord { password: hash_password(&password)?, quota, ..UserRecord::default() }).await?;
             println!("added user {name} to {place}");
         }
         UserAction::SetQuota { name, size } => {

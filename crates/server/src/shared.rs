@@ -44,7 +44,9 @@ impl Shared {
     pub(crate) fn new(config: Config, store: Store, users: UserStore) -> anyhow::Result<Shared> {
         let users = Arc::new(users);
         let metrics = Arc::new(Metrics::default());
-        let engine = Arc::new(Engine::new(store, users.clone(), metrics.clone()));
+        let engine = Arc::new(
+            Engine::new(store, users.clone(), metrics.clone()).with_caps(config.upload_rate, config.download_rate),
+        );
         let trusted = config.root.join(crate::config::STATE_DIR).join("trusted-addresses");
         Ok(Shared {
             throttle: Throttle::new(config.login_block_after, config.login_block).with_trusted_file(trusted),

@@ -15,6 +15,7 @@
 //! of that user's logins and all of them on SIGHUP; a database that can't
 //! be reached is reported and the users last read stay in force.
 
+use crate::access::{Access, DirRules, NamePattern, Permissions};
 use crate::storage::db::Db;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
@@ -25,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// One user's record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     /// argon2id PHC string.
@@ -36,6 +37,42 @@ pub struct UserRecord {
     /// Absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
     pub quota: Option<u64>,
+    /// What the user may do in the home where no `paths` rule applies
+    /// (default: everything); see [`crate::access`].
+    #[serde(default, skip_serializing_if = "Permissions::is_all")]
+    pub permissions: Permissions,
+    /// Permissions per directory of the home, the longest match winning.
+    #[serde(default, skip_serializing_if = "DirRules::is_empty")]
+    pub paths: DirRules,
+    /// Patterns the names of new files and directories must match one of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<NamePattern>,
+    /// Patterns the names of new files and directories must not match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<NamePattern>,
+    /// The largest file one upload may store (with units, like `quota`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
+    pub max_file_size: Option<u64>,
+    /// Bytes per second this user's uploads may take together, across
+    /// all their sessions (with units: `"8 MiB"`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
+    pub upload_rate: Option<u64>,
+    /// Bytes per second this user's downloads may take together.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
+    pub download_rate: Option<u64>,
+}
+
+impl UserRecord {
+    /// What limits the user's file operations.
+    pub fn access(&self) -> Access {
+        Access {
+            permissions: self.permissions,
+            paths: self.paths.clone(),
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            max_file_size: self.max_file_size,
+        }
+    }
 }
 
 mod quota_serde {
@@ -546,6 +583,16 @@ impl UserStore {
         self.snapshot().users.get(user).and_then(|r| r.quota)
     }
 
+    /// What the user may do now; nothing for a user no longer known.
+    pub fn access(&self, user: &str) -> Access {
+        self.snapshot().users.get(user).map_or_else(Access::none, UserRecord::access)
+    }
+
+    /// The user's own upload and download caps, bytes per second.
+    pub fn rates(&self, user: &str) -> (Option<u64>, Option<u64>) {
+        self.snapshot().users.get(user).map_or((None, None), |r| (r.upload_rate, r.download_rate))
+    }
+
     /// Checks a user name and password against `db`. Blocking and
     /// deliberately slow (argon2id): call it off the async threads. Unknown
     /// users are checked against a decoy hash so both failures take the
@@ -580,7 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30) });
+        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30), ..UserRecord::default() });
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("$argon2id$") && !text.contains("pw1"));
@@ -593,7 +640,7 @@ mod tests {
         assert!(!store.verify(&users, "alice", "pw2"));
         assert!(!store.verify(&users, "mallory", "pw1"));
 
-        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None });
+        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None, ..UserRecord::default() });
         db.save(&path).unwrap();
         assert!(store.verify(&store.reread(), "bob", "pw3"), "a changed file is picked up");
 
@@ -606,7 +653,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None });
+        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() });
         db.save(&path).unwrap();
         let store = UserStore::open(&path).unwrap();
         std::fs::write(&path, "").unwrap();

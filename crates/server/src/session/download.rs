@@ -115,7 +115,7 @@ where
         &mut self,
         target: &ftp_proto::RemotePath,
         head: GetOk,
-        mut source: crate::transfer::Source,
+        mut source: crate::transfer::Stream,
     ) -> Result<Outcome, ConnError> {
         self.send_ok(&head).await?;
         let mut sent = 0u64;

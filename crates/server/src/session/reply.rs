@@ -30,6 +30,7 @@ pub(crate) fn error_body(err: &Error, path: &dyn Display) -> ErrorBody {
         Error::IsADirectory => (ErrorCode::IsADirectory, "is a directory".into()),
         Error::NotEmpty => (ErrorCode::NotEmpty, "directory not empty".into()),
         Error::Denied(why) => (ErrorCode::PermissionDenied, format!("permission denied: {why}")),
+        Error::Forbidden(why) => (ErrorCode::PermissionDenied, format!("permission denied: {why}")),
         Error::InvalidPath => (ErrorCode::BadRequest, "invalid path".into()),
         Error::NameTooLong => (ErrorCode::BadRequest, err.to_string()),
         Error::ReadOnly { reason, source } => {

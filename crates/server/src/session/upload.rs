@@ -92,7 +92,7 @@ impl Incoming for SmallPut {
         Ok(SmallPut::buffer(self))
     }
     async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<(), Error> {
-        SmallPut::write(self, buf, n);
+        SmallPut::write(self, buf, n).await;
         Ok(())
     }
 }

@@ -10,6 +10,12 @@
 
 use std::io;
 
+impl From<crate::access::Refusal> for Error {
+    fn from(refusal: crate::access::Refusal) -> Error {
+        Error::Forbidden(refusal.0)
+    }
+}
+
 /// A storage or transfer failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,6 +41,10 @@ pub enum Error {
     /// a file with several hard links, the home itself.
     #[error("{0}")]
     Denied(&'static str),
+    /// Not allowed for this user by their permissions or rules (see
+    /// [`crate::access`]); says what is missing.
+    #[error("{0}")]
+    Forbidden(String),
     /// The path can't name anything on this store.
     #[error("invalid path")]
     InvalidPath,

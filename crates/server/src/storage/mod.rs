@@ -104,7 +104,7 @@ pub struct Want {
 }
 
 /// A download opened: the version pinned, and its bytes.
-pub struct Download {
+pub struct Download<S = Source> {
     /// Size of the whole file.
     pub size: u64,
     /// Modification time, seconds since the Unix epoch.
@@ -113,15 +113,15 @@ pub struct Download {
     /// file changed since the client's bytes or is shorter.
     pub offset: u64,
     /// The bytes.
-    pub body: Body,
+    pub body: Body<S>,
 }
 
 /// The bytes of a download.
-pub enum Body {
+pub enum Body<S = Source> {
     /// A small file read whole, with its BLAKE3 (offset 0).
     Whole(Vec<u8>, blake3::Hash),
     /// Larger ones, a chunk at a time.
-    Stream(Source),
+    Stream(S),
 }
 
 /// Where a download starts: `want.offset` if the client's bytes can still

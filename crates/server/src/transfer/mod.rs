@@ -13,13 +13,13 @@ mod takeover;
 mod tests;
 mod upload;
 
-pub use crate::storage::{
-    Body, Discarded, Download, DownloadSource, Error, PartialInfo, Result, SMALL_FILE, Source, Usage, Want,
-};
+pub use crate::storage::{Discarded, DownloadSource, Error, PartialInfo, Result, SMALL_FILE, Usage, Want};
 pub use upload::{End, PutOptions, SmallPut, Upload};
 
+use crate::access::{Access, Permission};
 use crate::metrics::Metrics;
-use crate::storage::{Account, Backend, Claim, Home, Quota, Reservation, Store};
+use crate::rate::{Bucket, Pace};
+use crate::storage::{Account, Backend, Chunk, Claim, Home, Quota, Reservation, Store};
 use crate::users::UserStore;
 use ftp_proto::{Entry, EntryKind, RemotePath};
 use locks::PathLocks;
@@ -44,6 +44,16 @@ pub struct Engine {
     /// Work that outlives a request (a reservation released after its
     /// connection dropped, a settlement retried); shutdown waits for it.
     tasks: TaskTracker,
+    /// The daemon's caps (all uploads, all downloads) and each user's.
+    caps: [Option<Arc<Bucket>>; 2],
+    user_caps: Mutex<HashMap<(String, Direction), Arc<Bucket>>>,
+}
+
+/// Which way bytes go, for bandwidth caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Direction {
+    Up = 0,
+    Down = 1,
 }
 
 impl Engine {
@@ -57,7 +67,33 @@ impl Engine {
             locks: PathLocks::default(),
             metrics,
             tasks: TaskTracker::new(),
+            caps: [None, None],
+            user_caps: Mutex::default(),
         }
+    }
+
+    /// Caps all uploads together, and all downloads, at these rates
+    /// (bytes per second).
+    pub fn with_caps(mut self, upload: Option<u64>, download: Option<u64>) -> Engine {
+        self.caps = [upload.map(Bucket::new), download.map(Bucket::new)];
+        self
+    }
+
+    /// The caps a transfer of `user`'s goes under: the daemon's and the
+    /// user's own (one bucket per user and direction, shared by their
+    /// sessions, made anew when the user's rate changes).
+    fn pace(&self, user: &str, direction: Direction) -> Pace {
+        let (up, down) = self.users.rates(user);
+        let rate = if direction == Direction::Up { up } else { down };
+        let mine = rate.map(|rate| {
+            let mut caps = self.user_caps.lock().unwrap_or_else(|p| p.into_inner());
+            let bucket = caps.entry((user.to_owned(), direction)).or_insert_with(|| Bucket::new(rate));
+            if bucket.rate() != rate {
+                *bucket = Bucket::new(rate);
+            }
+            bucket.clone()
+        });
+        Pace::new(self.caps[direction as usize].iter().cloned().chain(mine))
     }
 
     /// Where files are, for the log.
@@ -158,8 +194,20 @@ impl Files {
         self.engine.users.quota(&self.user)
     }
 
+    /// What the user may do now (changes to their record apply from the
+    /// next request).
+    fn access(&self) -> Access {
+        self.engine.users.access(&self.user)
+    }
+
+    /// Checks that the user has `permission` at `path`.
+    fn allowed(&self, permission: Permission, path: &RemotePath) -> Result<()> {
+        Ok(self.access().check(permission, path)?)
+    }
+
     /// The entries of a directory, sorted by name.
     pub async fn list(&self, dir: &RemotePath) -> Result<Vec<Entry>> {
+        self.allowed(Permission::List, dir)?;
         self.home.list(dir).await
     }
 
@@ -170,6 +218,7 @@ impl Files {
 
     /// An entry, with the BLAKE3 of its content for a file.
     pub async fn stat(&self, path: &RemotePath) -> Result<(Entry, Option<blake3::Hash>)> {
+        self.allowed(Permission::List, path)?;
         let entry = self.home.stat(path).await?;
         let hash = match entry.kind {
             EntryKind::File => Some(self.home.hash(path).await?),
@@ -180,16 +229,21 @@ impl Files {
 
     /// Creates a directory.
     pub async fn create_dir(&self, path: &RemotePath) -> Result<()> {
+        let access = self.access();
+        access.check(Permission::Mkdir, path)?;
+        access.check_name(path)?;
         self.home.create_dir(path).await
     }
 
     /// Removes an empty directory.
     pub async fn remove_dir(&self, path: &RemotePath) -> Result<()> {
+        self.allowed(Permission::Delete, path)?;
         self.home.remove_dir(path).await
     }
 
     /// Deletes a file; its bytes leave the usage.
     pub async fn remove_file(&self, path: &RemotePath) -> Result<()> {
+        self.allowed(Permission::Delete, path)?;
         let removed = {
             let _locked = self.engine.locks.lock(&self.user, &[path]).await;
             self.home.remove_file(path).await?
@@ -199,9 +253,21 @@ impl Files {
     }
 
     /// Renames a file or directory; a file it replaces leaves the usage.
+    /// Needs `rename` at both names, a name the rules allow, and
+    /// `overwrite` to replace a file.
     pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
+        let access = self.access();
+        access.check(Permission::Rename, from)?;
+        access.check(Permission::Rename, to)?;
+        access.check_name(to)?;
+        access.check_movable(from)?;
         let replaced = {
             let _locked = self.engine.locks.lock(&self.user, &[from, to]).await;
+            if let Err(refused) = access.check(Permission::Overwrite, to)
+                && self.home.file_size(to).await?.is_some()
+            {
+                return Err(refused.into());
+            }
             self.home.rename(from, to).await?
         };
         self.forget(&replaced).await;
@@ -234,6 +300,7 @@ impl Files {
     /// resumed upload would); one a live upload is sending is
     /// [`Error::Held`].
     pub async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
+        self.allowed(Permission::Upload, path)?;
         let Some(holding) = self.engine.holders.acquire(&self.user, &path.to_string()).await else {
             return Err(Error::Held);
         };
@@ -246,11 +313,26 @@ impl Files {
         Ok(discarded)
     }
 
+    /// Checks an upload of `size` bytes to `path` against the user's
+    /// permissions and rules. Returns the options it goes with: one the
+    /// user may not overwrite with must find nothing there.
+    fn check_upload(&self, path: &RemotePath, size: u64, options: PutOptions) -> Result<PutOptions> {
+        let access = self.access();
+        access.check(Permission::Upload, path)?;
+        access.check_name(path)?;
+        access.check_size(size)?;
+        let no_overwrite = access.check(Permission::Overwrite, path).is_err();
+        Ok(PutOptions { no_overwrite, ..options })
+    }
+
     /// Refuses an upload that must not replace anything when something is
     /// at `path` already.
     async fn check_absent(&self, path: &RemotePath, options: &PutOptions) -> Result<()> {
         if options.exclusive && self.home.stat(path).await.is_ok() {
             return Err(Error::Exists);
+        }
+        if options.no_overwrite && self.home.file_size(path).await?.is_some() {
+            return Err(self.access().check(Permission::Overwrite, path).err().map_or(Error::Exists, Error::from));
         }
         Ok(())
     }
@@ -296,8 +378,68 @@ impl Files {
         }
     }
 
-    /// Opens downloads, each pinned to the version of its file found now.
+    /// Opens downloads, each pinned to the version of its file found now,
+    /// paced by the caps that apply (a small file's bytes are drawn
+    /// before it is handed over).
     pub async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>> {
-        self.home.open_downloads(wants).await
+        let access = self.access();
+        let refused: Vec<Option<Error>> =
+            wants.iter().map(|w| access.check(Permission::Download, &w.path).err().map(Error::from)).collect();
+        let allowed = wants.into_iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(w, _)| w).collect();
+        let mut opened = self.home.open_downloads(allowed).await.into_iter();
+        let pace = self.engine.pace(&self.user, Direction::Down);
+        let mut downloads = Vec::with_capacity(refused.len());
+        for refusal in refused {
+            let download = match refusal {
+                Some(e) => Err(e),
+                None => opened.next().unwrap_or_else(|| Err(Error::other("the store skipped a download"))),
+            };
+            downloads.push(match download {
+                Ok(d) => Ok(paced(d, &pace).await),
+                Err(e) => Err(e),
+            });
+        }
+        downloads
+    }
+}
+
+/// A download opened.
+pub type Download = crate::storage::Download<Stream>;
+/// Its bytes.
+pub type Body = crate::storage::Body<Stream>;
+
+/// A download's source under the caps that apply to it.
+async fn paced(download: crate::storage::Download, pace: &Pace) -> Download {
+    let crate::storage::Download { size, mtime, offset, body } = download;
+    let body = match body {
+        crate::storage::Body::Whole(data, hash) => {
+            pace.take(data.len()).await;
+            Body::Whole(data, hash)
+        }
+        crate::storage::Body::Stream(source) => Body::Stream(Stream { source, pace: pace.clone() }),
+    };
+    Download { size, mtime, offset, body }
+}
+
+/// The bytes of a larger download, a chunk at a time, each drawn from
+/// the caps that apply before it is handed over.
+pub struct Stream {
+    source: crate::storage::Source,
+    pace: Pace,
+}
+
+impl DownloadSource for Stream {
+    async fn next(&mut self) -> Option<Chunk> {
+        let chunk = self.source.next().await?;
+        self.pace.take(chunk.as_slice().len()).await;
+        Some(chunk)
+    }
+
+    fn recycle(&mut self, chunk: Chunk) {
+        self.source.recycle(chunk)
+    }
+
+    async fn finish(self) -> Result<blake3::Hash> {
+        self.source.finish().await
     }
 }

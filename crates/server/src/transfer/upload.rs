@@ -4,6 +4,7 @@
 
 use super::takeover::Holding;
 use super::{Error, Files, Result};
+use crate::rate::Pace;
 use crate::storage::{Backend, Quota, Reservation, Sink, SmallFile, UploadMode, UploadSink};
 use ftp_proto::RemotePath;
 use std::time::Instant;
@@ -33,6 +34,9 @@ pub struct PutOptions {
     /// Store it only if nothing is at its path: checked before any data
     /// and again when it is published, under the path's lock.
     pub exclusive: bool,
+    /// The user may not overwrite a file there (set by the engine from
+    /// their permissions): checked like `exclusive`, for files.
+    pub(crate) no_overwrite: bool,
 }
 
 /// A completed upload.
@@ -59,6 +63,8 @@ pub struct Upload {
     offset: u64,
     prefix: blake3::Hash,
     renewed: Instant,
+    /// The bandwidth caps it goes under.
+    pace: Pace,
     /// `None` once finished.
     state: Option<Receiving>,
 }
@@ -87,6 +93,7 @@ impl Files {
         hash: Option<blake3::Hash>,
         options: PutOptions,
     ) -> Result<Upload> {
+        let options = self.check_upload(path, size, options)?;
         self.check_absent(path, &options).await?;
         let options = self.keepable(options);
         let mut holding = None;
@@ -129,6 +136,7 @@ impl Files {
             offset,
             prefix,
             renewed: Instant::now(),
+            pace: self.engine.pace(&self.user, super::Direction::Up),
             state: Some(Receiving { sink, reservation, holding }),
         })
     }
@@ -143,6 +151,7 @@ impl Files {
         hash: Option<blake3::Hash>,
         options: PutOptions,
     ) -> Result<SmallPut> {
+        let options = self.check_upload(path, size, options)?;
         self.check_absent(path, &options).await?;
         let options = self.keepable(options);
         let reservation = self.reserve(path, size, 0, None).await?;
@@ -154,6 +163,7 @@ impl Files {
             options,
             data: Vec::with_capacity(size.min(crate::storage::SMALL_FILE) as usize),
             scratch: Vec::new(),
+            pace: self.engine.pace(&self.user, super::Direction::Up),
             reservation: Some(reservation),
         })
     }
@@ -171,13 +181,22 @@ impl Files {
         let paths: Vec<RemotePath> = puts.iter().map(|p| p.path.clone()).collect();
         let locked = self.engine.locks.lock(&self.user, &paths.iter().collect::<Vec<_>>()).await;
         // An exclusive one is refused if its target exists by now (or an
-        // earlier one of these is going there).
+        // earlier one of these is going there); so is one that may not
+        // overwrite a file there.
         let mut outcomes: Vec<Option<Result<crate::storage::Removed>>> = Vec::with_capacity(puts.len());
         let mut files = Vec::with_capacity(puts.len());
         for (i, put) in puts.iter_mut().enumerate() {
             let taken = paths[..i].contains(&put.path);
-            if put.options.exclusive && (taken || self.check_absent(&put.path, &put.options).await.is_err()) {
-                outcomes.push(Some(Err(Error::Exists)));
+            let refused = match self.check_absent(&put.path, &put.options).await {
+                Err(e) => Some(e),
+                Ok(()) if taken && put.options.exclusive => Some(Error::Exists),
+                Ok(()) if taken && put.options.no_overwrite => {
+                    Some(self.allowed(super::Permission::Overwrite, &put.path).err().unwrap_or(Error::Exists))
+                }
+                Ok(()) => None,
+            };
+            if let Some(refused) = refused {
+                outcomes.push(Some(Err(refused)));
                 continue;
             }
             outcomes.push(None);
@@ -220,6 +239,7 @@ pub struct SmallPut {
     data: Vec<u8>,
     /// The buffer lent out for the next chunk.
     scratch: Vec<u8>,
+    pace: Pace,
     reservation: Option<Reservation>,
 }
 
@@ -244,8 +264,10 @@ impl SmallPut {
         std::mem::take(&mut self.scratch)
     }
 
-    /// Takes the first `n` bytes of `buf`, at most [`SmallPut::remaining`].
-    pub fn write(&mut self, buf: Vec<u8>, n: usize) {
+    /// Takes the first `n` bytes of `buf`, at most [`SmallPut::remaining`],
+    /// once the bandwidth caps let them in.
+    pub async fn write(&mut self, buf: Vec<u8>, n: usize) {
+        self.pace.take(n).await;
         self.data.extend_from_slice(&buf[..n]);
         self.scratch = buf;
     }
@@ -341,6 +363,7 @@ impl Upload {
     pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> Result<()> {
         let Some(state) = &mut self.state else { return Err(Error::other("the upload is over")) };
         debug_assert!(n as u64 <= self.remaining);
+        self.pace.take(n).await;
         self.remaining -= n as u64;
         let written = state.sink.write(buf, n).await;
         // After the write: a part going to the store is progress.

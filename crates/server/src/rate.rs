@@ -1,0 +1,119 @@
+//! Bandwidth caps: token buckets that transfers draw from, a chunk at a
+//! time, and wait on (a timer, never a loop) when they run dry.
+//!
+//! A bucket holds up to a quarter of a second of its rate. Drawing more
+//! than it holds goes into debt, and the drawer sleeps until the debt is
+//! paid at the bucket's rate (bytes are paid for before they go); the
+//! next drawer queues behind that debt.
+//! So transfers sharing a bucket (one user's sessions, or every transfer
+//! under the daemon's cap) share its rate, each moving in whole chunks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How much a full bucket holds, in time at its rate.
+const BURST: Duration = Duration::from_millis(250);
+
+/// One cap, shared by every transfer that draws from it.
+#[derive(Debug)]
+pub struct Bucket {
+    rate: u64,
+    /// When the tokens drawn so far are all paid for; earlier than now
+    /// by up to [`BURST`] when the bucket holds tokens.
+    paid_until: Mutex<Instant>,
+}
+
+impl Bucket {
+    /// A full bucket of `rate` bytes per second (at least 1).
+    pub fn new(rate: u64) -> Arc<Bucket> {
+        Arc::new(Bucket { rate: rate.max(1), paid_until: Mutex::new(Instant::now() - BURST) })
+    }
+
+    /// Its rate, bytes per second.
+    pub fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    /// Draws `n` bytes; returns when they may go.
+    fn draw(&self, n: usize, now: Instant) -> Instant {
+        let cost = Duration::from_secs_f64(n as f64 / self.rate as f64);
+        let mut paid_until = self.paid_until.lock().unwrap_or_else(|p| p.into_inner());
+        // A bucket left alone refills up to BURST, no more.
+        let start = (*paid_until).max(now - BURST);
+        *paid_until = start + cost;
+        *paid_until
+    }
+}
+
+/// The caps one transfer goes under: its user's and the daemon's, in
+/// one direction. Empty: no cap.
+#[derive(Debug, Clone, Default)]
+pub struct Pace(Vec<Arc<Bucket>>);
+
+impl Pace {
+    /// A transfer under `buckets`.
+    pub fn new(buckets: impl IntoIterator<Item = Arc<Bucket>>) -> Pace {
+        Pace(buckets.into_iter().collect())
+    }
+
+    /// Waits until `n` more bytes may go (at once when no cap applies).
+    pub async fn take(&self, n: usize) {
+        if self.0.is_empty() || n == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let until = self.0.iter().map(|b| b.draw(n, now)).max().unwrap_or(now);
+        if until > now {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bucket_paces_what_is_drawn_from_it_and_shares_it() {
+        let bucket = Bucket::new(1 << 20);
+        let pace = Pace::new([bucket.clone()]);
+        let start = Instant::now();
+        // A full bucket lets a quarter second's worth go at once...
+        pace.take(256 << 10).await;
+        assert_eq!(Instant::now(), start);
+        // ... then 4 MiB in 1 MiB chunks takes 4 s (the clock is paused:
+        // virtual time, exact).
+        for _ in 0..4 {
+            pace.take(1 << 20).await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(4));
+        // Two transfers drawing from it at once share the rate: 2 MiB
+        // each is 4 s for both together.
+        let other = pace.clone();
+        let started = Instant::now();
+        let one = tokio::spawn(async move {
+            for _ in 0..8 {
+                other.take(256 << 10).await;
+            }
+        });
+        for _ in 0..8 {
+            pace.take(256 << 10).await;
+        }
+        one.await.unwrap();
+        assert_eq!(Instant::now() - started, Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_slowest_cap_wins() {
+        let (slow, fast) = (Bucket::new(1 << 20), Bucket::new(8 << 20));
+        let pace = Pace::new([fast, slow]);
+        let start = Instant::now();
+        pace.take(256 << 10).await;
+        pace.take(2 << 20).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+        // No cap: nothing waits.
+        Pace::default().take(1 << 30).await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+}
