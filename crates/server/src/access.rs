@@ -117,23 +117,51 @@ impl Serialize for Permissions {
     }
 }
 
-impl<'de> Deserialize<'de> for Permissions {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+impl Permissions {
+    /// The set of these names (`all` for every one).
+    fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Permissions, String> {
         let mut bits = 0;
-        for name in Vec::<String>::deserialize(d)? {
-            bits |= match name.as_str() {
+        for name in names {
+            bits |= match name.trim() {
                 "all" => Permissions::ALL.0,
                 other => match Permission::ALL.into_iter().find(|p| p.name() == other) {
                     Some(p) => p.bit(),
                     None => {
-                        return Err(serde::de::Error::custom(format!(
+                        return Err(format!(
                             "unknown permission {other:?}: use all, list, download, upload, overwrite, delete, rename or mkdir"
-                        )));
+                        ));
                     }
                 },
             };
         }
         Ok(Permissions(bits))
+    }
+}
+
+impl std::str::FromStr for Permissions {
+    type Err = String;
+    /// Names separated by commas (`list,download`), `all`, or `none`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "none" | "" => Ok(Permissions(0)),
+            text => Permissions::from_names(text.split(',')),
+        }
+    }
+}
+
+impl fmt::Display for Permissions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.names() {
+            names if names.is_empty() => f.write_str("none"),
+            names => f.write_str(&names.join(",")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Permissions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        Permissions::from_names(names.iter().map(String::as_str)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -150,7 +178,22 @@ impl DirRules {
 
     /// The set of the longest rule path that is `path` or above it.
     fn find(&self, path: &RemotePath) -> Option<(&RemotePath, Permissions)> {
-        self.0.iter().filter(|(dir, _)| is_within(path, dir)).max_by_key(|(dir, _)| dir.parts().count()).map(|(d, p)| (d, *p))
+        self.0
+            .iter()
+            .filter(|(dir, _)| is_within(path, dir))
+            .max_by_key(|(dir, _)| dir.parts().count())
+            .map(|(d, p)| (d, *p))
+    }
+
+    /// Sets the rule for `dir` (`None`: removes it).
+    pub fn set(&mut self, dir: RemotePath, permissions: Option<Permissions>) {
+        self.0.retain(|(d, _)| *d != dir);
+        self.0.extend(permissions.map(|p| (dir, p)));
+    }
+
+    /// The rules, by path.
+    pub fn iter(&self) -> impl Iterator<Item = (&RemotePath, Permissions)> {
+        self.0.iter().map(|(d, p)| (d, *p))
     }
 
     /// Whether a rule is for `path` or a directory below it.
@@ -311,11 +354,17 @@ impl Access {
     pub fn check_name(&self, path: &RemotePath) -> Result<(), Refusal> {
         let Some(name) = path.file_name() else { return Ok(()) };
         if let Some(pattern) = self.deny.iter().find(|p| p.matches(name)) {
-            return Err(Refusal(format!("the name {name:?} is not allowed (it matches the denied pattern {pattern:?})", pattern = pattern.0)));
+            return Err(Refusal(format!(
+                "the name {name:?} is not allowed (it matches the denied pattern {pattern:?})",
+                pattern = pattern.0
+            )));
         }
         if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(name)) {
             let allowed: Vec<&str> = self.allow.iter().map(|p| p.0.as_str()).collect();
-            return Err(Refusal(format!("the name {name:?} is not allowed (names must match one of {})", allowed.join(", "))));
+            return Err(Refusal(format!(
+                "the name {name:?} is not allowed (names must match one of {})",
+                allowed.join(", ")
+            )));
         }
         Ok(())
     }
@@ -403,7 +452,7 @@ mod tests {
         assert!(access.check_size(1000).is_ok() && access.check_size(1001).is_err());
     }
 
-    #[derive(Deserialize)]
+    #[derive(Debug, Deserialize)]
     struct Raw {
         #[serde(default)]
         permissions: Permissions,

@@ -4,7 +4,9 @@ mod manual;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
+use ftp_proto::RemotePath;
 use ftp_proto::size::{exact_size, human_size, parse_size};
+use ftp_server::access::{NamePattern, Permissions};
 use ftp_server::config::{Config, Flags, LogFormat};
 use ftp_server::users::{UserRecord, UserSource, hash_password, validate_user_name};
 use std::io::{BufRead, IsTerminal};
@@ -143,6 +145,89 @@ enum UserAction {
     },
     /// List users and their quotas.
     List,
+    /// Set what a user may do: permissions (in the home and per
+    /// directory), name rules, the largest file, and bandwidth caps. Only
+    /// what is given changes; `ftpd user show` prints the result.
+    Set {
+        /// User name.
+        name: String,
+        /// Permissions in the home where no --path rule applies: a comma
+        /// list of list, download, upload, overwrite, delete, rename, mkdir,
+        /// or all, or none.
+        #[arg(long, value_name = "LIST")]
+        permissions: Option<Permissions>,
+        /// Permissions for a directory and everything below it, e.g.
+        /// /public=list,download (the longest matching path wins);
+        /// repeatable.
+        #[arg(long = "path", value_name = "DIR=LIST", value_parser = parse_dir_rule)]
+        paths: Vec<(RemotePath, Permissions)>,
+        /// Removes the rule of a directory; repeatable.
+        #[arg(long = "unset-path", value_name = "DIR", value_parser = parse_dir)]
+        unset_paths: Vec<RemotePath>,
+        /// Names new files and directories must match one of (`*` and `?`,
+        /// either case); repeatable, replaces the list; "" clears it.
+        #[arg(long, value_name = "PATTERN")]
+        allow: Vec<String>,
+        /// Names new files and directories must not match, e.g. '*.exe';
+        /// repeatable, replaces the list; "" clears it.
+        #[arg(long, value_name = "PATTERN")]
+        deny: Vec<String>,
+        /// The largest file one upload may store, e.g. 100MiB, or none.
+        #[arg(long, value_name = "SIZE")]
+        max_file_size: Option<String>,
+        /// Bytes per second this user's uploads may take together (all
+        /// their sessions), e.g. 8MiB, or off.
+        #[arg(long, value_name = "RATE")]
+        upload_rate: Option<String>,
+        /// Bytes per second this user's downloads may take together, or off.
+        #[arg(long, value_name = "RATE")]
+        download_rate: Option<String>,
+    },
+    /// Show a user's record (without the password hash), as in the users
+    /// file.
+    Show {
+        /// User name.
+        name: String,
+    },
+}
+
+/// `DIR=LIST` of `ftpd user set --path`.
+fn parse_dir_rule(text: &str) -> Result<(RemotePath, Permissions), String> {
+    let (dir, list) = text.split_once('=').ok_or("expected DIR=LIST, e.g. /public=list,download")?;
+    Ok((parse_dir(dir)?, list.parse()?))
+}
+
+/// An absolute directory of the home.
+fn parse_dir(text: &str) -> Result<RemotePath, String> {
+    if !text.starts_with('/') {
+        return Err(format!("{text:?}: a directory of the home starts with /"));
+    }
+    RemotePath::resolve(&RemotePath::root(), text).map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// A size, or `none`/`off` for no limit.
+fn optional_size(text: &str, none: &str) -> Result<Option<u64>> {
+    match text.trim() {
+        t if t == none || t == "none" || t == "off" => Ok(None),
+        t => Ok(Some(parse_size(t).map_err(anyhow::Error::msg)?)),
+    }
+}
+
+/// A user's record as a table of the users file, without the password
+/// hash.
+fn show(name: &str, record: &UserRecord) -> Result<String> {
+    let mut table = toml::Table::try_from(record).context("cannot show the record")?;
+    table.remove("password");
+    let mut users = toml::Table::new();
+    users.insert(name.to_owned(), toml::Value::Table(table));
+    let mut whole = toml::Table::new();
+    whole.insert("users".to_owned(), toml::Value::Table(users));
+    toml::to_string(&whole).context("cannot show the record")
+}
+
+/// Name patterns from the command line: one "" clears the list.
+fn patterns(given: &[String]) -> Result<Vec<NamePattern>> {
+    given.iter().filter(|p| !p.is_empty()).map(|p| NamePattern::new(p).map_err(anyhow::Error::msg)).collect()
 }
 
 fn main() -> std::process::ExitCode {
@@ -300,7 +385,9 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
                 bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
             }
             let password = read_password(password_stdin)?;
-            source.add(&name, UserRecord { password: hash_password(&password)?, quota, ..UserRecord::default() }).await?;
+            source
+                .add(&name, UserRecord { password: hash_password(&password)?, quota, ..UserRecord::default() })
+                .await?;
             println!("added user {name} to {place}");
         }
         UserAction::SetQuota { name, size } => {
@@ -325,6 +412,60 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             let password = hash_password(&read_password(password_stdin)?)?;
             source.change(&name, |user| user.password = password.clone()).await?;
             println!("password changed for {name}");
+        }
+        UserAction::Set {
+            name,
+            permissions,
+            paths,
+            unset_paths,
+            allow,
+            deny,
+            max_file_size,
+            upload_rate,
+            download_rate,
+        } => {
+            let allow_list = if allow.is_empty() { None } else { Some(patterns(&allow)?) };
+            let deny_list = if deny.is_empty() { None } else { Some(patterns(&deny)?) };
+            let max_file_size = max_file_size.map(|s| optional_size(&s, "none")).transpose()?;
+            let upload_rate = upload_rate.map(|s| optional_size(&s, "off")).transpose()?;
+            let download_rate = download_rate.map(|s| optional_size(&s, "off")).transpose()?;
+            if upload_rate == Some(Some(0)) || download_rate == Some(Some(0)) {
+                bail!("a rate of 0 would stop every transfer; say off for no cap");
+            }
+            source
+                .change(&name, |user| {
+                    if let Some(p) = permissions {
+                        user.permissions = p;
+                    }
+                    for dir in &unset_paths {
+                        user.paths.set(dir.clone(), None);
+                    }
+                    for (dir, p) in &paths {
+                        user.paths.set(dir.clone(), Some(*p));
+                    }
+                    if let Some(allow) = &allow_list {
+                        user.allow = allow.clone();
+                    }
+                    if let Some(deny) = &deny_list {
+                        user.deny = deny.clone();
+                    }
+                    if let Some(max) = max_file_size {
+                        user.max_file_size = max;
+                    }
+                    if let Some(rate) = upload_rate {
+                        user.upload_rate = rate;
+                    }
+                    if let Some(rate) = download_rate {
+                        user.download_rate = rate;
+                    }
+                })
+                .await?;
+            let record = source.get(&name).await?.ok_or_else(|| anyhow::anyhow!("no such user {name:?}"))?;
+            print!("{}", show(&name, &record)?);
+        }
+        UserAction::Show { name } => {
+            let record = source.get(&name).await?.ok_or_else(|| anyhow::anyhow!("no such user {name:?}"))?;
+            print!("{}", show(&name, &record)?);
         }
         UserAction::List => {
             for (name, record) in &source.load().await?.users {

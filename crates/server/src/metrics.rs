@@ -33,6 +33,14 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+/// A counter of seconds.
+pub type Seconds = Counter<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UserLabels {
     user: String,
 }
@@ -62,6 +70,7 @@ pub struct Metrics {
     bytes_in: Counter,
     bytes_out: Counter,
     durations: HistogramFamily,
+    rate_waits: Family<DirectionLabels, Seconds>,
     used: Family<UserLabels, Gauge>,
     quota: Family<UserLabels, Gauge>,
     /// One render at a time: each refills the per-user families.
@@ -83,6 +92,7 @@ impl Default for Metrics {
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
         let durations: HistogramFamily = Family::new_with_constructor(transfer_buckets);
+        let rate_waits = Family::default();
         let used = Family::default();
         let quota = Family::default();
         registry.register("connections_open", "Connections being served (logged in or not)", connections.clone());
@@ -96,6 +106,11 @@ impl Default for Metrics {
             "Duration of put and get requests, whatever their outcome",
             durations.clone(),
         );
+        registry.register(
+            "rate_wait_seconds",
+            "Time transfers spent waiting on bandwidth caps (user's or daemon's), by direction",
+            rate_waits.clone(),
+        );
         registry.register("user_used_bytes", "Disk space used per user (users logged in since start)", used.clone());
         registry.register("user_quota_bytes", "Quota per user (users logged in since start)", quota.clone());
         Metrics {
@@ -107,6 +122,7 @@ impl Default for Metrics {
             bytes_in,
             bytes_out,
             durations,
+            rate_waits,
             used,
             quota,
             rendering: Default::default(),
@@ -146,6 +162,12 @@ impl Metrics {
             _ => return,
         }
         self.durations.get_or_create(&OpLabels { op }).observe(took.as_secs_f64());
+    }
+
+    /// The counter of time spent waiting on bandwidth caps in `direction`
+    /// (`upload` or `download`).
+    pub fn rate_wait(&self, direction: &'static str) -> Seconds {
+        self.rate_waits.get_or_create(&DirectionLabels { direction }).clone()
     }
 
     /// Logged-in sessions now.

@@ -8,6 +8,7 @@
 //! So transfers sharing a bucket (one user's sessions, or every transfer
 //! under the daemon's cap) share its rate, each moving in whole chunks.
 
+use crate::metrics::Seconds;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,25 +48,32 @@ impl Bucket {
 }
 
 /// The caps one transfer goes under: its user's and the daemon's, in
-/// one direction. Empty: no cap.
+/// one direction, and where the time spent waiting on them is counted.
+/// No buckets: no cap.
 #[derive(Debug, Clone, Default)]
-pub struct Pace(Vec<Arc<Bucket>>);
+pub struct Pace {
+    buckets: Vec<Arc<Bucket>>,
+    waited: Option<Seconds>,
+}
 
 impl Pace {
-    /// A transfer under `buckets`.
-    pub fn new(buckets: impl IntoIterator<Item = Arc<Bucket>>) -> Pace {
-        Pace(buckets.into_iter().collect())
+    /// A transfer under `buckets`, its waits added to `waited`.
+    pub fn new(buckets: impl IntoIterator<Item = Arc<Bucket>>, waited: Option<Seconds>) -> Pace {
+        Pace { buckets: buckets.into_iter().collect(), waited }
     }
 
     /// Waits until `n` more bytes may go (at once when no cap applies).
     pub async fn take(&self, n: usize) {
-        if self.0.is_empty() || n == 0 {
+        if self.buckets.is_empty() || n == 0 {
             return;
         }
         let now = Instant::now();
-        let until = self.0.iter().map(|b| b.draw(n, now)).max().unwrap_or(now);
+        let until = self.buckets.iter().map(|b| b.draw(n, now)).max().unwrap_or(now);
         if until > now {
             tokio::time::sleep_until(until).await;
+            if let Some(waited) = &self.waited {
+                waited.inc_by((until - now).as_secs_f64());
+            }
         }
     }
 }
@@ -77,7 +85,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_bucket_paces_what_is_drawn_from_it_and_shares_it() {
         let bucket = Bucket::new(1 << 20);
-        let pace = Pace::new([bucket.clone()]);
+        let waited = Seconds::default();
+        let pace = Pace::new([bucket.clone()], Some(waited.clone()));
         let start = Instant::now();
         // A full bucket lets a quarter second's worth go at once...
         pace.take(256 << 10).await;
@@ -88,6 +97,7 @@ mod tests {
             pace.take(1 << 20).await;
         }
         assert_eq!(Instant::now() - start, Duration::from_secs(4));
+        assert_eq!(waited.get(), 4.0);
         // Two transfers drawing from it at once share the rate: 2 MiB
         // each is 4 s for both together.
         let other = pace.clone();
@@ -107,7 +117,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_slowest_cap_wins() {
         let (slow, fast) = (Bucket::new(1 << 20), Bucket::new(8 << 20));
-        let pace = Pace::new([fast, slow]);
+        let pace = Pace::new([fast, slow], None);
         let start = Instant::now();
         pace.take(256 << 10).await;
         pace.take(2 << 20).await;

@@ -379,7 +379,7 @@ impl UserDb {
         let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
         let result = (|| {
             let mut f = open_private(&tmp)?;
-            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list`.\n")?;
+            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|set|show|list`.\n")?;
             f.write_all(text.as_bytes())?;
             if !declares_users(&text) {
                 // Says "no users" on purpose, unlike an emptied file.
@@ -627,7 +627,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30), ..UserRecord::default() });
+        db.users.insert(
+            "alice".into(),
+            UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30), ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("$argon2id$") && !text.contains("pw1"));
@@ -640,7 +643,10 @@ mod tests {
         assert!(!store.verify(&users, "alice", "pw2"));
         assert!(!store.verify(&users, "mallory", "pw1"));
 
-        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None, ..UserRecord::default() });
+        db.users.insert(
+            "bob".into(),
+            UserRecord { password: hash_password("pw3").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         assert!(store.verify(&store.reread(), "bob", "pw3"), "a changed file is picked up");
 
@@ -653,7 +659,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() });
+        db.users.insert(
+            "alice".into(),
+            UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         let store = UserStore::open(&path).unwrap();
         std::fs::write(&path, "").unwrap();

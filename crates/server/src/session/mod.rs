@@ -250,7 +250,9 @@ where
     async fn run_request(&mut self, request: Request) -> Result<Option<Outcome>, ConnError> {
         let outcome = match request {
             Request::Put { path, size, resume, hash, mtime, exclusive } => {
-                return self.put(&path, size, resume, hash, PutOptions { mtime, exclusive, ..PutOptions::default() }).await;
+                return self
+                    .put(&path, size, resume, hash, PutOptions { mtime, exclusive, ..PutOptions::default() })
+                    .await;
             }
             Request::Get { path, offset, since } => self.get(path, offset, since).await?,
             Request::Ls { path } => self.ls(path.as_deref()).await?,

@@ -93,7 +93,8 @@ impl Engine {
             }
             bucket.clone()
         });
-        Pace::new(self.caps[direction as usize].iter().cloned().chain(mine))
+        let waited = self.metrics.rate_wait(if direction == Direction::Up { "upload" } else { "download" });
+        Pace::new(self.caps[direction as usize].iter().cloned().chain(mine), Some(waited))
     }
 
     /// Where files are, for the log.

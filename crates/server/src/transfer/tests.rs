@@ -15,7 +15,10 @@ fn engines(quota: Option<u64>) -> Vec<(&'static str, Arc<Engine>, tempfile::Temp
             let users_dir = tempfile::tempdir().unwrap();
             let path = users_dir.path().join("users.toml");
             let mut db = UserDb::default();
-            db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota, ..UserRecord::default() });
+            db.users.insert(
+                "alice".into(),
+                UserRecord { password: hash_password("pw").unwrap(), quota, ..UserRecord::default() },
+            );
             db.save(&path).unwrap();
             let users = Arc::new(UserStore::open(&path).unwrap());
             let engine = Arc::new(Engine::new(store, users, Arc::default()));
@@ -65,7 +68,7 @@ async fn replacing_a_file_is_charged_only_the_difference() {
         // Small uploads too.
         let small = b"0123456789".repeat(100);
         let mut put = files.begin_small(&p("s"), small.len() as u64, None, PutOptions::default()).await.unwrap();
-        put.write(small.clone(), small.len());
+        put.write(small.clone(), small.len()).await;
         put.check(End::Hash(blake3::hash(&small))).unwrap();
         assert!(files.store_small(vec![put]).await[0].is_ok());
         assert_eq!(used(&files).await, 3 * mb + 1000, "{name}");
@@ -195,4 +198,42 @@ async fn an_upload_dropped_unfinished_releases_its_reservation_in_the_background
             "{name}: room again"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sessions_of_one_user_share_their_cap_and_the_daemon_cap_spans_users() {
+    let (_, store, _dir) = stores().into_iter().next().unwrap();
+    let users_dir = tempfile::tempdir().unwrap();
+    let path = users_dir.path().join("users.toml");
+    let mut db = UserDb::default();
+    let capped =
+        |rate| UserRecord { password: hash_password("pw").unwrap(), upload_rate: rate, ..UserRecord::default() };
+    db.users.insert("alice".into(), capped(Some(1 << 20)));
+    db.users.insert("bob".into(), capped(None));
+    db.save(&path).unwrap();
+    let users = Arc::new(UserStore::open(&path).unwrap());
+    let engine = Engine::new(store, users, Arc::default()).with_caps(None, Some(4 << 20));
+    // Two sessions of alice draw from one bucket: 2 MiB each, at 1 MiB/s
+    // together, take 4 s (less the quarter second a full bucket holds).
+    let (one, two) = (engine.pace("alice", Direction::Up), engine.pace("alice", Direction::Up));
+    let start = tokio::time::Instant::now();
+    let other = tokio::spawn(async move {
+        for _ in 0..8 {
+            two.take(256 << 10).await;
+        }
+    });
+    for _ in 0..8 {
+        one.take(256 << 10).await;
+    }
+    other.await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(3750));
+    // Bob has no cap of his own, and uploads have no daemon cap.
+    let start = tokio::time::Instant::now();
+    engine.pace("bob", Direction::Up).take(64 << 20).await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    // Downloads do: alice's and bob's together go at 4 MiB/s.
+    let (a, b) = (engine.pace("alice", Direction::Down), engine.pace("bob", Direction::Down));
+    let start = tokio::time::Instant::now();
+    tokio::join!(a.take(3 << 20), b.take(3 << 20));
+    assert_eq!(start.elapsed(), Duration::from_millis(1250));
 }
