@@ -8,12 +8,14 @@ use ftp_e2e::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 on_both_backends!(
     every_operation_is_refused_exactly_when_its_permission_is_missing,
     a_drop_box_a_read_only_user_and_an_archive_by_directory,
     name_rules_and_the_largest_file_refuse_before_any_data,
     bandwidth_caps_are_applied_to_uploads_and_downloads,
+    a_shared_folder_has_its_own_quota_rules_and_permissions_per_user,
 );
 
 /// The permissions, as `ftpd user set --permissions` takes them.
@@ -281,4 +283,83 @@ fn bandwidth_caps_are_applied_to_uploads_and_downloads() {
     let before = waited(&d, "upload");
     ok(d.ftpc("capped", "pw").arg("put").arg(&file).arg("again.bin"));
     assert_eq!(waited(&d, "upload"), before);
+}
+
+fn a_shared_folder_has_its_own_quota_rules_and_permissions_per_user() {
+    let d = Daemon::start(&[]);
+    let folder = |args: &[&str]| {
+        let mut cmd = Command::new(bin("ftpd"));
+        cmd.arg("folder").args(args).arg("--users").arg(d.dir.path().join("users.toml"));
+        cmd
+    };
+    d.add_user("alice", "pw");
+    d.add_user("bob", "pw");
+    ok(&mut folder(&["add", "team", "--quota", "1MiB", "--deny", "*.exe"]));
+    let err = fails(&mut d.ftpd_user(&["set", "bob", "--folder", "tem=all"]), 1);
+    assert!(err.contains("no such folder \"tem\""), "{err}");
+    ok(&mut d.ftpd_user(&["set", "alice", "--folder", "team=all"]));
+    ok(&mut d.ftpd_user(&["set", "bob", "--folder", "team=list,download,upload"]));
+    let listed = ok(&mut folder(&["list"]));
+    assert_eq!(listed, "team\tquota 1 MiB\talice=all bob=list,download,upload\n");
+
+    let work = tempfile::tempdir().unwrap();
+    let (a, b, mine) = (work.path().join("a.bin"), work.path().join("b.bin"), work.path().join("mine.bin"));
+    random_file(&a, 600 << 10, "a");
+    random_file(&b, 600 << 10, "b");
+    random_file(&mine, 900 << 10, "mine");
+    // Alice's own file and a file in the folder; each sees the other's.
+    ok(d.ftpc("alice", "pw").arg("put").arg(&mine));
+    ok(d.ftpc("alice", "pw").arg("put").arg(&a).arg("team/a.bin"));
+    assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "mine.bin\nteam/\n");
+    assert_eq!(ok(d.ftpc("bob", "pw").args(["ls", "team"])), "a.bin\n");
+    ok(d.ftpc("bob", "pw").args(["get", "team/a.bin"]).arg(work.path().join("a-back.bin")));
+    assert_eq!(hash_file(&work.path().join("a-back.bin")), hash_file(&a));
+    // The folder's quota counts both users' files, and only the folder's.
+    let err = fails(d.ftpc("bob", "pw").arg("put").arg(&b).arg("team/b.bin"), 5);
+    assert!(err.contains("[quota_exceeded]"), "{err}");
+    ok(d.ftpc("bob", "pw").arg("put").arg(&b));
+    assert!(ok(d.ftpc("alice", "pw").arg("df")).starts_with("used 900.0 KiB"), "the folder is not alice's usage");
+    // Each user's permissions in it: bob may not delete or overwrite.
+    let err = fails(d.ftpc("bob", "pw").args(["rm", "team/a.bin"]), 5);
+    assert!(err.contains("lacks the `delete` permission in /team"), "{err}");
+    let err = fails(d.ftpc("bob", "pw").arg("put").arg(&b).arg("team/a.bin"), 5);
+    assert!(err.contains("`overwrite` permission in /team"), "{err}");
+    // Its name rules apply to whoever writes there, and only there.
+    let exe = work.path().join("tool.exe");
+    std::fs::write(&exe, b"MZ").unwrap();
+    let err = fails(d.ftpc("alice", "pw").arg("put").arg(&exe).arg("team/tool.exe"), 5);
+    assert!(err.contains("denied pattern \"*.exe\""), "{err}");
+    ok(d.ftpc("alice", "pw").arg("put").arg(&exe));
+    // Alice frees room in it; then bob's upload fits.
+    ok(d.ftpc("alice", "pw").args(["rm", "team/a.bin"]));
+    ok(d.ftpc("bob", "pw").arg("put").arg(&b).arg("team/b.bin"));
+    assert_eq!(ok(d.ftpc("alice", "pw").args(["ls", "team"])), "b.bin\n");
+
+    // No way out of the folder, or from one user's home into another's.
+    let mut raw = Raw::login(d.target(), "bob", "pw");
+    for path in ["team/../../alice/mine.bin", "/team/../../+team/b.bin", "../alice"] {
+        let reply = raw.request(&json!({"op": "stat", "path": path}));
+        assert_eq!(code(&reply), "permission_denied", "{path}: {reply}");
+    }
+    let reply = raw.request(&json!({"op": "rename", "from": "team/b.bin", "to": "b-taken.bin"}));
+    assert_eq!(code(&reply), "permission_denied", "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("copy instead"), "{reply}");
+    for request in [json!({"op": "rmdir", "path": "team"}), json!({"op": "rename", "from": "team", "to": "t2"})] {
+        assert_eq!(code(&raw.request(&request)), "permission_denied", "{request}");
+    }
+    // The folder's own files are kept apart from every home.
+    assert_eq!(hash_file(&d.home("+team").join("b.bin")), hash_file(&b));
+    assert!(!d.home("bob").join("team").exists());
+
+    if !d.on_objects() {
+        // `ftpd usage` counts the folder as `+team` (here from the disk).
+        let mut usage = Command::new(bin("ftpd"));
+        usage.args(["usage", "+team", "alice", "--users"]).arg(d.dir.path().join("users.toml"));
+        let usage = ok(usage.arg("--root").arg(d.root()));
+        assert!(usage.starts_with("+team\tused 614400 reserved 0\tquota 1 MiB\nalice\tused 921602"), "{usage}");
+    }
+    let err = fails(&mut folder(&["del", "team"]), 1);
+    assert!(err.contains("is given to alice, bob"), "{err}");
+    ok(&mut d.ftpd_user(&["set", "alice", "--unset-folder", "team"]));
+    assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "mine.bin\ntool.exe\n");
 }

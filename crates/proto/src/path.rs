@@ -96,6 +96,21 @@ impl RemotePath {
         self.parts.iter().map(String::as_str)
     }
 
+    /// `path` taken as below this one (`/team` joined with `/a/b` is
+    /// `/team/a/b`). The result may be one component deeper than paths a
+    /// client can name; it is for the server's own use (a shared folder
+    /// mounted in a home).
+    pub fn join(&self, path: &RemotePath) -> RemotePath {
+        RemotePath { parts: self.parts.iter().chain(&path.parts).cloned().collect() }
+    }
+
+    /// The path without its first component, and that component (`None`
+    /// for the home).
+    pub fn split_first(&self) -> Option<(&str, RemotePath)> {
+        let (first, rest) = self.parts.split_first()?;
+        Some((first, RemotePath { parts: rest.to_vec() }))
+    }
+
     /// The path relative to the home, for filesystem calls (`.` for the home).
     pub fn to_relative(&self) -> PathBuf {
         if self.parts.is_empty() { PathBuf::from(".") } else { self.parts.iter().collect() }

@@ -316,6 +316,19 @@ pub struct Access {
     pub deny: Vec<NamePattern>,
     /// The largest file one upload may store.
     pub max_file_size: Option<u64>,
+    /// The name rules of the shared folders mounted in the home.
+    pub folders: Vec<FolderRules>,
+}
+
+/// The name rules of a shared folder, where it is mounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRules {
+    /// Where the user sees it.
+    pub at: RemotePath,
+    /// Names new entries in it must match one of (none: any).
+    pub allow: Vec<NamePattern>,
+    /// Names new entries in it must not match.
+    pub deny: Vec<NamePattern>,
 }
 
 /// Why an operation is not allowed; the message names what is missing.
@@ -350,21 +363,12 @@ impl Access {
         Ok(())
     }
 
-    /// Checks the name a new file or directory at `path` would have.
+    /// Checks the name a new file or directory at `path` would have,
+    /// against the user's rules and those of the shared folder it is in.
     pub fn check_name(&self, path: &RemotePath) -> Result<(), Refusal> {
-        let Some(name) = path.file_name() else { return Ok(()) };
-        if let Some(pattern) = self.deny.iter().find(|p| p.matches(name)) {
-            return Err(Refusal(format!(
-                "the name {name:?} is not allowed (it matches the denied pattern {pattern:?})",
-                pattern = pattern.0
-            )));
-        }
-        if !self.allow.is_empty() && !self.allow.iter().any(|p| p.matches(name)) {
-            let allowed: Vec<&str> = self.allow.iter().map(|p| p.0.as_str()).collect();
-            return Err(Refusal(format!(
-                "the name {name:?} is not allowed (names must match one of {})",
-                allowed.join(", ")
-            )));
+        check_name(path, &self.allow, &self.deny)?;
+        for folder in self.folders.iter().filter(|f| is_within(path, &f.at)) {
+            check_name(path, &folder.allow, &folder.deny)?;
         }
         Ok(())
     }
@@ -380,6 +384,25 @@ impl Access {
             _ => Ok(()),
         }
     }
+}
+
+/// Checks the last component of `path` against one set of name rules.
+fn check_name(path: &RemotePath, allow: &[NamePattern], deny: &[NamePattern]) -> Result<(), Refusal> {
+    let Some(name) = path.file_name() else { return Ok(()) };
+    if let Some(pattern) = deny.iter().find(|p| p.matches(name)) {
+        return Err(Refusal(format!(
+            "the name {name:?} is not allowed (it matches the denied pattern {pattern:?})",
+            pattern = pattern.0
+        )));
+    }
+    if !allow.is_empty() && !allow.iter().any(|p| p.matches(name)) {
+        let allowed: Vec<&str> = allow.iter().map(|p| p.0.as_str()).collect();
+        return Err(Refusal(format!(
+            "the name {name:?} is not allowed (names must match one of {})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

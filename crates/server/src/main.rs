@@ -94,18 +94,86 @@ enum Command {
     /// Manage users: in the users file, or in the database when the
     /// configuration sets `database` (with storage = s3).
     User {
-        /// TOML configuration file, to find the users file or database.
-        #[arg(long, env = "FTPD_CONFIG", global = true)]
-        config: Option<PathBuf>,
-        /// Data root (the users file defaults to ROOT/users.toml).
-        #[arg(long, env = "FTPD_ROOT", global = true)]
-        root: Option<PathBuf>,
-        /// Users file.
-        #[arg(long, env = "FTPD_USERS", global = true)]
-        users: Option<PathBuf>,
+        #[command(flatten)]
+        at: UsersAt,
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage shared folders: one directory mounted at /NAME in the home
+    /// of each user given it (`ftpd user set USER --folder NAME=LIST`),
+    /// with a quota and name rules of its own.
+    Folder {
+        #[command(flatten)]
+        at: UsersAt,
+        #[command(subcommand)]
+        action: FolderAction,
+    },
+}
+
+/// Where `ftpd user` and `ftpd folder` find the users.
+#[derive(clap::Args)]
+struct UsersAt {
+    /// TOML configuration file, to find the users file or database.
+    #[arg(long, env = "FTPD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data root (the users file defaults to ROOT/users.toml).
+    #[arg(long, env = "FTPD_ROOT", global = true)]
+    root: Option<PathBuf>,
+    /// Users file.
+    #[arg(long, env = "FTPD_USERS", global = true)]
+    users: Option<PathBuf>,
+}
+
+impl UsersAt {
+    /// The users file or database the flags and configuration name.
+    fn source(self) -> Result<UserSource> {
+        let flags = Flags::default().with("root", self.root)?.with("users", self.users)?;
+        let config = Config::load(self.config.as_deref(), &flags)?;
+        Ok(UserSource::from_config(&config)?)
+    }
+}
+
+#[derive(Subcommand)]
+enum FolderAction {
+    /// Make a shared folder.
+    Add {
+        /// Folder name (mounted at /NAME): 1-32 of a-z A-Z 0-9 _ -.
+        name: String,
+        #[command(flatten)]
+        options: FolderOptions,
+    },
+    /// Change a shared folder's quota or name rules; only what is given
+    /// changes.
+    Set {
+        /// Folder name.
+        name: String,
+        #[command(flatten)]
+        options: FolderOptions,
+    },
+    /// Remove a shared folder (refused while users are given it; its
+    /// files stay in the store).
+    Del {
+        /// Folder name.
+        name: String,
+    },
+    /// List shared folders, their quotas and who is given each.
+    List,
+}
+
+#[derive(clap::Args)]
+struct FolderOptions {
+    /// Most bytes the folder may hold, whoever stores them, e.g. 10GiB,
+    /// or none.
+    #[arg(long, value_name = "SIZE")]
+    quota: Option<String>,
+    /// Names new files and directories in it must match one of;
+    /// repeatable, replaces the list; "" clears it.
+    #[arg(long, value_name = "PATTERN")]
+    allow: Vec<String>,
+    /// Names new files and directories in it must not match, e.g.
+    /// '*.exe'; repeatable, replaces the list; "" clears it.
+    #[arg(long, value_name = "PATTERN")]
+    deny: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +250,13 @@ enum UserAction {
         /// Bytes per second this user's downloads may take together, or off.
         #[arg(long, value_name = "RATE")]
         download_rate: Option<String>,
+        /// Gives the user a shared folder, mounted at /FOLDER, with these
+        /// permissions, e.g. team=list,download,upload; repeatable.
+        #[arg(long = "folder", value_name = "FOLDER=LIST", value_parser = parse_folder_grant)]
+        folders: Vec<(String, Permissions)>,
+        /// Takes a shared folder away from the user; repeatable.
+        #[arg(long = "unset-folder", value_name = "FOLDER")]
+        unset_folders: Vec<String>,
     },
     /// Show a user's record (without the password hash), as in the users
     /// file.
@@ -195,6 +270,12 @@ enum UserAction {
 fn parse_dir_rule(text: &str) -> Result<(RemotePath, Permissions), String> {
     let (dir, list) = text.split_once('=').ok_or("expected DIR=LIST, e.g. /public=list,download")?;
     Ok((parse_dir(dir)?, list.parse()?))
+}
+
+/// `FOLDER=LIST` of `ftpd user set --folder`.
+fn parse_folder_grant(text: &str) -> Result<(String, Permissions), String> {
+    let (folder, list) = text.split_once('=').ok_or("expected FOLDER=LIST, e.g. team=list,download,upload")?;
+    Ok((folder.to_owned(), list.parse()?))
 }
 
 /// An absolute directory of the home.
@@ -296,12 +377,15 @@ fn real_main() -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(ftp_server::usage::report(&config, recount, names))
         }
-        Command::User { config, root, users, action } => {
-            let flags = Flags::default().with("root", root)?.with("users", users)?;
-            let config = Config::load(config.as_deref(), &flags)?;
-            let source = UserSource::from_config(&config)?;
+        Command::User { at, action } => {
+            let source = at.source()?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(user_command(&source, action))
+        }
+        Command::Folder { at, action } => {
+            let source = at.source()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(folder_command(&source, action))
         }
     }
 }
@@ -423,7 +507,14 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             max_file_size,
             upload_rate,
             download_rate,
+            folders,
+            unset_folders,
         } => {
+            for (folder, _) in &folders {
+                if source.folder(folder).await?.is_none() {
+                    bail!("no such folder {folder:?} (make it with `ftpd folder add {folder}`)");
+                }
+            }
             let allow_list = if allow.is_empty() { None } else { Some(patterns(&allow)?) };
             let deny_list = if deny.is_empty() { None } else { Some(patterns(&deny)?) };
             let max_file_size = max_file_size.map(|s| optional_size(&s, "none")).transpose()?;
@@ -458,6 +549,12 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
                     if let Some(rate) = download_rate {
                         user.download_rate = rate;
                     }
+                    for folder in &unset_folders {
+                        user.folders.remove(folder);
+                    }
+                    for (folder, permissions) in &folders {
+                        user.folders.insert(folder.clone(), *permissions);
+                    }
                 })
                 .await?;
             let record = source.get(&name).await?.ok_or_else(|| anyhow::anyhow!("no such user {name:?}"))?;
@@ -476,6 +573,52 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn folder_command(source: &UserSource, action: FolderAction) -> Result<()> {
+    source.prepare().await?;
+    let place = source.describe();
+    let (name, options, create) = match action {
+        FolderAction::Add { name, options } => (name, options, true),
+        FolderAction::Set { name, options } => (name, options, false),
+        FolderAction::Del { name } => {
+            source.remove_folder(&name).await?;
+            println!("removed folder {name} from {place} (its files are kept)");
+            return Ok(());
+        }
+        FolderAction::List => {
+            let users = source.load().await?;
+            for (name, folder) in &users.folders {
+                let given: Vec<String> = users
+                    .users
+                    .iter()
+                    .filter_map(|(user, u)| Some(format!("{user}={}", u.folders.get(name)?)))
+                    .collect();
+                let quota = folder.quota.map_or("unlimited".to_owned(), |q| format!("quota {}", exact_size(q)));
+                println!("{name}\t{quota}\t{}", given.join(" "));
+            }
+            return Ok(());
+        }
+    };
+    let quota = options.quota.map(|q| optional_size(&q, "none")).transpose()?;
+    let allow = if options.allow.is_empty() { None } else { Some(patterns(&options.allow)?) };
+    let deny = if options.deny.is_empty() { None } else { Some(patterns(&options.deny)?) };
+    source
+        .change_folder(&name, create, |folder| {
+            if let Some(quota) = quota {
+                folder.quota = quota;
+            }
+            if let Some(allow) = &allow {
+                folder.allow = allow.clone();
+            }
+            if let Some(deny) = &deny {
+                folder.deny = deny.clone();
+            }
+        })
+        .await?;
+    let verb = if create { "added" } else { "changed" };
+    println!("{verb} folder {name} in {place}; give it to users with `ftpd user set USER --folder {name}=LIST`");
     Ok(())
 }
 

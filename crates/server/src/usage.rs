@@ -1,4 +1,5 @@
-//! `ftpd usage`: what each user stores, as the daemon counts it, and
+//! `ftpd usage`: what each user (and shared folder, `+FOLDER`) stores, as
+//! the daemon counts it, and
 //! `--recount`, which counts a bucket's shared usage records again from a
 //! listing of the bucket (the operator's repair for drift: objects removed
 //! behind the daemons' backs, or replacements racing on two daemons).
@@ -18,19 +19,24 @@ pub async fn report(config: &Config, recount: bool, names: Vec<String>) -> Resul
     let store = Store::open_beside(config, source.database().cloned())?;
     store.check().await.context("the storage can't be used")?;
     let users = source.load().await?;
+    // Shared folders are named `+FOLDER`, as their files are.
     let names = match names.is_empty() {
-        true => users.users.keys().cloned().collect(),
+        true => users.users.keys().cloned().chain(users.folders.keys().map(|f| format!("+{f}"))).collect(),
         false => names,
     };
     let mut failed = 0;
     for name in names {
-        validate_user_name(&name)?;
-        let Some(user) = users.users.get(&name) else {
-            eprintln!("ftpd: no such user {name:?}");
+        validate_user_name(name.strip_prefix('+').unwrap_or(&name))?;
+        let quota = match name.strip_prefix('+') {
+            Some(folder) => users.folders.get(folder).map(|f| f.quota),
+            None => users.users.get(&name).map(|u| u.quota),
+        };
+        let Some(quota) = quota else {
+            eprintln!("ftpd: no such user or folder {name:?}");
             failed += 1;
             continue;
         };
-        let quota = user.quota.map_or("unlimited".to_owned(), exact_size);
+        let quota = quota.map_or("unlimited".to_owned(), exact_size);
         let shown = |u: Usage| format!("used {} reserved {}", u.used, u.reserved);
         match recount {
             false => match store.usage_of(&name).await {
@@ -60,7 +66,9 @@ pub async fn report(config: &Config, recount: bool, names: Vec<String>) -> Resul
 /// result logged; a user who can't be recounted now is logged and left.
 pub(crate) async fn recount_at_start(shared: &crate::shared::Shared) {
     let users = shared.users().snapshot();
-    for name in users.users.keys() {
+    let folders = users.folders.keys().map(|f| format!("+{f}"));
+    for name in users.users.keys().cloned().chain(folders) {
+        let name = &name;
         match shared.engine().recount(name).await {
             Ok((before, after)) => tracing::info!(
                 user = %name,

@@ -15,7 +15,7 @@
 //! of that user's logins and all of them on SIGHUP; a database that can't
 //! be reached is reported and the users last read stay in force.
 
-use crate::access::{Access, DirRules, NamePattern, Permissions};
+use crate::access::{Access, DirRules, FolderRules, NamePattern, Permissions};
 use crate::storage::db::Db;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// One user's record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     /// argon2id PHC string.
@@ -60,18 +60,34 @@ pub struct UserRecord {
     /// Bytes per second this user's downloads may take together.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
     pub download_rate: Option<u64>,
+    /// Shared folders mounted in the home, each at `/<name>`, with what
+    /// this user may do in it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub folders: BTreeMap<String, Permissions>,
 }
 
 impl UserRecord {
-    /// What limits the user's file operations.
-    pub fn access(&self) -> Access {
-        Access {
+    /// What limits the user's file operations, given the shared folders
+    /// that exist (a folder the user is given mounts as a directory rule
+    /// with the permissions given, and brings its name rules).
+    pub fn access(&self, folders: &BTreeMap<String, FolderRecord>) -> Access {
+        let mut access = Access {
             permissions: self.permissions,
             paths: self.paths.clone(),
             allow: self.allow.clone(),
             deny: self.deny.clone(),
             max_file_size: self.max_file_size,
+            folders: Vec::new(),
+        };
+        for (name, permissions) in &self.folders {
+            let (Some(folder), Ok(at)) = (folders.get(name), ftp_proto::RemotePath::resolve(&Default::default(), name))
+            else {
+                continue;
+            };
+            access.paths.set(at.clone(), Some(*permissions));
+            access.folders.push(FolderRules { at, allow: folder.allow.clone(), deny: folder.deny.clone() });
         }
+        access
     }
 }
 
@@ -108,6 +124,29 @@ pub struct UserDb {
     /// Users by name.
     #[serde(default)]
     pub users: BTreeMap<String, UserRecord>,
+    /// Shared folders by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub folders: BTreeMap<String, FolderRecord>,
+}
+
+/// A shared folder: one directory mounted at `/<name>` in the home of
+/// each user given it (`folders` in their record), with a quota of its
+/// own and name rules that apply to whoever writes in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderRecord {
+    /// Most bytes the folder may hold, whoever stores them; absent:
+    /// unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
+    pub quota: Option<u64>,
+    /// Patterns the names of new files and directories in it must match
+    /// one of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<NamePattern>,
+    /// Patterns the names of new files and directories in it must not
+    /// match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<NamePattern>,
 }
 
 /// Errors of the users file and its commands.
@@ -135,6 +174,15 @@ pub enum UserError {
     /// `user add` for an existing user.
     #[error("user {0:?} already exists")]
     Exists(String),
+    /// A command for a shared folder that does not exist.
+    #[error("no such folder {0:?} (make it with `ftpd folder add`)")]
+    NoSuchFolder(String),
+    /// A folder name that is not allowed.
+    #[error("invalid folder name {0:?}: use 1 to 32 of a-z A-Z 0-9 _ -, starting with a letter, digit or _")]
+    BadFolderName(String),
+    /// Removing a folder users are still given.
+    #[error("folder {0:?} is given to {1}; take it away first (`ftpd user set NAME --unset-folder FOLDER`)")]
+    FolderInUse(String, String),
     /// A command for a user that does not exist.
     #[error("no such user {0:?}")]
     NoSuchUser(String),
@@ -203,6 +251,13 @@ impl UserSource {
         }
     }
 
+    fn folder_key(prefix: &str, name: &str) -> String {
+        match prefix {
+            "" => format!("folders/{name}"),
+            prefix => format!("{prefix}/folders/{name}"),
+        }
+    }
+
     /// Makes sure the database's schema is up to date (nothing for a file).
     pub async fn prepare(&self) -> Result<(), UserError> {
         match self {
@@ -221,6 +276,10 @@ impl UserSource {
                     let name = row.name.rsplit('/').next().unwrap_or_default().to_owned();
                     users.users.insert(name.clone(), record(&name, row.record)?);
                 }
+                for row in db.list(&UserSource::folder_key(prefix, "")).await.map_err(database)? {
+                    let name = row.name.rsplit('/').next().unwrap_or_default().to_owned();
+                    users.folders.insert(name.clone(), folder_record(&name, row.record)?);
+                }
                 Ok(users)
             }
         }
@@ -233,6 +292,84 @@ impl UserSource {
             UserSource::Database { db, prefix } => {
                 let row = db.read(&UserSource::key(prefix, name)).await.map_err(database)?;
                 row.map(|row| record(name, row.record)).transpose()
+            }
+        }
+    }
+
+    /// One shared folder, if there is one by that name.
+    pub async fn folder(&self, name: &str) -> Result<Option<FolderRecord>, UserError> {
+        match self {
+            UserSource::File(path) => Ok(UserDb::load(path)?.folders.remove(name)),
+            UserSource::Database { db, prefix } => {
+                let row = db.read(&UserSource::folder_key(prefix, name)).await.map_err(database)?;
+                row.map(|row| folder_record(name, row.record)).transpose()
+            }
+        }
+    }
+
+    /// Makes a shared folder (`create`: [`UserError::Exists`] if there is
+    /// one) or changes one ([`UserError::NoSuchFolder`] if there is none).
+    pub async fn change_folder(
+        &self,
+        name: &str,
+        create: bool,
+        change: impl Fn(&mut FolderRecord),
+    ) -> Result<(), UserError> {
+        validate_user_name(name).map_err(|_| UserError::BadFolderName(name.to_owned()))?;
+        let exists = |found: bool| match (create, found) {
+            (true, true) => Err(UserError::Exists(name.to_owned())),
+            (false, false) => Err(UserError::NoSuchFolder(name.to_owned())),
+            _ => Ok(()),
+        };
+        match self {
+            UserSource::File(path) => {
+                let mut users = UserDb::load(path)?;
+                exists(users.folders.contains_key(name))?;
+                change(users.folders.entry(name.to_owned()).or_default());
+                users.save(path)
+            }
+            UserSource::Database { db, prefix } => {
+                let key = UserSource::folder_key(prefix, name);
+                loop {
+                    let row = db.read(&key).await.map_err(database)?;
+                    exists(row.is_some())?;
+                    let (mut folder, version) = match row {
+                        Some(row) => (folder_record(name, row.record)?, Some(row.version)),
+                        None => (FolderRecord::default(), None),
+                    };
+                    change(&mut folder);
+                    let value = serde_json::to_value(&folder).map_err(|e| UserError::Hash(e.to_string()))?;
+                    match db.write(&key, &value, version).await {
+                        Ok(_) => return Ok(()),
+                        Err(crate::storage::Error::Changed) => continue,
+                        Err(e) => return Err(database(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a shared folder (its files stay in the store); refused
+    /// while users are given it.
+    pub async fn remove_folder(&self, name: &str) -> Result<(), UserError> {
+        let users = self.load().await?;
+        let holders: Vec<&str> =
+            users.users.iter().filter(|(_, u)| u.folders.contains_key(name)).map(|(n, _)| n.as_str()).collect();
+        if !holders.is_empty() {
+            return Err(UserError::FolderInUse(name.to_owned(), holders.join(", ")));
+        }
+        let missing = || UserError::NoSuchFolder(name.to_owned());
+        match self {
+            UserSource::File(path) => {
+                let mut users = UserDb::load(path)?;
+                users.folders.remove(name).ok_or_else(missing)?;
+                users.save(path)
+            }
+            UserSource::Database { db, prefix } => {
+                match db.delete(&UserSource::folder_key(prefix, name), None).await.map_err(database)? {
+                    true => Ok(()),
+                    false => Err(missing()),
+                }
             }
         }
     }
@@ -307,6 +444,11 @@ impl UserSource {
     }
 }
 
+/// A folder's record as the database holds it.
+fn folder_record(name: &str, value: serde_json::Value) -> Result<FolderRecord, UserError> {
+    serde_json::from_value(value).map_err(|e| UserError::Database(format!("folder {name:?}: {e}")))
+}
+
 /// A user's record as the database holds it, checked as a file's is.
 fn record(name: &str, value: serde_json::Value) -> Result<UserRecord, UserError> {
     let bad = |message: String| UserError::Database(format!("user {name:?}: {message}"));
@@ -361,6 +503,16 @@ impl UserDb {
             PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
                 path: path.to_owned(),
                 message: format!("user {name:?}: password is not a PHC hash string ({e})"),
+            })?;
+            if let Some(folder) = record.folders.keys().find(|f| !db.folders.contains_key(*f)) {
+                let message = format!("user {name:?} is given the folder {folder:?}, which is not in [folders]");
+                return Err(UserError::Parse { path: path.to_owned(), message });
+            }
+        }
+        for name in db.folders.keys() {
+            validate_user_name(name).map_err(|e| UserError::Parse {
+                path: path.to_owned(),
+                message: format!("folder names follow the rules of user names: {e}"),
             })?;
         }
         Ok(db)
@@ -518,17 +670,31 @@ impl UserStore {
         if validate_user_name(name).is_err() {
             return self.snapshot();
         }
-        match self.source.get(name).await {
-            Ok(found) => {
+        let read = async {
+            let found = self.source.get(name).await?;
+            let mut folders = Vec::new();
+            for folder in found.iter().flat_map(|u| u.folders.keys()) {
+                folders.push((folder.clone(), self.source.folder(folder).await?));
+            }
+            Ok::<_, UserError>((found, folders))
+        };
+        match read.await {
+            Ok((found, folders)) => {
                 let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-                if current.users.get(name).map(|u| (&u.password, u.quota))
-                    != found.as_ref().map(|u| (&u.password, u.quota))
-                {
+                let changed = current.users.get(name) != found.as_ref()
+                    || folders.iter().any(|(n, f)| current.folders.get(n) != f.as_ref());
+                if changed {
                     let mut users = (**current).clone();
                     match found {
                         Some(user) => users.users.insert(name.to_owned(), user),
                         None => users.users.remove(name),
                     };
+                    for (folder, record) in folders {
+                        match record {
+                            Some(record) => users.folders.insert(folder, record),
+                            None => users.folders.remove(&folder),
+                        };
+                    }
                     *current = Arc::new(users);
                 }
                 current.clone()
@@ -585,7 +751,20 @@ impl UserStore {
 
     /// What the user may do now; nothing for a user no longer known.
     pub fn access(&self, user: &str) -> Access {
-        self.snapshot().users.get(user).map_or_else(Access::none, UserRecord::access)
+        let db = self.snapshot();
+        db.users.get(user).map_or_else(Access::none, |u| u.access(&db.folders))
+    }
+
+    /// The shared folders mounted in the user's home (those that exist).
+    pub fn folders_of(&self, user: &str) -> Vec<String> {
+        let db = self.snapshot();
+        let Some(record) = db.users.get(user) else { return Vec::new() };
+        record.folders.keys().filter(|name| db.folders.contains_key(*name)).cloned().collect()
+    }
+
+    /// A shared folder's quota.
+    pub fn folder_quota(&self, folder: &str) -> Option<u64> {
+        self.snapshot().folders.get(folder).and_then(|f| f.quota)
     }
 
     /// The user's own upload and download caps, bytes per second.

@@ -324,7 +324,7 @@ where
         let mut answers = Vec::with_capacity(staged.len());
         let mut puts = Vec::with_capacity(staged.len());
         for (put, hash, started) in staged {
-            answers.push((put.path().clone(), put.size(), hash, started));
+            answers.push((put.path(), put.size(), hash, started));
             puts.push(put);
         }
         let results = files.store_small(puts).await;

@@ -1,4 +1,5 @@
-//! What every door shares, whatever the wire: a user's files ([`Files`])
+//! What every door shares, whatever the wire: a user's files ([`Files`]:
+//! their home and the shared folders mounted in it, each a [`Place`])
 //! with their quota reserved and settled, uploads that are verified before
 //! they appear and that a newer attempt can take over ([`Upload`]),
 //! downloads pinned to one version, and the log line and metrics of each
@@ -7,6 +8,7 @@
 //! Nothing here knows a frame, and nothing here names a backend: bytes go
 //! through [`crate::storage`].
 
+mod files;
 mod locks;
 mod takeover;
 #[cfg(test)]
@@ -14,6 +16,7 @@ mod tests;
 mod upload;
 
 pub use crate::storage::{Discarded, DownloadSource, Error, PartialInfo, Result, SMALL_FILE, Usage, Want};
+pub use files::Files;
 pub use upload::{End, PutOptions, SmallPut, Upload};
 
 use crate::access::{Access, Permission};
@@ -118,12 +121,24 @@ impl Engine {
         accounts.entry(user.to_owned()).or_insert_with(|| self.store.account(user)).clone()
     }
 
-    /// The files of `user` (a validated name), their usage loaded.
+    /// The files of `user` (a validated name) with the shared folders
+    /// mounted in their home, usage loaded.
     pub async fn files(self: &Arc<Self>, user: &str) -> Result<Files> {
-        let home = self.store.home(user).await?;
-        let account = self.account(user);
+        let own = self.place(user, user, None).await?;
+        let mut mounts = Vec::new();
+        for folder in self.users.folders_of(user) {
+            let at = RemotePath::resolve(&RemotePath::root(), &folder).map_err(|_| Error::InvalidPath)?;
+            mounts.push((folder.clone(), self.place(user, &format!("+{folder}"), Some(at)).await?));
+        }
+        Ok(Files::new(own, mounts))
+    }
+
+    /// The files of `owner` (a user, or `+FOLDER`) as `user` sees them.
+    async fn place(self: &Arc<Self>, user: &str, owner: &str, at: Option<RemotePath>) -> Result<Place> {
+        let home = self.store.home(owner).await?;
+        let account = self.account(owner);
         account.load(&home).await?;
-        Ok(Files { user: user.into(), home, account, engine: self.clone() })
+        Ok(Place { user: user.into(), owner: owner.into(), at, home, account, engine: self.clone() })
     }
 
     /// Counts `user`'s usage again from what the store holds: before and
@@ -179,20 +194,32 @@ pub fn escape(s: &str) -> String {
     s.chars().flat_map(char::escape_debug).collect::<String>()
 }
 
-/// One user's files, as every door sees them.
+/// Files with one owner, seen by one user: the user's own home, or a
+/// shared folder mounted in it. Paths here are the owner's; the user's
+/// permissions are checked at the paths the user sees
+/// ([`Place::outer`]).
 #[derive(Clone)]
-pub struct Files {
+pub(crate) struct Place {
+    /// Who acts (permissions, bandwidth, the log).
     user: Arc<str>,
+    /// Whose files: the user, or `+FOLDER` (locks, takeovers and the
+    /// account are the owner's, shared by every user of a folder).
+    owner: Arc<str>,
+    /// Where the user sees these files: `None` for their own home.
+    at: Option<RemotePath>,
     home: Home,
     account: Account,
     engine: Arc<Engine>,
 }
 
-impl Files {
-    /// The user's quota now (changes to the users file apply from the
+impl Place {
+    /// The owner's quota now (changes to the users file apply from the
     /// next upload).
     fn quota(&self) -> Option<u64> {
-        self.engine.users.quota(&self.user)
+        match self.owner.strip_prefix('+') {
+            Some(folder) => self.engine.users.folder_quota(folder),
+            None => self.engine.users.quota(&self.user),
+        }
     }
 
     /// What the user may do now (changes to their record apply from the
@@ -201,9 +228,17 @@ impl Files {
         self.engine.users.access(&self.user)
     }
 
+    /// `path` as the user sees it.
+    fn outer(&self, path: &RemotePath) -> RemotePath {
+        match &self.at {
+            None => path.clone(),
+            Some(at) => at.join(path),
+        }
+    }
+
     /// Checks that the user has `permission` at `path`.
     fn allowed(&self, permission: Permission, path: &RemotePath) -> Result<()> {
-        Ok(self.access().check(permission, path)?)
+        Ok(self.access().check(permission, &self.outer(path))?)
     }
 
     /// The entries of a directory, sorted by name.
@@ -231,8 +266,8 @@ impl Files {
     /// Creates a directory.
     pub async fn create_dir(&self, path: &RemotePath) -> Result<()> {
         let access = self.access();
-        access.check(Permission::Mkdir, path)?;
-        access.check_name(path)?;
+        access.check(Permission::Mkdir, &self.outer(path))?;
+        access.check_name(&self.outer(path))?;
         self.home.create_dir(path).await
     }
 
@@ -246,7 +281,7 @@ impl Files {
     pub async fn remove_file(&self, path: &RemotePath) -> Result<()> {
         self.allowed(Permission::Delete, path)?;
         let removed = {
-            let _locked = self.engine.locks.lock(&self.user, &[path]).await;
+            let _locked = self.engine.locks.lock(&self.owner, &[path]).await;
             self.home.remove_file(path).await?
         };
         self.forget(&removed).await;
@@ -258,13 +293,14 @@ impl Files {
     /// `overwrite` to replace a file.
     pub async fn rename(&self, from: &RemotePath, to: &RemotePath) -> Result<()> {
         let access = self.access();
-        access.check(Permission::Rename, from)?;
-        access.check(Permission::Rename, to)?;
-        access.check_name(to)?;
-        access.check_movable(from)?;
+        let (outer_from, outer_to) = (self.outer(from), self.outer(to));
+        access.check(Permission::Rename, &outer_from)?;
+        access.check(Permission::Rename, &outer_to)?;
+        access.check_name(&outer_to)?;
+        access.check_movable(&outer_from)?;
         let replaced = {
-            let _locked = self.engine.locks.lock(&self.user, &[from, to]).await;
-            if let Err(refused) = access.check(Permission::Overwrite, to)
+            let _locked = self.engine.locks.lock(&self.owner, &[from, to]).await;
+            if let Err(refused) = access.check(Permission::Overwrite, &outer_to)
                 && self.home.file_size(to).await?.is_some()
             {
                 return Err(refused.into());
@@ -282,7 +318,7 @@ impl Files {
             return;
         }
         if let Err(e) = self.account.removed(removed).await {
-            error!(user = %self.user, error = %e, "cannot record freed space in the usage: it stays counted until `ftpd usage --recount`");
+            error!(user = %self.owner, error = %e, "cannot record freed space in the usage: it stays counted until `ftpd usage --recount`");
         }
     }
 
@@ -302,14 +338,14 @@ impl Files {
     /// [`Error::Held`].
     pub async fn discard_partial(&self, path: &RemotePath) -> Result<Discarded> {
         self.allowed(Permission::Upload, path)?;
-        let Some(holding) = self.engine.holders.acquire(&self.user, &path.to_string()).await else {
+        let Some(holding) = self.engine.holders.acquire(&self.owner, &path.to_string()).await else {
             return Err(Error::Held);
         };
         let discarded = self.home.discard_partial(path).await;
         drop(holding);
         let discarded = discarded?;
         if let Err(e) = self.account.partial_dropped(&discarded.partial, discarded.bytes).await {
-            error!(user = %self.user, error = %e, "cannot record a discarded partial in the usage");
+            error!(user = %self.owner, error = %e, "cannot record a discarded partial in the usage");
         }
         Ok(discarded)
     }
@@ -318,11 +354,11 @@ impl Files {
     /// permissions and rules. Returns the options it goes with: one the
     /// user may not overwrite with must find nothing there.
     fn check_upload(&self, path: &RemotePath, size: u64, options: PutOptions) -> Result<PutOptions> {
-        let access = self.access();
-        access.check(Permission::Upload, path)?;
-        access.check_name(path)?;
+        let (access, outer) = (self.access(), self.outer(path));
+        access.check(Permission::Upload, &outer)?;
+        access.check_name(&outer)?;
         access.check_size(size)?;
-        let no_overwrite = access.check(Permission::Overwrite, path).is_err();
+        let no_overwrite = access.check(Permission::Overwrite, &outer).is_err();
         Ok(PutOptions { no_overwrite, ..options })
     }
 
@@ -333,7 +369,7 @@ impl Files {
             return Err(Error::Exists);
         }
         if options.no_overwrite && self.home.file_size(path).await?.is_some() {
-            return Err(self.access().check(Permission::Overwrite, path).err().map_or(Error::Exists, Error::from));
+            return Err(self.allowed(Permission::Overwrite, path).err().unwrap_or(Error::Exists));
         }
         Ok(())
     }
@@ -357,8 +393,8 @@ impl Files {
     /// in the background (a settlement applies once, so retrying is safe).
     async fn settle(&self, reservation: Reservation, replaced: crate::storage::Removed) {
         let Err(e) = self.account.settle(reservation.clone(), &replaced).await else { return };
-        warn!(user = %self.user, error = %e, "cannot record an upload in the usage yet; retrying");
-        let (account, user) = (self.account.clone(), self.user.clone());
+        warn!(user = %self.owner, error = %e, "cannot record an upload in the usage yet; retrying");
+        let (account, user) = (self.account.clone(), self.owner.clone());
         self.engine.spawn(async move {
             for attempt in 1..=8u32 {
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
@@ -375,7 +411,7 @@ impl Files {
     /// keeps; a failure lets the reservation lapse by itself.
     async fn release(&self, reservation: Reservation, kept: u64) {
         if let Err(e) = self.account.release(reservation, kept).await {
-            warn!(user = %self.user, error = %e, "cannot end an upload's reservation; it lapses by itself");
+            warn!(user = %self.owner, error = %e, "cannot end an upload's reservation; it lapses by itself");
         }
     }
 
@@ -384,8 +420,10 @@ impl Files {
     /// before it is handed over).
     pub async fn open_downloads(&self, wants: Vec<Want>) -> Vec<Result<Download>> {
         let access = self.access();
-        let refused: Vec<Option<Error>> =
-            wants.iter().map(|w| access.check(Permission::Download, &w.path).err().map(Error::from)).collect();
+        let refused: Vec<Option<Error>> = wants
+            .iter()
+            .map(|w| access.check(Permission::Download, &self.outer(&w.path)).err().map(Error::from))
+            .collect();
         let allowed = wants.into_iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(w, _)| w).collect();
         let mut opened = self.home.open_downloads(allowed).await.into_iter();
         let pace = self.engine.pace(&self.user, Direction::Down);

@@ -3,7 +3,7 @@
 //! appears, the reservation settled (or released) however it ends.
 
 use super::takeover::Holding;
-use super::{Error, Files, Result};
+use super::{Error, Place, Result};
 use crate::rate::Pace;
 use crate::storage::{Backend, Quota, Reservation, Sink, SmallFile, UploadMode, UploadSink};
 use ftp_proto::RemotePath;
@@ -53,7 +53,7 @@ pub struct Done {
 /// session was stopped), it ends in the background: a resumable one keeps
 /// its partial for the next attempt.
 pub struct Upload {
-    files: Files,
+    files: Place,
     path: RemotePath,
     /// Bytes this attempt is to receive, and of those still expected.
     expected: u64,
@@ -77,7 +77,7 @@ struct Receiving {
     holding: Option<Holding>,
 }
 
-impl Files {
+impl Place {
     /// Begins an upload of `size` bytes to `path`. With `resume`, the
     /// upload continues the target's partial (taking it over from an
     /// attempt that stalled) or starts one; if a live upload is sending
@@ -98,7 +98,7 @@ impl Files {
         let options = self.keepable(options);
         let mut holding = None;
         if resume {
-            holding = self.engine.holders.acquire(&self.user, &path.to_string()).await;
+            holding = self.engine.holders.acquire(&self.owner, &path.to_string()).await;
         }
         let mode = match holding {
             Some(_) => UploadMode::Resumable { hash },
@@ -116,7 +116,7 @@ impl Files {
             && let Some(partial) = sink.partial()
             && let Err(e) = self.account.partial_dropped(partial, sink.dropped()).await
         {
-            warn!(user = %self.user, error = %e, "cannot take a superseded partial out of the usage");
+            warn!(user = %self.owner, error = %e, "cannot take a superseded partial out of the usage");
         }
         let (offset, prefix) = (sink.offset(), sink.prefix_hash());
         let reservation = match self.reserve(path, size, offset, sink.partial()).await {
@@ -142,7 +142,7 @@ impl Files {
     }
 
     /// Begins a small upload, received whole into memory before it is
-    /// stored with the ones around it ([`Files::store_small`]): its room
+    /// stored with the ones around it ([`Place::store_small`]): its room
     /// in the quota is reserved now.
     pub async fn begin_small(
         &self,
@@ -179,7 +179,7 @@ impl Files {
     /// modification time it was given, if any.
     pub async fn store_small(&self, mut puts: Vec<SmallPut>) -> Vec<Result<Option<i64>>> {
         let paths: Vec<RemotePath> = puts.iter().map(|p| p.path.clone()).collect();
-        let locked = self.engine.locks.lock(&self.user, &paths.iter().collect::<Vec<_>>()).await;
+        let locked = self.engine.locks.lock(&self.owner, &paths.iter().collect::<Vec<_>>()).await;
         // An exclusive one is refused if its target exists by now (or an
         // earlier one of these is going there); so is one that may not
         // overwrite a file there.
@@ -231,7 +231,7 @@ impl Files {
 /// stored with the ones around it. Dropped unstored, its reservation
 /// ends in the background.
 pub struct SmallPut {
-    files: Files,
+    files: Place,
     path: RemotePath,
     size: u64,
     declared: Option<blake3::Hash>,
@@ -244,9 +244,14 @@ pub struct SmallPut {
 }
 
 impl SmallPut {
-    /// Where it goes.
-    pub fn path(&self) -> &RemotePath {
-        &self.path
+    /// Where it goes, as the user sees it.
+    pub fn path(&self) -> RemotePath {
+        self.files.outer(&self.path)
+    }
+
+    /// The files it goes to.
+    pub(super) fn place(&self) -> &Place {
+        &self.files
     }
 
     /// Its size.
@@ -408,7 +413,7 @@ impl Upload {
         }
         let End::Hash(claimed) = end else { unreachable!("abandoned uploads returned above") };
         let committed = {
-            let _locked = files.engine.locks.lock(&files.user, &[&self.path]).await;
+            let _locked = files.engine.locks.lock(&files.owner, &[&self.path]).await;
             match files.check_absent(&self.path, &self.options).await {
                 Ok(()) => sink.commit(&claimed, self.options.mtime).await,
                 Err(e) => {

@@ -96,7 +96,8 @@ impl Root {
             let Ok(entries) = std::fs::read_dir(root.join(STATE_DIR).join("partial")) else { return Ok(swept) };
             for entry in entries.flatten() {
                 let user = entry.file_name().to_string_lossy().into_owned();
-                if crate::users::validate_user_name(&user).is_err() {
+                // A user's, or a shared folder's (`+FOLDER`).
+                if crate::users::validate_user_name(user.strip_prefix('+').unwrap_or(&user)).is_err() {
                     continue;
                 }
                 match Tree::open(&root, &user, fsync).and_then(|tree| tree.remove_stale_partials(max_age)) {
