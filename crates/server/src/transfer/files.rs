@@ -21,6 +21,12 @@ impl Files {
         Files { own, mounts: mounts.into() }
     }
 
+    /// The user's own home.
+    #[cfg(test)]
+    pub(super) fn own(&self) -> &Place {
+        &self.own
+    }
+
     /// The place holding `path`, and the path there.
     fn route(&self, path: &RemotePath) -> (&Place, RemotePath) {
         if let Some((first, rest)) = path.split_first()

@@ -111,7 +111,7 @@ async fn an_abandoned_fresh_resumable_upload_leaves_nothing() {
         let err = upload.finish(End::Abandoned { message: "bye".into(), integrity: false }).await.unwrap_err();
         assert!(matches!(err, Error::Abandoned(_)), "{name}: {err}");
         assert_eq!(used(&files).await, 0, "{name}");
-        assert_eq!(files.home.usage().await.unwrap(), 0, "{name}: no empty partial on the store");
+        assert_eq!(files.own().home.usage().await.unwrap(), 0, "{name}: no empty partial on the store");
     }
 }
 
@@ -159,7 +159,7 @@ async fn an_upload_refused_at_its_commit_leaves_nothing_counted() {
         let err = upload.finish(End::Hash(blake3::hash(&data))).await.unwrap_err();
         assert!(matches!(err, Error::IsADirectory), "{name}: {err}");
         assert_eq!(used(&files).await, 0, "{name}: the partial is gone, not charged");
-        assert_eq!(files.home.usage().await.unwrap(), 0, "{name}");
+        assert_eq!(files.own().home.usage().await.unwrap(), 0, "{name}");
     }
 }
 
