@@ -286,6 +286,42 @@ fn with_a_database_users_are_shared_by_every_daemon() {
     assert_eq!(ok(&mut pg.ftpd_user("bucket", "other", &["list"])), "");
 }
 
+/// With a database, what a user may do and the shared folders they are
+/// given are records too: `ftpd user set` and `ftpd folder` change them
+/// for every daemon from the next login.
+#[test]
+fn with_a_database_permissions_and_shared_folders_apply_on_every_daemon() {
+    let s3 = S3::start();
+    let pg = Postgres::start();
+    let (a, b) = with_database(&s3, &pg, "10MiB");
+    pg.add_user("bucket", "ftpd", "bob", "pw", &[]);
+    let user = |args: &[&str]| pg.ftpd_user("bucket", "ftpd", args);
+    let folder = |args: &[&str]| {
+        let mut cmd = pg.ftpd("bucket", "ftpd", &["folder"]);
+        cmd.args(args);
+        cmd
+    };
+    ok(&mut folder(&["add", "team", "--quota", "1MiB"]));
+    ok(&mut user(&["set", "alice", "--permissions", "list,download", "--folder", "team=all"]));
+    ok(&mut user(&["set", "bob", "--folder", "team=list,download"]));
+    let mut alice = Raw::login(a.target(), "alice", "pw");
+    assert_eq!(code(&alice.put("mine.bin", b"x", None)), "permission_denied");
+    assert_eq!(code(&alice.put("team/shared.bin", b"for bob", None)), "ok");
+    assert_eq!(code(&alice.put("team/big.bin", &[0u8; 2 << 20], None)), "quota_exceeded");
+    let mut bob = Raw::login(b.target(), "bob", "pw");
+    assert_eq!(bob.get("team/shared.bin").map(|(data, _)| data).unwrap(), b"for bob");
+    assert_eq!(code(&bob.request(&json!({"op": "rm", "path": "team/shared.bin"}))), "permission_denied");
+    // Changed in the database: in force on the other daemon at the next login.
+    ok(&mut user(&["set", "alice", "--permissions", "all"]));
+    ok(&mut folder(&["set", "team", "--quota", "none"]));
+    let mut alice = Raw::login(b.target(), "alice", "pw");
+    assert_eq!(code(&alice.put("mine.bin", b"x", None)), "ok");
+    assert_eq!(code(&alice.put("team/big.bin", &[0u8; 2 << 20], None)), "ok");
+    let listed = ok(&mut folder(&["list"]));
+    assert_eq!(listed, "team\tunlimited\talice=all bob=list,download\n");
+    assert!(s3.dir().join("bucket/ftpd/homes/+team/big.bin").exists());
+}
+
 /// Simultaneous uploads on two daemons with a database: reservations are
 /// transactions, so together they never pass the quota, and what `df`
 /// says is what the bucket holds, round after round.

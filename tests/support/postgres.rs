@@ -95,8 +95,16 @@ impl Postgres {
     /// deployment at `bucket` under `prefix` (set by environment, as an
     /// operator's config file would).
     pub fn ftpd_user(&self, bucket: &str, prefix: &str, args: &[&str]) -> Command {
+        let mut cmd = self.ftpd(bucket, prefix, &["user"]);
+        cmd.args(args);
+        cmd
+    }
+
+    /// An `ftpd` command (`args` first) on the deployment of `bucket` and
+    /// `prefix` whose users are in this database.
+    pub fn ftpd(&self, bucket: &str, prefix: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(crate::bin("ftpd"));
-        cmd.arg("user").args(args);
+        cmd.args(args);
         cmd.env("FTPD_STORAGE", "s3").env("FTPD_S3_BUCKET", bucket).env("FTPD_S3_PREFIX", prefix);
         cmd.env("FTPD_S3_ACCESS_KEY_ID", "unused").env("FTPD_S3_SECRET_ACCESS_KEY", "unused");
         cmd.env("FTPD_DATABASE", &self.url).env_remove("FTPD_CONFIG").env_remove("FTPD_USERS");
