@@ -284,6 +284,11 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         "ftpd",
         "ftpd-completions",
         "ftpd-fingerprint",
+        "ftpd-folder",
+        "ftpd-folder-add",
+        "ftpd-folder-del",
+        "ftpd-folder-list",
+        "ftpd-folder-set",
         "ftpd-health",
         "ftpd-man",
         "ftpd-serve",
@@ -293,7 +298,9 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         "ftpd-user-del",
         "ftpd-user-list",
         "ftpd-user-passwd",
+        "ftpd-user-set",
         "ftpd-user-set-quota",
+        "ftpd-user-show",
     ];
     let mut want: Vec<String> = commands.iter().map(|c| format!("{c}.1")).collect();
     want.sort();
