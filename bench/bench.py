@@ -786,6 +786,29 @@ def wait_port_listening(port, timeout=10.0):
     raise RuntimeError(f"socat did not listen on {port}")
 
 
+RATE_SIZE = 64 << 20
+RATE = 8 << 20
+
+
+def rate_rows(b):
+    """A 64 MiB put and get by a user capped at 8 MiB/s each way: the cap
+    is checked here, by the clock, rather than in a timed test."""
+    for args in (["add", "capped", "--password-stdin"], ["set", "capped", "--upload-rate", "8MiB", "--download-rate", "8MiB"]):
+        subprocess.run([BIN / "ftpd", "user", *args, "--root", b.root], input=PASSWORD.encode(), check=True, stdout=subprocess.DEVNULL)
+    src = b.work / "rate.bin"
+    with open(b.src, "rb") as f, open(src, "wb") as out:
+        out.write(f.read(RATE_SIZE))
+    ftpc = [BIN / "ftpc", "-s", f"127.0.0.1:{b.ports['plain']}", "-u", "capped", "--quiet", "--no-tls"]
+    b.rates = {}
+    for _ in range(ROUNDS):
+        rm(b.root / "capped" / "rate.bin")
+        b.rates.setdefault("put", []).append(timed(ftpc + ["put", src], env=b.ftpc_env))
+        rm(b.dl / "rate.bin")
+        b.rates.setdefault("get", []).append(timed(ftpc + ["get", "rate.bin", b.dl / "rate.bin"], env=b.ftpc_env))
+    rm(src)
+    rm(b.dl / "rate.bin")
+
+
 def machine():
     cpu = "unknown CPU"
     for line in open("/proc/cpuinfo"):
@@ -866,6 +889,14 @@ def report(b):
             mem.append(f"| {name} | {rate:.0f} | {rate / aws:.2f} | {rate / fs:.2f} |")
         for store, peak in b.objects_rss.items():
             mem.append(f"| ftpd peak RSS during the transfers on {store} | {peak / (1 << 20):.1f} MiB | | |")
+    if hasattr(b, "rates"):
+        mem.append("")
+        mem.append(f"| {RATE_SIZE >> 20} MiB by a user capped at {RATE >> 20} MiB/s | seconds (median) | each round | effective MiB/s |")
+        mem.append("|---|---:|---|---:|")
+        for name, took in b.rates.items():
+            m = statistics.median(took)
+            each = " ".join(f"{t:.2f}" for t in took)
+            mem.append(f"| ftpc {name} | {m:.2f} | {each} | {RATE_SIZE / m / (1 << 20):.2f} |")
     table = "\n".join(lines)
     print()
     print(table)
@@ -935,6 +966,9 @@ def main():
     if os.environ.get("BENCH_ONLY_OBJECTS"):
         print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, {k: v >> 20 for k, v in b.objects_rss.items()}, "MiB")
         return
+    if os.environ.get("BENCH_ONLY_RATES"):
+        print({k: [round(t, 2) for t in v] for k, v in b.rates.items()}, f"s for {RATE_SIZE >> 20} MiB at {RATE >> 20} MiB/s")
+        return
     if os.environ.get("BENCH_ONLY_SMALL"):
         print({k: [round(SMALL_COUNT / t) for t in v] for k, v in b.small.items()})
         print({k: [round(TREE_FILES / t) for t in v] for k, v in b.tree.items()})
@@ -948,6 +982,9 @@ def measure(b):
     wait_for_freed_inodes()
     if os.environ.get("BENCH_ONLY_OBJECTS"):
         object_rows(b)
+        return
+    rate_rows(b)
+    if os.environ.get("BENCH_ONLY_RATES"):
         return
     # The small-file rows first, before the large-file rounds: after them,
     # the first rounds of ftpd's mput and mget and of vsftpd's get ran up to
