@@ -267,6 +267,12 @@ fn bandwidth_caps_are_applied_to_uploads_and_downloads() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("f.bin");
     random_file(&file, 2 << 20, "f");
+    // The login reply tells the client its caps (the lower of the user's
+    // and the daemon's), so it can send no faster.
+    let mut raw = Raw::connect(d.target());
+    raw.hello();
+    let reply = raw.request(&json!({"op": "login", "user": "capped", "password": "pw"}));
+    assert_eq!((reply["upload_rate"].as_u64(), reply["download_rate"].as_u64()), (Some(1 << 20), Some(4 << 20)));
     // An upload without a cap never waits.
     ok(d.ftpc("free", "pw").arg("put").arg(&file));
     assert_eq!(waited(&d, "upload"), 0.0);

@@ -216,6 +216,10 @@ pub struct Client<S> {
     closed_idle: bool,
     /// What the server said in reply to hello.
     pub server: HelloOk,
+    /// The cap the server announced on this user's uploads (bytes per
+    /// second), and when what was sent so far is paid for at it: data is
+    /// sent no faster, so the progress shows the rate really achieved.
+    upload_cap: Option<(u64, tokio::time::Instant)>,
 }
 
 /// A byte stream a client can run over: TCP, or TLS over TCP.
@@ -289,6 +293,7 @@ where
             put_options: PutOptions::default(),
             closed_idle: false,
             server: placeholder,
+            upload_cap: None,
         };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
@@ -364,7 +369,15 @@ where
     /// Logs in.
     pub async fn login(&mut self, user: &str, password: &str) -> Result<LoginOk> {
         let req = Request::Login { user: user.to_owned(), password: Password(password.to_owned()) };
-        self.call(&req).await
+        let ok: LoginOk = self.call(&req).await?;
+        self.logged_in(&ok);
+        Ok(ok)
+    }
+
+    /// Takes in what the server said at login: the cap on uploads.
+    fn logged_in(&mut self, ok: &LoginOk) {
+        let full = tokio::time::Instant::now() - ftp_proto::pace::BURST;
+        self.upload_cap = ok.upload_rate.map(|rate| (rate, full));
     }
 
     /// Lists a directory (the working directory when `path` is `None`).
@@ -908,6 +921,11 @@ where
     async fn send_data(&mut self, payload: &[u8]) -> Result<()> {
         if self.broken {
             return Err(ClientError::Protocol("the connection is out of step after an earlier failure".into()));
+        }
+        if let Some((rate, paid_until)) = &mut self.upload_cap {
+            let now = tokio::time::Instant::now();
+            let until = ftp_proto::pace::draw(paid_until, now, payload.len(), *rate);
+            tokio::time::sleep_until(until).await;
         }
         let result = match tokio::time::timeout(self.timeout, write_data(&mut self.frames, payload)).await {
             Err(_) => Err(ClientError::Timeout),

@@ -18,6 +18,7 @@
 pub mod bulk;
 mod codec;
 mod message;
+pub mod pace;
 mod path;
 pub mod size;
 

@@ -500,6 +500,15 @@ pub struct LoginOk {
     pub user: String,
     /// The working directory, always `/` (the home) right after login.
     pub cwd: String,
+    /// The bandwidth cap on this user's uploads, bytes per second, when
+    /// one applies (1.3): the lower of the user's own and the server's.
+    /// The server enforces it; a client that sends no faster keeps its
+    /// progress display true instead of filling socket buffers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_rate: Option<u64>,
+    /// The cap on this user's downloads, bytes per second (1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_rate: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -803,7 +812,8 @@ mod tests {
     fn every_reply_round_trips() {
         roundtrip_ok(Empty {});
         roundtrip_ok(HelloOk { version: 1, revision: 1, server: "ftpd".into(), max_chunk: 1 << 20 });
-        roundtrip_ok(LoginOk { user: "alice".into(), cwd: "/".into() });
+        roundtrip_ok(LoginOk { user: "alice".into(), cwd: "/".into(), upload_rate: None, download_rate: None });
+        roundtrip_ok(LoginOk { user: "a".into(), cwd: "/".into(), upload_rate: Some(1 << 23), download_rate: None });
         roundtrip_ok(PutOk { path: "/a".into(), size: 5, hash: "ab".repeat(32), mtime: Some(7) });
         roundtrip_ok(GetOk { size: 5, mtime: 1_700_000_000, offset: 2 });
         roundtrip_ok(PutReady { offset: 4, prefix_hash: "cd".repeat(32) });

@@ -460,7 +460,10 @@ impl FromStr for Rate {
         match text.trim() {
             "" | "off" => Ok(Rate(None)),
             text => match ftp_proto::size::parse_size(text) {
-                Ok(0) => Err("a rate of 0 would stop every transfer; say off for no cap".into()),
+                Ok(n) if n < ftp_proto::pace::MIN_RATE => {
+                    Err("a rate below 64 KiB (per second) would let a chunk outlast timeouts; say off for no cap"
+                        .into())
+                }
                 Ok(n) => Ok(Rate(Some(n))),
                 Err(e) => Err(format!("{text:?} is not a rate in bytes per second like \"100 MiB\" ({e})")),
             },

@@ -520,8 +520,8 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             let max_file_size = max_file_size.map(|s| optional_size(&s, "none")).transpose()?;
             let upload_rate = upload_rate.map(|s| optional_size(&s, "off")).transpose()?;
             let download_rate = download_rate.map(|s| optional_size(&s, "off")).transpose()?;
-            if upload_rate == Some(Some(0)) || download_rate == Some(Some(0)) {
-                bail!("a rate of 0 would stop every transfer; say off for no cap");
+            if [upload_rate, download_rate].iter().any(|r| r.flatten().is_some_and(|r| r < ftp_proto::pace::MIN_RATE)) {
+                bail!("a rate below 64 KiB (per second) would let a chunk outlast timeouts; say off for no cap");
             }
             source
                 .change(&name, |user| {

@@ -1,20 +1,17 @@
 //! Bandwidth caps: token buckets that transfers draw from, a chunk at a
 //! time, and wait on (a timer, never a loop) when they run dry.
 //!
-//! A bucket holds up to a quarter of a second of its rate. Drawing more
-//! than it holds goes into debt, and the drawer sleeps until the debt is
-//! paid at the bucket's rate (bytes are paid for before they go); the
+//! A bucket holds up to a quarter of a second of its rate
+//! ([`ftp_proto::pace`] has the arithmetic, which ftpc shares). Drawing
+//! more than it holds goes into debt, and the drawer sleeps until the debt
+//! is paid at the bucket's rate (bytes are paid for before they go); the
 //! next drawer queues behind that debt.
 //! So transfers sharing a bucket (one user's sessions, or every transfer
 //! under the daemon's cap) share its rate, each moving in whole chunks.
 
 use crate::metrics::Seconds;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// How much a full bucket holds, in time at its rate.
-const BURST: Duration = Duration::from_millis(250);
 
 /// One cap, shared by every transfer that draws from it.
 #[derive(Debug)]
@@ -26,9 +23,12 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A full bucket of `rate` bytes per second (at least 1).
+    /// A full bucket of `rate` bytes per second (at least
+    /// [`ftp_proto::pace::MIN_RATE`]).
     pub fn new(rate: u64) -> Arc<Bucket> {
-        Arc::new(Bucket { rate: rate.max(1), paid_until: Mutex::new(Instant::now() - BURST) })
+        // A hand-written users file may say less than `ftpd user set` takes.
+        let rate = rate.max(ftp_proto::pace::MIN_RATE);
+        Arc::new(Bucket { rate, paid_until: Mutex::new(Instant::now() - ftp_proto::pace::BURST) })
     }
 
     /// Its rate, bytes per second.
@@ -38,12 +38,8 @@ impl Bucket {
 
     /// Draws `n` bytes; returns when they may go.
     fn draw(&self, n: usize, now: Instant) -> Instant {
-        let cost = Duration::from_secs_f64(n as f64 / self.rate as f64);
         let mut paid_until = self.paid_until.lock().unwrap_or_else(|p| p.into_inner());
-        // A bucket left alone refills up to BURST, no more.
-        let start = (*paid_until).max(now - BURST);
-        *paid_until = start + cost;
-        *paid_until
+        ftp_proto::pace::draw(&mut *paid_until, now, n, self.rate)
     }
 }
 
@@ -81,6 +77,7 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_bucket_paces_what_is_drawn_from_it_and_shares_it() {

@@ -182,7 +182,8 @@ where
         self.waiting = None;
         tracing::Span::current().record("user", user);
         info!(elapsed_ms = started.elapsed().as_millis() as u64, "login");
-        self.conn.send_ok(&LoginOk { user: user.to_owned(), cwd: "/".into() }).await?;
+        let (upload_rate, download_rate) = shared.engine().caps(user);
+        self.conn.send_ok(&LoginOk { user: user.to_owned(), cwd: "/".into(), upload_rate, download_rate }).await?;
         let counted = shared.metrics().login(LoginResult::Ok);
         self.user = Some(LoggedIn { files, cwd: RemotePath::root(), _slot: slot, _counted: counted });
         self.conn.logged_in();

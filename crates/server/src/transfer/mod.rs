@@ -82,6 +82,17 @@ impl Engine {
         self
     }
 
+    /// The lowest caps on `user`'s uploads and downloads now, bytes per
+    /// second (theirs or the daemon's), to tell the client.
+    pub fn caps(&self, user: &str) -> (Option<u64>, Option<u64>) {
+        let (up, down) = self.users.rates(user);
+        let lowest = |a: Option<u64>, b: Option<&Arc<Bucket>>| match (a, b.map(|b| b.rate())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (lowest(up, self.caps[0].as_ref()), lowest(down, self.caps[1].as_ref()))
+    }
+
     /// The caps a transfer of `user`'s goes under: the daemon's and the
     /// user's own (one bucket per user and direction, shared by their
     /// sessions, made anew when the user's rate changes).
