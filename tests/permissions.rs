@@ -276,9 +276,14 @@ fn bandwidth_caps_are_applied_to_uploads_and_downloads() {
     // An upload without a cap never waits.
     ok(d.ftpc("free", "pw").arg("put").arg(&file));
     assert_eq!(waited(&d, "upload"), 0.0);
-    // 2 MiB under a 1 MiB/s cap (a quarter second of burst) has to wait.
-    ok(d.ftpc("capped", "pw").arg("put").arg(&file));
+    // 2 MiB under a 1 MiB/s cap (a quarter second of burst) has to wait,
+    // from a client that sends as fast as it can (ftpc would pace itself
+    // at the cap announced)...
+    assert_eq!(code(&raw.put("raw.bin", &std::fs::read(&file).unwrap(), None)), "ok");
     assert!(waited(&d, "upload") > 0.0, "the user's cap was not applied");
+    // ... and ftpc, which does, gets there whole.
+    ok(d.ftpc("capped", "pw").arg("put").arg(&file));
+    assert_eq!(hash_file(&d.home("capped").join("f.bin")), hash_file(&file));
     // The daemon's download cap applies to every user; the bytes are whole.
     assert_eq!(waited(&d, "download"), 0.0);
     ok(d.ftpc("free", "pw").args(["get", "f.bin"]).arg(work.path().join("back.bin")));
