@@ -5,7 +5,7 @@ use ftp_disk::{FileSink, FileSource, hash_exact};
 use ftp_proto::bulk::{Received, read_frame, write_data};
 use ftp_proto::{
     DEFAULT_CHUNK, DfOk, DiscardOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk,
-    LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, WorkingDir, decode_reply,
+    KeyQueryOk, LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, WorkingDir, decode_reply,
 };
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -118,6 +118,9 @@ pub enum ClientError {
     /// The server is at its connection limit and refused the connection.
     #[error("server busy: try again later ({0})")]
     Busy(String),
+    /// A key for key login can't be used (unreadable, wrong passphrase).
+    #[error("{0}")]
+    Key(String),
 }
 
 impl ClientError {
@@ -216,6 +219,8 @@ pub struct Client<S> {
     closed_idle: bool,
     /// What the server said in reply to hello.
     pub server: HelloOk,
+    /// This TLS session's key-login exporter value (`None` without TLS).
+    binding: Option<[u8; ftp_proto::key_login::EXPORTER_LEN]>,
 }
 
 /// A byte stream a client can run over: TCP, or TLS over TCP.
@@ -256,18 +261,25 @@ impl Client<Box<dyn Io>> {
         let wire = peer::FirstBytes::default();
         let session = peer::FirstBytes::default();
         let tcp = wire.record(tcp_connect(addr, timeout).await?);
+        let mut binding = None;
         let stream: Box<dyn Io> = match transport {
             Transport::Plain => Box::new(session.record(tcp)),
             Transport::Tls(trust) => {
                 let again = || async { Ok(wire.record(tcp_connect(addr, timeout).await?)) };
                 match crate::tls::connect(tcp, addr, trust, timeout, again).await {
-                    Ok(stream) => Box::new(session.record(stream)),
+                    Ok(stream) => {
+                        binding = crate::tls::key_login_binding(stream.get_ref().1);
+                        Box::new(session.record(stream))
+                    }
                     Err(e) => return Err(peer::explain_tls(e, addr, &wire)),
                 }
             }
         };
         let tls = matches!(transport, Transport::Tls(_));
-        Client::handshake(stream, timeout).await.map_err(|e| peer::explain_hello(e, addr, &session, tls))
+        let mut client =
+            Client::handshake(stream, timeout).await.map_err(|e| peer::explain_hello(e, addr, &session, tls))?;
+        client.binding = binding;
+        Ok(client)
     }
 }
 
@@ -289,6 +301,7 @@ where
             put_options: PutOptions::default(),
             closed_idle: false,
             server: placeholder,
+            binding: None,
         };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
@@ -364,6 +377,27 @@ where
     /// Logs in.
     pub async fn login(&mut self, user: &str, password: &str) -> Result<LoginOk> {
         let req = Request::Login { user: user.to_owned(), password: Password(password.to_owned()) };
+        self.call(&req).await
+    }
+
+    /// The key-login exporter value of this TLS session, if the server can
+    /// take a key login on it (TLS, protocol 1.3 or later).
+    pub fn key_binding(&self) -> Option<&[u8; ftp_proto::key_login::EXPORTER_LEN]> {
+        self.binding.as_ref().filter(|_| self.server.revision >= 3)
+    }
+
+    /// Asks whether the server would accept a signature by `key` (an
+    /// OpenSSH public key line) for `user`; nothing is signed and a "no"
+    /// is not a failed login.
+    pub async fn key_query(&mut self, user: &str, key: &str) -> Result<bool> {
+        let req = Request::KeyLogin { user: user.to_owned(), key: key.to_owned(), signature: None };
+        Ok(self.call::<KeyQueryOk>(&req).await?.accepted)
+    }
+
+    /// Logs in with `signature`, an armored sshsig by `key` over this
+    /// session's key-login message (see [`crate::keys`]).
+    pub async fn key_login(&mut self, user: &str, key: &str, signature: String) -> Result<LoginOk> {
+        let req = Request::KeyLogin { user: user.to_owned(), key: key.to_owned(), signature: Some(signature) };
         self.call(&req).await
     }
 

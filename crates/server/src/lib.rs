@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod server;

@@ -5,6 +5,8 @@
 //! [users.alice]
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! quota = "10 GiB"     # optional; no quota means unlimited
+//! keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]  # optional: key login
+//! key_only = true       # optional: password login refused
 //! ```
 //!
 //! The daemon re-reads the file when it changes (checked at each login and
@@ -36,6 +38,30 @@ pub struct UserRecord {
     /// Absent: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "quota_serde")]
     pub quota: Option<u64>,
+    /// Authorized OpenSSH public keys, one line each (`ssh-ed25519 AAAA...
+    /// comment`), for key login (see [`crate::keys`]). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Password login refused: the user logs in with a key only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_only: bool,
+}
+
+impl UserRecord {
+    /// A record with this password hash and quota, no keys, password login on.
+    pub fn new(password: String, quota: Option<u64>) -> UserRecord {
+        UserRecord { password, quota, keys: Vec::new(), key_only: false }
+    }
+
+    /// Checks what a record holds beyond its shape: the password is a PHC
+    /// hash string and every key an accepted OpenSSH public key.
+    fn check(&self) -> Result<(), String> {
+        PasswordHash::new(&self.password).map_err(|e| format!("password is not a PHC hash string ({e})"))?;
+        for (n, key) in self.keys.iter().enumerate() {
+            crate::keys::parse_key(key).map_err(|e| format!("key {}: {e}", n + 1))?;
+        }
+        Ok(())
+    }
 }
 
 mod quota_serde {
@@ -274,7 +300,7 @@ impl UserSource {
 fn record(name: &str, value: serde_json::Value) -> Result<UserRecord, UserError> {
     let bad = |message: String| UserError::Database(format!("user {name:?}: {message}"));
     let user: UserRecord = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-    PasswordHash::new(&user.password).map_err(|e| bad(format!("password is not a PHC hash string ({e})")))?;
+    user.check().map_err(bad)?;
     Ok(user)
 }
 
@@ -321,9 +347,9 @@ impl UserDb {
             toml::from_str(text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
         for (name, record) in &db.users {
             validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
-            PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
+            record.check().map_err(|message| UserError::Parse {
                 path: path.to_owned(),
-                message: format!("user {name:?}: password is not a PHC hash string ({e})"),
+                message: format!("user {name:?}: {message}"),
             })?;
         }
         Ok(db)
@@ -342,7 +368,7 @@ impl UserDb {
         let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
         let result = (|| {
             let mut f = open_private(&tmp)?;
-            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list`.\n")?;
+            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list|add-key|list-keys|del-key`.\n")?;
             f.write_all(text.as_bytes())?;
             if !declares_users(&text) {
                 // Says "no users" on purpose, unlike an emptied file.
@@ -484,8 +510,8 @@ impl UserStore {
         match self.source.get(name).await {
             Ok(found) => {
                 let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-                if current.users.get(name).map(|u| (&u.password, u.quota))
-                    != found.as_ref().map(|u| (&u.password, u.quota))
+                if current.users.get(name).map(|u| (&u.password, u.quota, &u.keys, u.key_only))
+                    != found.as_ref().map(|u| (&u.password, u.quota, &u.keys, u.key_only))
                 {
                     let mut users = (**current).clone();
                     match found {
@@ -580,7 +606,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30) });
+        db.users.insert("alice".into(), UserRecord::new(hash_password("pw1").unwrap(), Some(10 << 30)));
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("$argon2id$") && !text.contains("pw1"));
@@ -593,7 +619,7 @@ mod tests {
         assert!(!store.verify(&users, "alice", "pw2"));
         assert!(!store.verify(&users, "mallory", "pw1"));
 
-        db.users.insert("bob".into(), UserRecord { password: hash_password("pw3").unwrap(), quota: None });
+        db.users.insert("bob".into(), UserRecord::new(hash_password("pw3").unwrap(), None));
         db.save(&path).unwrap();
         assert!(store.verify(&store.reread(), "bob", "pw3"), "a changed file is picked up");
 
@@ -606,7 +632,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None });
+        db.users.insert("alice".into(), UserRecord::new(hash_password("pw").unwrap(), None));
         db.save(&path).unwrap();
         let store = UserStore::open(&path).unwrap();
         std::fs::write(&path, "").unwrap();
@@ -635,6 +661,35 @@ mod tests {
         let users = store.snapshot();
         assert!(store.verify(&users, "alice", "correct horse battery staple"));
         assert!(!store.verify(&users, "alice", "correct horse battery stapler"));
+    }
+
+    #[test]
+    fn keys_and_key_only_round_trip_and_bad_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC/HRbQ5JKJXnI25aTsjDTZH86/z68eDBr+koUFbQDTZ alice@laptop";
+        let mut db = UserDb::default();
+        let mut alice = UserRecord::new(hash_password("pw").unwrap(), None);
+        alice.keys.push(key.into());
+        alice.key_only = true;
+        db.users.insert("alice".into(), alice);
+        db.users.insert("bob".into(), UserRecord::new(hash_password("pw").unwrap(), None));
+        db.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("key_only = true") && text.contains(key), "{text}");
+        let bob = text.split("[users.bob]").nth(1).unwrap();
+        assert!(!bob.contains("keys") && !bob.contains("key_only"), "defaults are not written: {text}");
+        let loaded = UserDb::load(&path).unwrap();
+        assert_eq!(loaded.users["alice"].keys, [key]);
+        assert!(loaded.users["alice"].key_only && !loaded.users["bob"].key_only);
+        // The same record as the database holds it.
+        let json = serde_json::to_value(&loaded.users["alice"]).unwrap();
+        assert_eq!(record("alice", json).unwrap().keys, [key]);
+
+        let broken = text.replace("AAAAC3NzaC1lZDI1NTE5", "AAAAC3NzaC1lZDI1NTE6");
+        std::fs::write(&path, broken).unwrap();
+        let err = UserDb::load(&path).unwrap_err().to_string();
+        assert!(err.contains("alice") && err.contains("key 1"), "{err}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ impl Lazy {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord { password: hash_password("pw").unwrap(), quota: None });
+        db.users.insert("alice".into(), UserRecord::new(hash_password("pw").unwrap(), None));
         db.save(&users).unwrap();
         let store = crate::users::UserStore::open(&users).unwrap();
         let config = Config { root: self.data.path().to_owned(), users, fsync: false, ..Config::default() };
@@ -50,7 +50,7 @@ impl Lazy {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let slot = shared.limits().enter(peer.ip(), 16, SlotKind::Waiting).unwrap();
         let permit = shared.unauthenticated().clone().try_acquire_owned().unwrap();
-        let served = tokio::spawn(serve(theirs, peer, shared.clone(), CancellationToken::new(), (slot, permit)));
+        let served = tokio::spawn(serve(theirs, peer, shared.clone(), CancellationToken::new(), (slot, permit), None));
         let frames = Framed::new(ours, FrameCodec::new(ftp_proto::MAX_FRAME));
         Client { frames, served, shared, _dirs: (self.data, dir) }
     }
