@@ -1014,7 +1014,7 @@ mod s4_handshake_and_login {
             assert_eq!(reply["version"], 1, "{reply}");
             assert!(reply["server"].is_string(), "{reply}");
             assert_eq!(reply["max_chunk"], 1_048_576, "{reply}");
-            assert_eq!(reply["revision"], 2, "the server announces revision 2: {reply}");
+            assert_eq!(reply["revision"], 3, "the server announces revision 3: {reply}");
         }
     }
 

@@ -234,12 +234,17 @@ fn hostile_key_logins_get_clear_errors_and_the_daemon_survives() {
     let wrong_signature_data = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n";
     let cases = [
         (json!({"op": "key_login", "user": "alice"}), "missing key", "bad_request", "key"),
-        (json!({"op": "key_login", "user": "alice", "key": 7}), "key not a string", "bad_request", "key"),
+        (json!({"op": "key_login", "user": "alice", "key": 7}), "key not a string", "bad_request", "expected a string"),
         (json!({"op": "key_login", "user": "alice", "key": "garbage"}), "not a key", "bad_request", "OpenSSH"),
         (json!({"op": "key_login", "user": "alice", "key": huge}), "huge key", "bad_request", "longer"),
         (json!({"op": "key_login", "user": "alice", "key": "ssh-dss AAAAB3NzaC1kc3M= x"}), "dsa", "bad_request", "key"),
-        (json!({"op": "key_login", "user": "alice", "key": key, "signature": 5}), "signature type", "bad_request", "signature"),
-        (json!({"op": "key_login", "user": ["x"], "key": key}), "user type", "bad_request", "user"),
+        (
+            json!({"op": "key_login", "user": "alice", "key": key, "signature": 5}),
+            "signature type",
+            "bad_request",
+            "string",
+        ),
+        (json!({"op": "key_login", "user": ["x"], "key": key}), "user type", "bad_request", "expected a string"),
     ];
     for (request, what, expected, says) in cases {
         let reply = raw.request(&request);

@@ -230,8 +230,17 @@ fn signatures_made_by_ssh_keygen_are_accepted_for_every_kind_of_key() {
         let reply = signed_login(&d, Ipv4Addr::new(127, 0, 0, 1), "dave", &key);
         assert_eq!(reply["ok"], true, "{kind}: {reply}");
         assert_eq!(reply["user"], "dave");
-        // And by ftpc itself.
-        ok(keyed(&d, "dave").arg("-i").arg(&key.file).arg("ls"));
+        // And by ftpc itself: from the file, and through an agent.
+        if kind != "rsa" {
+            ok(keyed(&d, "dave").arg("-i").arg(&key.file).arg("ls"));
+        } else {
+            let err = fails(keyed(&d, "dave").arg("-i").arg(&key.file).arg("ls"), 1);
+            assert!(err.contains("ssh-add"), "an RSA key file is used through the agent: {err}");
+        }
+        let agent_dir = tempfile::tempdir().unwrap();
+        let agent = Agent::start(agent_dir.path());
+        agent.add(&key);
+        ok(keyed(&d, "dave").env("SSH_AUTH_SOCK", &agent.socket).arg("ls"));
     }
     let listed = ok(&mut d.ftpd_user(&["list-keys", "dave"]));
     for kind in ["ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"] {

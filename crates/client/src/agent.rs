@@ -187,10 +187,13 @@ mod tests {
             put_string(&mut answer, comment);
         }
         let keys = parse_identities(&answer).unwrap();
-        assert_eq!(keys, [
-            AgentKey { blob: b"k1".to_vec(), comment: "one".into() },
-            AgentKey { blob: b"k2".to_vec(), comment: String::new() }
-        ]);
+        assert_eq!(
+            keys,
+            [
+                AgentKey { blob: b"k1".to_vec(), comment: "one".into() },
+                AgentKey { blob: b"k2".to_vec(), comment: String::new() }
+            ]
+        );
         // A count larger than what follows, a string past the end, another type.
         assert!(matches!(parse_identities(&[IDENTITIES_ANSWER, 0, 0, 0, 3]), Err(AgentError::Malformed(_))));
         assert!(matches!(

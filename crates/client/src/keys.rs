@@ -3,7 +3,9 @@
 //!
 //! 1. The keys of the ssh-agent at `SSH_AUTH_SOCK`, each in turn.
 //! 2. Otherwise the identity file (`--identity`, or the profile's
-//!    `identity`), else `~/.ssh/id_ed25519` if it exists.
+//!    `identity`), else `~/.ssh/id_ed25519` if it exists. An RSA key is
+//!    used through the agent only (the `ssh-key` crate's RSA signing from
+//!    a key file is broken in 0.6).
 //!
 //! Each key is first offered without a signature (a query, which the
 //! server does not count as a failed login); only a key the server would
@@ -137,6 +139,15 @@ impl Keys {
             Some(key) => key,
             None => read_identity(file)?,
         };
+        if private.algorithm().is_rsa() {
+            // ssh-key 0.6 signs with RSA keys read from files wrongly (it
+            // takes the first prime twice); an agent signs them well.
+            return Err(ClientError::Key(format!(
+                "{}: ftpc can't sign with an RSA key file yet: add it to ssh-agent (`ssh-add {}`), or use an Ed25519 or ECDSA key",
+                file.display(),
+                file.display()
+            )));
+        }
         let line = private.public_key().to_openssh().map_err(|e| key_error(&file.display().to_string(), e))?;
         if !client.key_query(user, &line).await? {
             return Ok(None);
@@ -147,6 +158,9 @@ impl Keys {
                 let mut wrong = false;
                 loop {
                     let Some(passphrase) = ask(file, wrong)? else {
+                        if wrong {
+                            return Err(ClientError::Key(format!("wrong passphrase for {}", file.display())));
+                        }
                         return Err(ClientError::Key(format!(
                             "{} is encrypted: set FTPC_PASSPHRASE or run on a terminal to be asked for its passphrase",
                             file.display()
@@ -183,7 +197,10 @@ pub fn sign(private: &PrivateKey, binding: &[u8], user: &str) -> Result<String, 
 fn read_identity(file: &Path) -> Result<PrivateKey, ClientError> {
     let text = std::fs::read_to_string(file).map_err(|source| ClientError::Local { path: file.to_owned(), source })?;
     PrivateKey::from_openssh(text.trim()).map_err(|e| {
-        ClientError::Key(format!("{}: not an OpenSSH private key ({e}); convert it with `ssh-keygen -p`", file.display()))
+        ClientError::Key(format!(
+            "{}: not an OpenSSH private key ({e}); convert it with `ssh-keygen -p`",
+            file.display()
+        ))
     })
 }
 

@@ -25,9 +25,8 @@ pub mod size;
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
     DecodeError, DfOk, DiscardOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, KeyQueryOk, LoginOk,
-    MAX_SIZE,
-    PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err,
-    encode_ok, is_hash_hex,
+    MAX_SIZE, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
+    encode_err, encode_ok, is_hash_hex,
 };
 pub use path::{PathError, RemotePath, validate_name};
 

@@ -280,10 +280,7 @@ fn optional_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::
 fn key_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let key = String::deserialize(deserializer)?;
     if key.len() > crate::key_login::MAX_KEY {
-        return Err(serde::de::Error::custom(format_args!(
-            "`key` is longer than {} bytes",
-            crate::key_login::MAX_KEY
-        )));
+        return Err(serde::de::Error::custom(format_args!("`key` is longer than {} bytes", crate::key_login::MAX_KEY)));
     }
     Ok(key)
 }
@@ -887,7 +884,7 @@ mod tests {
         let hello = decode_reply::<HelloOk>(old).unwrap().unwrap();
         assert_eq!(hello, HelloOk { version: 1, revision: 0, server: "ftpd 0.1.0".into(), max_chunk: 1 << 20 });
         let new = HelloOk { version: 1, revision: crate::PROTOCOL_REVISION, server: "s".into(), max_chunk: 1 };
-        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":2"#));
+        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":3"#));
     }
 
     #[test]
@@ -1156,8 +1153,7 @@ mod tests {
         let err = Request::decode(long_key.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("`key` is longer"), "{err}");
         assert_eq!(err.op(), Some("key_login"));
-        let long_sig =
-            format!(r#"{{"op":"key_login","user":"u","key":"k","signature":"{}"}}"#, "A".repeat(4000));
+        let long_sig = format!(r#"{{"op":"key_login","user":"u","key":"k","signature":"{}"}}"#, "A".repeat(4000));
         assert!(Request::decode(long_sig.as_bytes()).unwrap_err().to_string().contains("`signature` is longer"));
         let query = Request::decode(br#"{"op":"key_login","user":"u","key":"k","signature":null}"#).unwrap();
         assert_eq!(query, Request::KeyLogin { user: "u".into(), key: "k".into(), signature: None });

@@ -92,10 +92,7 @@ pub fn fingerprint(key: &PublicKey) -> String {
 /// Whether `key` is one of `authorized` (OpenSSH lines; comments and
 /// unparsable lines play no part).
 pub fn is_authorized(authorized: &[String], key: &PublicKey) -> bool {
-    authorized
-        .iter()
-        .filter_map(|line| PublicKey::from_openssh(line).ok())
-        .any(|k| k.key_data() == key.key_data())
+    authorized.iter().filter_map(|line| PublicKey::from_openssh(line).ok()).any(|k| k.key_data() == key.key_data())
 }
 
 /// Why a key-login signature is refused. Each is a failed login.

@@ -417,7 +417,9 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             source.change(&name, |user| user.keys.retain(|line| !matches(line))).await?;
             println!("removed key {fingerprint} from {name}");
             if record.key_only && record.keys.iter().filter(|l| !matches(l)).count() == 0 {
-                println!("{name} logs in with a key only and now has none: add one, or `ftpd user set-key-only {name} off`");
+                println!(
+                    "{name} logs in with a key only and now has none: add one, or `ftpd user set-key-only {name} off`"
+                );
             }
         }
         UserAction::SetKeyOnly { name, setting } => {
