@@ -170,7 +170,7 @@ mod tests {
         let key = parse_key(&line).unwrap();
         assert_eq!(key.comment(), "alice@laptop");
         assert!(fingerprint(&key).starts_with("SHA256:"));
-        assert!(is_authorized(&[line.clone()], &key));
+        assert!(is_authorized(std::slice::from_ref(&line), &key));
         assert!(!is_authorized(&[], &key));
         let bare = private.public_key().to_openssh().unwrap();
         assert!(is_authorized(&[bare], &key), "the comment plays no part");
