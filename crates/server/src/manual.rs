@@ -24,7 +24,7 @@ pub fn manual() -> Manual {
         .section(configuration)
         .section(
             Section::new("FILES")
-                .entry("ROOT/users.toml", "Users, their argon2id password hashes and quotas (the users key names another file). Re-read when it changes and on SIGHUP; a broken file is logged and the previous users stay.")
+                .entry("ROOT/users.toml", "Users, their argon2id password hashes, quotas, authorized OpenSSH keys and key-only flags (the users key names another file). Re-read when it changes and on SIGHUP; a broken file is logged and the previous users stay.")
                 .entry("ROOT/USER/", "A user's home: all that user can see.")
                 .entry("ROOT/.ftpd/tls/cert.pem, key.pem", "The self-signed certificate made at the first start, when tls_cert and tls_key are not set.")
                 .entry("ROOT/.ftpd/partial/USER/", "Uploads in progress or interrupted, kept for resume until partial_max_age_secs old.")
