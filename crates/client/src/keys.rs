@@ -3,9 +3,7 @@
 //!
 //! 1. The keys of the ssh-agent at `SSH_AUTH_SOCK`, each in turn.
 //! 2. Otherwise the identity file (`--identity`, or the profile's
-//!    `identity`), else `~/.ssh/id_ed25519` if it exists. An RSA key is
-//!    used through the agent only (the `ssh-key` crate's RSA signing from
-//!    a key file is broken in 0.6).
+//!    `identity`), else `~/.ssh/id_ed25519` if it exists.
 //!
 //! Each key is first offered without a signature (a query, which the
 //! server does not count as a failed login); only a key the server would
@@ -18,7 +16,8 @@ use crate::agent::{Agent, AgentKey, RSA_SHA2_512};
 use crate::{Client, ClientError};
 use ftp_proto::LoginOk;
 use ftp_proto::key_login::{self, NAMESPACE};
-use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, Signature, SshSig};
+use ssh_key::private::{KeypairData, RsaKeypair};
+use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, Signature, SshSig};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -139,15 +138,6 @@ impl Keys {
             Some(key) => key,
             None => read_identity(file)?,
         };
-        if private.algorithm().is_rsa() {
-            // ssh-key 0.6 signs with RSA keys read from files wrongly (it
-            // takes the first prime twice); an agent signs them well.
-            return Err(ClientError::Key(format!(
-                "{}: ftpc can't sign with an RSA key file yet: add it to ssh-agent (`ssh-add {}`), or use an Ed25519 or ECDSA key",
-                file.display(),
-                file.display()
-            )));
-        }
         let line = private.public_key().to_openssh().map_err(|e| key_error(&file.display().to_string(), e))?;
         if !client.key_query(user, &line).await? {
             return Ok(None);
@@ -190,7 +180,32 @@ impl Keys {
 pub fn sign(private: &PrivateKey, binding: &[u8], user: &str) -> Result<String, ssh_key::Error> {
     let blob = private.public_key().to_bytes()?;
     let message = key_login::message(binding, user, &blob);
-    private.sign(NAMESPACE, HASH, &message)?.to_pem(LineEnding::LF)
+    let sig = match private.key_data() {
+        KeypairData::Rsa(keypair) => {
+            let data = SshSig::signed_data(NAMESPACE, HASH, &message)?;
+            SshSig::new(private.public_key().key_data().clone(), NAMESPACE, HASH, sign_rsa(keypair, &data)?)?
+        }
+        _ => private.sign(NAMESPACE, HASH, &message)?,
+    };
+    sig.to_pem(LineEnding::LF)
+}
+
+/// An rsa-sha2-512 signature of `data` by `keypair`. ssh-key 0.6.7 can't
+/// make one: it builds the private key from the first prime twice.
+fn sign_rsa(keypair: &RsaKeypair, data: &[u8]) -> Result<Signature, ssh_key::Error> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    let big = |m: &ssh_key::Mpint| rsa::BigUint::from_bytes_be(m.as_positive_bytes().unwrap_or_default());
+    let (public, private) = (&keypair.public, &keypair.private);
+    let key = rsa::RsaPrivateKey::from_components(
+        big(&public.n),
+        big(&public.e),
+        big(&private.d),
+        vec![big(&private.p), big(&private.q)],
+    )
+    .map_err(|_| ssh_key::Error::Crypto)?;
+    let signer = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha512>::new(key);
+    let signature = signer.try_sign(data).map_err(|_| ssh_key::Error::Crypto)?;
+    Signature::new(Algorithm::Rsa { hash: Some(HashAlg::Sha512) }, signature.to_vec())
 }
 
 /// Reads an OpenSSH private key file (encrypted or not).
@@ -225,5 +240,32 @@ impl From<crate::agent::AgentError> for KeyFailure {
 impl From<ClientError> for KeyFailure {
     fn from(e: ClientError) -> KeyFailure {
         KeyFailure::Client(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signature verifies with the public key over the message of its
+    /// session, for every kind of key ftpc signs with from a file.
+    #[test]
+    fn file_keys_sign_verifiable_sshsigs() {
+        let mut rng = ssh_key::rand_core::OsRng;
+        let rsa = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+        let rsa = PrivateKey::from(RsaKeypair::try_from(rsa).unwrap());
+        let keys = [
+            PrivateKey::random(&mut rng, Algorithm::Ed25519).unwrap(),
+            PrivateKey::random(&mut rng, Algorithm::Ecdsa { curve: ssh_key::EcdsaCurve::NistP256 }).unwrap(),
+            rsa,
+        ];
+        for private in keys {
+            let pem = sign(&private, &[9; 32], "alice").unwrap();
+            let sig: SshSig = SshSig::from_pem(&pem).unwrap();
+            let blob = private.public_key().to_bytes().unwrap();
+            let public = private.public_key();
+            public.verify(NAMESPACE, &key_login::message(&[9; 32], "alice", &blob), &sig).unwrap();
+            assert!(public.verify(NAMESPACE, &key_login::message(&[8; 32], "alice", &blob), &sig).is_err());
+        }
     }
 }
