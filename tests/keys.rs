@@ -405,3 +405,32 @@ fn user_keys_are_added_listed_and_removed_from_the_command_line() {
     let err = fails(&mut d.ftpd_user(&["add-key", "jo", dsa_like.to_str().unwrap()]), 1);
     assert!(err.contains("options"), "{err}");
 }
+
+/// With a database the keys live in the user's record there, as a users
+/// file's do: `ftpd user add-key` writes them, and every daemon reads them.
+#[test]
+fn keys_in_a_database_user_record_log_in() {
+    let s3 = S3::start();
+    let pg = ftp_e2e::postgres::Postgres::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keygen(keys.path(), "k", "ed25519", "");
+    pg.add_user("bucket", "ftpd", "alice", "pw", &[]);
+    let user = |args: &[&str]| pg.ftpd_user("bucket", "ftpd", args);
+    ok(&mut user(&["add-key", "alice", key.file.with_extension("pub").to_str().unwrap()]));
+    ok(&mut user(&["set-key-only", "alice", "on"]));
+    let listed = ok(&mut user(&["list-keys", "alice"]));
+    assert!(listed.starts_with("ssh-ed25519 SHA256:") && listed.contains("k@test"), "{listed}");
+
+    let mut args: Vec<String> = s3.daemon_args("ftpd");
+    args.extend(["--database".to_owned(), pg.url.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::start(&args);
+    ok(keyed(&d, "alice").arg("-i").arg(&key.file).args(["mkdir", "keyed"]));
+    let err = fails(d.ftpc("alice", "pw").arg("ls"), 4);
+    assert!(err.contains("password login is turned off"), "{err}");
+    // Removed from the record: refused at the next login.
+    let fingerprint = listed.split_whitespace().nth(1).unwrap().to_owned();
+    ok(&mut user(&["del-key", "alice", &fingerprint]));
+    let err = fails(keyed(&d, "alice").arg("-i").arg(&key.file).arg("ls"), 1);
+    assert!(err.contains("no key was accepted"), "{err}");
+}
