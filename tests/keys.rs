@@ -261,8 +261,12 @@ fn a_signature_relayed_to_another_session_is_refused() {
     let reply = relayed.request(&login);
     assert_eq!(code(&reply), "auth_failed", "{reply}");
     assert!(reply["message"].as_str().unwrap().contains("does not verify"), "{reply}");
-    // On the session it was made for, it is good.
+    // On the session it was made for, it is good (once: then it is a
+    // request after login).
     assert_eq!(first.request(&login)["ok"], true);
+    let again = first.request(&login);
+    assert_eq!(code(&again), "bad_request", "{again}");
+    assert!(again["message"].as_str().unwrap().contains("already logged in"), "{again}");
     // A signature for another user is refused too.
     let (mut third, binding) = connect_with_binding(d.target(), home);
     third.hello();

@@ -352,8 +352,7 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
                 (true, false) => unguessable_password(),
                 _ => read_password(password_stdin)?,
             };
-            let mut record = UserRecord::new(hash_password(&password)?, quota);
-            record.key_only = key_only;
+            let record = UserRecord { password: hash_password(&password)?, quota, key_only, ..UserRecord::default() };
             source.add(&name, record).await?;
             match key_only {
                 true => println!("added user {name} to {place}, key login only (add a key with `ftpd user add-key`)"),

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// One user's record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRecord {
     /// argon2id PHC string.
@@ -48,15 +48,9 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// A record with this password hash and quota, no keys, password login on.
-    pub fn new(password: String, quota: Option<u64>) -> UserRecord {
-        UserRecord { password, quota, keys: Vec::new(), key_only: false }
-    }
-
-    /// Checks what a record holds beyond its shape: the password is a PHC
-    /// hash string and every key an accepted OpenSSH public key.
-    fn check(&self) -> Result<(), String> {
-        PasswordHash::new(&self.password).map_err(|e| format!("password is not a PHC hash string ({e})"))?;
+    /// Checks that every key is an accepted OpenSSH public key; the error
+    /// names the first that is not.
+    fn check_keys(&self) -> Result<(), String> {
         for (n, key) in self.keys.iter().enumerate() {
             crate::keys::parse_key(key).map_err(|e| format!("key {}: {e}", n + 1))?;
         }
@@ -300,7 +294,8 @@ impl UserSource {
 fn record(name: &str, value: serde_json::Value) -> Result<UserRecord, UserError> {
     let bad = |message: String| UserError::Database(format!("user {name:?}: {message}"));
     let user: UserRecord = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-    user.check().map_err(bad)?;
+    PasswordHash::new(&user.password).map_err(|e| bad(format!("password is not a PHC hash string ({e})")))?;
+    user.check_keys().map_err(bad)?;
     Ok(user)
 }
 
@@ -347,9 +342,12 @@ impl UserDb {
             toml::from_str(text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
         for (name, record) in &db.users {
             validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
-            record.check().map_err(|message| UserError::Parse {
+            let bad_key =
+                |message| UserError::Parse { path: path.to_owned(), message: format!("user {name:?}: {message}") };
+            record.check_keys().map_err(bad_key)?;
+            PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
                 path: path.to_owned(),
-                message: format!("user {name:?}: {message}"),
+                message: format!("user {name:?}: password is not a PHC hash string ({e})"),
             })?;
         }
         Ok(db)
@@ -368,7 +366,7 @@ impl UserDb {
         let tmp = dir.join(format!(".{}.tmp{}", file_name(path), std::process::id()));
         let result = (|| {
             let mut f = open_private(&tmp)?;
-            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list|add-key|list-keys|del-key`.\n")?;
+            f.write_all(b"# ftpd users: manage with `ftpd user add|del|passwd|list`.\n")?;
             f.write_all(text.as_bytes())?;
             if !declares_users(&text) {
                 // Says "no users" on purpose, unlike an emptied file.
@@ -510,9 +508,7 @@ impl UserStore {
         match self.source.get(name).await {
             Ok(found) => {
                 let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-                if current.users.get(name).map(|u| (&u.password, u.quota, &u.keys, u.key_only))
-                    != found.as_ref().map(|u| (&u.password, u.quota, &u.keys, u.key_only))
-                {
+                if current.users.get(name) != found.as_ref() {
                     let mut users = (**current).clone();
                     match found {
                         Some(user) => users.users.insert(name.to_owned(), user),
@@ -606,7 +602,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord::new(hash_password("pw1").unwrap(), Some(10 << 30)));
+        db.users.insert(
+            "alice".into(),
+            UserRecord { password: hash_password("pw1").unwrap(), quota: Some(10 << 30), ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("$argon2id$") && !text.contains("pw1"));
@@ -619,7 +618,10 @@ mod tests {
         assert!(!store.verify(&users, "alice", "pw2"));
         assert!(!store.verify(&users, "mallory", "pw1"));
 
-        db.users.insert("bob".into(), UserRecord::new(hash_password("pw3").unwrap(), None));
+        db.users.insert(
+            "bob".into(),
+            UserRecord { password: hash_password("pw3").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         assert!(store.verify(&store.reread(), "bob", "pw3"), "a changed file is picked up");
 
@@ -632,7 +634,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord::new(hash_password("pw").unwrap(), None));
+        db.users.insert(
+            "alice".into(),
+            UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         let store = UserStore::open(&path).unwrap();
         std::fs::write(&path, "").unwrap();
@@ -669,11 +674,14 @@ mod tests {
         let path = dir.path().join("users.toml");
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC/HRbQ5JKJXnI25aTsjDTZH86/z68eDBr+koUFbQDTZ alice@laptop";
         let mut db = UserDb::default();
-        let mut alice = UserRecord::new(hash_password("pw").unwrap(), None);
+        let mut alice = UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() };
         alice.keys.push(key.into());
         alice.key_only = true;
         db.users.insert("alice".into(), alice);
-        db.users.insert("bob".into(), UserRecord::new(hash_password("pw").unwrap(), None));
+        db.users.insert(
+            "bob".into(),
+            UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("key_only = true") && text.contains(key), "{text}");

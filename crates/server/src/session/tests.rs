@@ -41,7 +41,10 @@ impl Lazy {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users.toml");
         let mut db = UserDb::default();
-        db.users.insert("alice".into(), UserRecord::new(hash_password("pw").unwrap(), None));
+        db.users.insert(
+            "alice".into(),
+            UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() },
+        );
         db.save(&users).unwrap();
         let store = crate::users::UserStore::open(&users).unwrap();
         let config = Config { root: self.data.path().to_owned(), users, fsync: false, ..Config::default() };

@@ -15,7 +15,10 @@ fn engines(quota: Option<u64>) -> Vec<(&'static str, Arc<Engine>, tempfile::Temp
             let users_dir = tempfile::tempdir().unwrap();
             let path = users_dir.path().join("users.toml");
             let mut db = UserDb::default();
-            db.users.insert("alice".into(), UserRecord::new(hash_password("pw").unwrap(), quota));
+            db.users.insert(
+                "alice".into(),
+                UserRecord { password: hash_password("pw").unwrap(), quota, ..UserRecord::default() },
+            );
             db.save(&path).unwrap();
             let users = Arc::new(UserStore::open(&path).unwrap());
             let engine = Arc::new(Engine::new(store, users, Arc::default()));
