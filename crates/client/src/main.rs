@@ -593,8 +593,9 @@ impl Login {
                     }
                     return Ok(());
                 }
-                Err(e) if e.code() == Some(ErrorCode::AuthFailed) && attempt < PASSWORD_ATTEMPTS => {
-                    eprintln!("ftpc: login failed: unknown user or wrong password; try again");
+                Err(ClientError::Remote(body)) if body.code == ErrorCode::AuthFailed && attempt < PASSWORD_ATTEMPTS => {
+                    // The server's words: a key-only user is told so.
+                    eprintln!("ftpc: login failed: {}; try again", escape(&body.message));
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
