@@ -438,3 +438,28 @@ fn keys_in_a_database_user_record_log_in() {
     let err = fails(keyed(&d, "alice").arg("-i").arg(&key.file).arg("ls"), 1);
     assert!(err.contains("no key was accepted"), "{err}");
 }
+
+/// Without an agent or --identity, ftpc tries `~/.ssh/id_ed25519`; if it
+/// can't be unlocked (no terminal, no FTPC_PASSPHRASE), the password is used.
+#[test]
+fn the_default_identity_is_tried_and_the_password_remains() {
+    let d = Daemon::start(&[]);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    let plain = keygen(&home.path().join(".ssh"), "id_ed25519", "ed25519", "");
+    d.add_user("kim", "pw");
+    authorize(&d, "kim", &plain);
+    ok(keyed(&d, "kim").env("HOME", home.path()).args(["mkdir", "by-default-key"]));
+    assert!(d.log().contains("key accepted"));
+
+    // Now encrypted, with nothing to ask the passphrase on: the password.
+    std::fs::remove_file(&plain.file).unwrap();
+    let locked = keygen(&home.path().join(".ssh"), "id_ed25519", "ed25519", "secret");
+    authorize(&d, "kim", &locked);
+    let out = run(d.ftpc("kim", "pw").env("HOME", home.path()).arg("ls"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FTPC_PASSPHRASE") && err.contains("not using it"), "{err}");
+    // With the passphrase given, the key.
+    ok(keyed(&d, "kim").env("HOME", home.path()).env("FTPC_PASSPHRASE", "secret").arg("ls"));
+}

@@ -80,12 +80,19 @@ impl Keys {
                 Err(KeyFailure::Client(e)) => return Err(e),
             }
         }
-        let file = match (&self.identity, &self.default_identity) {
-            (Some(file), _) => file.clone(),
-            (None, Some(file)) if file.exists() => file.clone(),
-            _ => return Ok(None),
-        };
-        self.with_file(client, user, &file, ask).await
+        match (&self.identity, &self.default_identity) {
+            (Some(file), _) => self.with_file(client, user, file, ask).await,
+            (None, Some(file)) if file.exists() => match self.with_file(client, user, file, ask).await {
+                // The default key is only a guess: if it can't be used, the
+                // password may still be.
+                Err(e @ (ClientError::Key(_) | ClientError::Local { .. })) => {
+                    warn(&format!("{e}; not using it"));
+                    Ok(None)
+                }
+                other => other,
+            },
+            _ => Ok(None),
+        }
     }
 
     async fn with_agent<S>(
@@ -98,7 +105,9 @@ impl Keys {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mut agent = Agent::connect(socket).await?;
-        for AgentKey { blob, comment } in agent.keys().await? {
+        // One query is left for the identity file.
+        let offered = (key_login::MAX_QUERIES - 1) as usize;
+        for AgentKey { blob, comment } in agent.keys().await?.into_iter().take(offered) {
             let Ok(key) = PublicKey::from_bytes(&blob) else { continue };
             let Ok(line) = key.to_openssh() else { continue };
             if !client.key_query(user, &line).await? {

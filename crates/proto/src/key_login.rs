@@ -22,6 +22,11 @@ pub const NAMESPACE: &str = "ftpd";
 /// The first field of the signed message: says what the signature is for.
 pub const MAGIC: &[u8] = b"ftpd-key-login-v1";
 
+/// Key queries (`key_login` without a signature) a server answers on one
+/// connection; the next one gets `too_many_attempts` and the connection is
+/// closed.
+pub const MAX_QUERIES: u32 = 16;
+
 /// Longest `key` (an OpenSSH public key line) a `key_login` may carry.
 pub const MAX_KEY: usize = 2048;
 

@@ -22,7 +22,7 @@ const MAX_LOGIN_ATTEMPTS: u32 = 3;
 
 /// Key queries answered on one connection before it is closed (enough for
 /// an agent full of keys, too few to probe many).
-const MAX_KEY_QUERIES: u32 = 16;
+const MAX_KEY_QUERIES: u32 = ftp_proto::key_login::MAX_QUERIES;
 
 impl<S> Session<S>
 where
