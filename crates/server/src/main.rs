@@ -145,7 +145,7 @@ enum UserAction {
     DelKey {
         /// User name.
         name: String,
-        /// The key's fingerprint, `SHA256:...`.
+        /// The key's fingerprint, `SHA256:...` (the prefix may be left out).
         fingerprint: String,
     },
     /// Turn password login off (`on`: the user logs in with a key only) or
@@ -408,6 +408,11 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
             }
         }
         UserAction::DelKey { name, fingerprint } => {
+            // As ssh-keygen -l prints it, or without its `SHA256:`.
+            let fingerprint = match fingerprint.starts_with("SHA256:") {
+                true => fingerprint,
+                false => format!("SHA256:{fingerprint}"),
+            };
             let Some(record) = source.get(&name).await? else { bail!("no such user {name:?}") };
             let matches = |line: &String| keys::parse_key(line).is_ok_and(|k| keys::fingerprint(&k) == fingerprint);
             if !record.keys.iter().any(matches) {
