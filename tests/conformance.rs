@@ -1014,7 +1014,7 @@ mod s4_handshake_and_login {
             assert_eq!(reply["version"], 1, "{reply}");
             assert!(reply["server"].is_string(), "{reply}");
             assert_eq!(reply["max_chunk"], 1_048_576, "{reply}");
-            assert_eq!(reply["revision"], 2, "the server announces revision 2: {reply}");
+            assert_eq!(reply["revision"], 3, "the server announces revision 3: {reply}");
         }
     }
 
@@ -1107,6 +1107,142 @@ mod s4_handshake_and_login {
         std::thread::sleep(Duration::from_millis(1500));
         assert_error(&raw.reply(), "timeout");
         assert_closed(&mut raw);
+    }
+}
+
+/// Section 4, *Key login* (1.3): the query, the message bound to the TLS
+/// session, the sshsig encoding, and what counts as a failure. Signatures
+/// are made by OpenSSH's `ssh-keygen -Y sign`, never by our code.
+mod s4_key_login {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// An Ed25519 key made by ssh-keygen, authorized for alice with
+    /// `ftpd user add-key`: (private key file, public line).
+    fn alice_key(d: &Daemon, dir: &Path) -> (PathBuf, String) {
+        let file = dir.join("id");
+        ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&file));
+        ok(&mut d.ftpd_user(&["add-key", "alice", file.with_extension("pub").to_str().unwrap()]));
+        (file.clone(), std::fs::read_to_string(file.with_extension("pub")).unwrap().trim().to_owned())
+    }
+
+    /// "four SSH strings ... 1. the 17 ASCII bytes `ftpd-key-login-v1`;
+    /// 2. the 32-byte exporter value; 3. the user name ...; 4. the public
+    /// key blob: the base64-decoded second field of `key`."
+    fn message(binding: &[u8], user: &str, public: &str) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let b64 = public.split_whitespace().nth(1).unwrap();
+        let mut decode = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        decode.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+        let blob = decode.wait_with_output().unwrap().stdout;
+        let mut m = Vec::new();
+        for field in [&b"ftpd-key-login-v1"[..], binding, user.as_bytes(), &blob] {
+            m.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            m.extend_from_slice(field);
+        }
+        m
+    }
+
+    /// `ssh-keygen -Y sign -n ftpd [-O hashalg=HASH]` over `data`.
+    fn sign(key: &Path, data: &[u8], hash: &str) -> String {
+        let file = key.with_file_name(format!("m-{hash}"));
+        std::fs::write(&file, data).unwrap();
+        let _ = std::fs::remove_file(format!("{}.sig", file.display()));
+        let option = format!("hashalg={hash}");
+        ok(Command::new("ssh-keygen").args(["-Y", "sign", "-n", "ftpd", "-O", &option, "-f"]).arg(key).arg(&file));
+        std::fs::read_to_string(format!("{}.sig", file.display())).unwrap()
+    }
+
+    /// "The query's reply is `{"ok": true, "accepted": BOOL}` ... An
+    /// unknown user gets `false`, as a key not authorized does."
+    #[test]
+    fn a_query_answers_accepted_true_or_false() {
+        let d = daemon();
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = alice_key(&d, dir.path());
+        let mut raw = Raw::connect(d.target());
+        raw.hello();
+        let yes = raw.request(&json!({"op": "key_login", "user": "alice", "key": public}));
+        assert_eq!(yes, json!({"ok": true, "accepted": true}));
+        let no = raw.request(&json!({"op": "key_login", "user": "nobody", "key": public}));
+        assert_eq!(no, json!({"ok": true, "accepted": false}));
+        // The comment is optional and ignored.
+        let bare: Vec<&str> = public.split_whitespace().take(2).collect();
+        let yes = raw.request(&json!({"op": "key_login", "user": "alice", "key": bare.join(" ")}));
+        assert_eq!(yes["accepted"], true);
+    }
+
+    /// "a connection may send at most 16: the 17th gets
+    /// `too_many_attempts` and the connection is closed."
+    #[test]
+    fn the_17th_query_is_too_many_attempts_and_closes() {
+        let d = daemon();
+        let dir = tempfile::tempdir().unwrap();
+        let (_, public) = alice_key(&d, dir.path());
+        let mut raw = Raw::connect(d.target());
+        raw.hello();
+        for _ in 0..16 {
+            assert_eq!(raw.request(&json!({"op": "key_login", "user": "alice", "key": public}))["ok"], true);
+        }
+        assert_error(&raw.request(&json!({"op": "key_login", "user": "alice", "key": public})), "too_many_attempts");
+        assert_closed(&mut raw);
+    }
+
+    /// "`signature` is an OpenSSH signature in the "sshsig" format ...
+    /// namespace `ftpd`, hash `sha512` (servers also accept `sha256`),
+    /// armored exactly as `ssh-keygen -Y sign` writes it"; "the TLS exporter
+    /// value ... label `EXPORTER-ftpd-key-login` ... no context ... 32 bytes".
+    #[test]
+    fn an_sshsig_over_the_documented_message_logs_in_with_either_hash() {
+        let d = daemon();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, public) = alice_key(&d, dir.path());
+        for hash in ["sha512", "sha256"] {
+            let (mut raw, binding) = connect_with_binding(d.target(), Ipv4Addr::new(127, 0, 0, 1));
+            raw.hello();
+            let signature = sign(&key, &message(&binding, "alice", &public), hash);
+            let reply =
+                raw.request(&json!({"op": "key_login", "user": "alice", "key": public, "signature": signature}));
+            assert_eq!(reply, json!({"ok": true, "user": "alice", "cwd": "/"}), "{hash}");
+        }
+    }
+
+    /// "A signed `key_login` that does not log in is a failed login,
+    /// counted, delayed and limited exactly as a wrong password"
+    /// (three per connection).
+    #[test]
+    fn three_bad_signatures_close_the_connection() {
+        let d = daemon();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, public) = alice_key(&d, dir.path());
+        let (mut raw, _) = connect_with_binding(d.target(), Ipv4Addr::new(127, 0, 0, 1));
+        raw.hello();
+        // Signed for another session's value.
+        let wrong = sign(&key, &message(&[0; 32], "alice", &public), "sha512");
+        for _ in 0..3 {
+            let reply = raw.request(&json!({"op": "key_login", "user": "alice", "key": public, "signature": wrong}));
+            assert_error(&reply, "auth_failed");
+        }
+        assert_closed(&mut raw);
+    }
+
+    /// "On a plaintext connection (`--no-tls`) ... every `key_login` gets
+    /// `bad_request` (`key login needs TLS`), which is not a failed login"
+    #[test]
+    fn without_tls_key_login_is_bad_request_and_not_a_failure() {
+        let d = daemon_with(&["--no-tls"]);
+        let mut raw = Raw::connect(d.target());
+        raw.hello();
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC/HRbQ5JKJXnI25aTsjDTZH86/z68eDBr+koUFbQDTZ";
+        for _ in 0..4 {
+            let reply = raw.request(&json!({"op": "key_login", "user": "alice", "key": key, "signature": "x"}));
+            assert_error(&reply, "bad_request");
+            assert!(reply["message"].as_str().unwrap().contains("key login needs TLS"), "{reply}");
+        }
+        assert_eq!(raw.request(&json!({"op": "login", "user": "alice", "password": "pw"}))["ok"], true);
     }
 }
 

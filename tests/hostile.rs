@@ -208,3 +208,90 @@ fn a_directory_swapped_for_a_symlink_mid_request_never_leads_outside() {
         "{outcomes:?}"
     );
 }
+
+/// Every malformed or hostile key login gets a clear error, none logs in,
+/// and the daemon keeps serving (protocol 1.3).
+#[test]
+fn hostile_key_logins_get_clear_errors_and_the_daemon_survives() {
+    let d = Daemon::start(&["--login-block-after", "1000"]);
+    d.add_user("alice", "pw");
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("k");
+    ok(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&file));
+    let key = std::fs::read_to_string(file.with_extension("pub")).unwrap().trim().to_owned();
+    ok(&mut d.ftpd_user(&["add-key", "alice", file.with_extension("pub").to_str().unwrap()]));
+
+    // Before hello: refused and closed.
+    let mut raw = Raw::connect(d.target());
+    let reply = raw.request(&json!({"op": "key_login", "user": "alice", "key": key}));
+    assert_eq!(code(&reply), "bad_request", "{reply}");
+    assert!(raw.closed());
+
+    // Malformed requests: bad_request, and the connection goes on.
+    let mut raw = Raw::connect(d.target());
+    raw.hello();
+    let huge = format!("ssh-ed25519 {}", "A".repeat(3000));
+    let wrong_signature_data = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n";
+    let cases = [
+        (json!({"op": "key_login", "user": "alice"}), "missing key", "bad_request", "key"),
+        (json!({"op": "key_login", "user": "alice", "key": 7}), "key not a string", "bad_request", "expected a string"),
+        (json!({"op": "key_login", "user": "alice", "key": "garbage"}), "not a key", "bad_request", "OpenSSH"),
+        (json!({"op": "key_login", "user": "alice", "key": huge}), "huge key", "bad_request", "longer"),
+        (json!({"op": "key_login", "user": "alice", "key": "ssh-dss AAAAB3NzaC1kc3M= x"}), "dsa", "bad_request", "key"),
+        (
+            json!({"op": "key_login", "user": "alice", "key": key, "signature": 5}),
+            "signature type",
+            "bad_request",
+            "string",
+        ),
+        (json!({"op": "key_login", "user": ["x"], "key": key}), "user type", "bad_request", "expected a string"),
+    ];
+    for (request, what, expected, says) in cases {
+        let reply = raw.request(&request);
+        assert_eq!(code(&reply), expected, "{what}: {reply}");
+        assert!(reply["message"].as_str().unwrap().contains(says), "{what}: {reply}");
+    }
+    // A huge signature is refused by the frame limit or the field's.
+    let mut big = Raw::connect(d.target());
+    big.hello();
+    let reply = big.request(&json!({"op": "key_login", "user": "alice", "key": key, "signature": "A".repeat(3500)}));
+    assert!(matches!(code(&reply).as_str(), "too_large" | "bad_request"), "{reply}");
+
+    // Garbage, truncated and wrong-namespace signatures: failed logins.
+    let (mut raw, binding) = connect_with_binding(d.target(), std::net::Ipv4Addr::new(127, 0, 0, 1));
+    raw.hello();
+    let mut message = Vec::new();
+    for field in [&b"ftpd-key-login-v1"[..], &binding, b"alice", &[0u8; 0][..]] {
+        message.extend_from_slice(&(field.len() as u32).to_be_bytes());
+        message.extend_from_slice(field);
+    }
+    let to_sign = keys.path().join("m");
+    std::fs::write(&to_sign, &message).unwrap();
+    ok(std::process::Command::new("ssh-keygen").args(["-Y", "sign", "-n", "git", "-f"]).arg(&file).arg(&to_sign));
+    let git = std::fs::read_to_string(keys.path().join("m.sig")).unwrap();
+    for (signature, says) in
+        [("garbage", "not an armored"), (wrong_signature_data, "not an armored"), (git.as_str(), "namespace")]
+    {
+        let reply = raw.request(&json!({"op": "key_login", "user": "alice", "key": key, "signature": signature}));
+        assert_eq!(code(&reply), "auth_failed", "{reply}");
+        assert!(reply["message"].as_str().unwrap().contains(says), "{says}: {reply}");
+    }
+    assert!(raw.closed(), "three failed key logins close the connection");
+
+    // Endless queries are cut off.
+    let mut raw = Raw::connect(d.target());
+    raw.hello();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..20 {
+        raw.send(&json!({"op": "key_login", "user": "alice", "key": key}));
+        match raw.recv() {
+            Some((_, payload)) => last = serde_json::from_slice(&payload).unwrap(),
+            None => break,
+        }
+    }
+    assert_eq!(code(&last), "too_many_attempts", "{last}");
+
+    // Still serving.
+    let mut fine = Raw::login(d.target(), "alice", "pw");
+    assert!(fine.ls(None).is_ok());
+}

@@ -207,6 +207,37 @@ fn the_certificate_is_settled_before_a_password_is_asked_for() {
 }
 
 #[test]
+fn the_certificate_is_settled_before_a_key_passphrase_is_asked_for() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "open sesame", "-f"]).arg(&key));
+    ok(&mut d.ftpd_user(&["add-key", "alice", key.with_extension("pub").to_str().unwrap()]));
+    let args = format!("-i {} mkdir keyed", key.display());
+
+    // Refused: no passphrase prompt, nothing sent.
+    let mut t = Terminal::open(&asking(&d, "alice"), &args);
+    t.wait_for("Trust this server", 1);
+    t.type_line("n");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(!screen.contains("Passphrase") && !screen.contains("Password"), "{screen}");
+
+    // Accepted: then the passphrase (the key is accepted), and no password.
+    let mut t = Terminal::open(&asking(&d, "alice"), &args);
+    t.wait_for("Trust this server", 1);
+    t.type_line("y");
+    t.wait_for("Passphrase for", 1);
+    t.type_line("open sesame");
+    let (code, screen) = t.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.find("Passphrase for").unwrap() > screen.find("Trust this server").unwrap(), "{screen}");
+    assert!(!screen.contains("Password") && !screen.contains("open sesame\r\n"), "{screen}");
+    assert!(d.home("alice").join("keyed").is_dir());
+}
+
+#[test]
 fn the_question_about_a_new_server_waits_longer_than_the_timeout() {
     let d = Daemon::start(&[]);
     d.add_user("alice", "pw");

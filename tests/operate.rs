@@ -295,10 +295,14 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         "ftpd-usage",
         "ftpd-user",
         "ftpd-user-add",
+        "ftpd-user-add-key",
         "ftpd-user-del",
+        "ftpd-user-del-key",
         "ftpd-user-list",
+        "ftpd-user-list-keys",
         "ftpd-user-passwd",
         "ftpd-user-set",
+        "ftpd-user-set-key-only",
         "ftpd-user-set-quota",
         "ftpd-user-show",
     ];
@@ -332,8 +336,18 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         assert!(status.contains(&format!("{code} {meaning}")), "exit {code} {meaning:?} not in: {status}");
     }
     let environment = section(&ftpc, "ENVIRONMENT", "SEE ALSO");
-    for var in ["FTPC_SERVER", "FTPC_USER", "FTPC_PASSWORD", "FTPC_CONFIG", "FTPC_KNOWN_HOSTS", "FTPC_FSYNC", "TMPDIR"]
-    {
+    for var in [
+        "FTPC_SERVER",
+        "FTPC_USER",
+        "FTPC_PASSWORD",
+        "FTPC_CONFIG",
+        "FTPC_KNOWN_HOSTS",
+        "FTPC_FSYNC",
+        "TMPDIR",
+        "FTPC_PASSPHRASE",
+        "FTPC_IDENTITY",
+        "SSH_AUTH_SOCK",
+    ] {
         assert!(environment.contains(var), "{var} not in: {environment}");
     }
     let files = section(&ftpc, "FILES", "ENVIRONMENT");
@@ -350,6 +364,7 @@ fn manual_pages_cover_every_command_flag_key_variable_and_exit_code() {
         "--in-flight",
         "--fsync",
         "--batch",
+        "--identity",
     ] {
         assert!(section(&ftpc, "OPTIONS", "COMMANDS").contains(flag), "{flag} not in the options of: {ftpc}");
     }

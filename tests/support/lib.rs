@@ -332,6 +332,9 @@ impl Daemon {
         cmd.env("FTPC_SERVER", self.addr.to_string())
             .env("FTPC_USER", user)
             .env("FTPC_PASSWORD", password)
+            // No key login with the tester's own agent: tests that want
+            // one set it.
+            .env_remove("SSH_AUTH_SOCK")
             .env("FTPC_CONFIG", self.dir.path().join("no-profile.toml"))
             .env("FTPC_KNOWN_HOSTS", self.dir.path().join("known_hosts"))
             // The shell's history goes here, not to the tester's own.
@@ -531,6 +534,28 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
 
 /// Wraps a TCP connection in a TLS client session.
 pub fn tls_client(tcp: TcpStream) -> Box<dyn Stream> {
+    Box::new(tls_stream(tcp))
+}
+
+/// Connects over TLS to `target` (from `source`, a 127.0.0.x address)
+/// and returns the connection with its key-login exporter value (label
+/// `EXPORTER-ftpd-key-login`, no context, 32 bytes), which a key-login
+/// signature must cover.
+pub fn connect_with_binding(target: Target, source: std::net::Ipv4Addr) -> (Raw, [u8; 32]) {
+    assert!(target.tls, "key login needs TLS");
+    let tcp = connect_from(Target { tls: false, ..target }, source).stream;
+    // `connect_from` without TLS hands back the TCP stream itself.
+    let tcp: Box<dyn Stream> = tcp;
+    let mut stream = rustls::StreamOwned::new(tls_connection(), tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).expect("TLS handshake");
+    }
+    let mut binding = [0u8; 32];
+    stream.conn.export_keying_material(&mut binding, b"EXPORTER-ftpd-key-login", None).expect("exporter");
+    (Raw { stream: Box::new(stream) }, binding)
+}
+
+fn tls_connection() -> rustls::ClientConnection {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -539,8 +564,11 @@ pub fn tls_client(tcp: TcpStream) -> Box<dyn Stream> {
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    Box::new(rustls::StreamOwned::new(conn, tcp))
+    rustls::ClientConnection::new(Arc::new(config), name).unwrap()
+}
+
+fn tls_stream(tcp: TcpStream) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    rustls::StreamOwned::new(tls_connection(), tcp)
 }
 
 impl Raw {

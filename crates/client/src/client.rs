@@ -5,7 +5,7 @@ use ftp_disk::{FileSink, FileSource, hash_exact};
 use ftp_proto::bulk::{Received, read_frame, write_data};
 use ftp_proto::{
     DEFAULT_CHUNK, DfOk, DiscardOk, Empty, Entry, ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, GetOk, HelloOk,
-    LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, WorkingDir, decode_reply,
+    KeyQueryOk, LoginOk, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, WorkingDir, decode_reply,
 };
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
@@ -118,6 +118,9 @@ pub enum ClientError {
     /// The server is at its connection limit and refused the connection.
     #[error("server busy: try again later ({0})")]
     Busy(String),
+    /// A key for key login can't be used (unreadable, wrong passphrase).
+    #[error("{0}")]
+    Key(String),
 }
 
 impl ClientError {
@@ -220,6 +223,8 @@ pub struct Client<S> {
     /// second), and when what was sent so far is paid for at it: data is
     /// sent no faster, so the progress shows the rate really achieved.
     upload_cap: Option<(u64, tokio::time::Instant)>,
+    /// This TLS session's key-login exporter value (`None` without TLS).
+    binding: Option<[u8; ftp_proto::key_login::EXPORTER_LEN]>,
 }
 
 /// A byte stream a client can run over: TCP, or TLS over TCP.
@@ -260,18 +265,25 @@ impl Client<Box<dyn Io>> {
         let wire = peer::FirstBytes::default();
         let session = peer::FirstBytes::default();
         let tcp = wire.record(tcp_connect(addr, timeout).await?);
+        let mut binding = None;
         let stream: Box<dyn Io> = match transport {
             Transport::Plain => Box::new(session.record(tcp)),
             Transport::Tls(trust) => {
                 let again = || async { Ok(wire.record(tcp_connect(addr, timeout).await?)) };
                 match crate::tls::connect(tcp, addr, trust, timeout, again).await {
-                    Ok(stream) => Box::new(session.record(stream)),
+                    Ok(stream) => {
+                        binding = crate::tls::key_login_binding(stream.get_ref().1);
+                        Box::new(session.record(stream))
+                    }
                     Err(e) => return Err(peer::explain_tls(e, addr, &wire)),
                 }
             }
         };
         let tls = matches!(transport, Transport::Tls(_));
-        Client::handshake(stream, timeout).await.map_err(|e| peer::explain_hello(e, addr, &session, tls))
+        let mut client =
+            Client::handshake(stream, timeout).await.map_err(|e| peer::explain_hello(e, addr, &session, tls))?;
+        client.binding = binding;
+        Ok(client)
     }
 }
 
@@ -294,6 +306,7 @@ where
             closed_idle: false,
             server: placeholder,
             upload_cap: None,
+            binding: None,
         };
         let hello = Request::Hello {
             version: ftp_proto::PROTOCOL_VERSION,
@@ -378,6 +391,29 @@ where
     fn logged_in(&mut self, ok: &LoginOk) {
         let full = tokio::time::Instant::now() - ftp_proto::pace::BURST;
         self.upload_cap = ok.upload_rate.map(|rate| (rate, full));
+    }
+
+    /// The key-login exporter value of this TLS session, if the server can
+    /// take a key login on it (TLS, protocol 1.3 or later).
+    pub fn key_binding(&self) -> Option<&[u8; ftp_proto::key_login::EXPORTER_LEN]> {
+        self.binding.as_ref().filter(|_| self.server.revision >= 3)
+    }
+
+    /// Asks whether the server would accept a signature by `key` (an
+    /// OpenSSH public key line) for `user`; nothing is signed and a "no"
+    /// is not a failed login.
+    pub async fn key_query(&mut self, user: &str, key: &str) -> Result<bool> {
+        let req = Request::KeyLogin { user: user.to_owned(), key: key.to_owned(), signature: None };
+        Ok(self.call::<KeyQueryOk>(&req).await?.accepted)
+    }
+
+    /// Logs in with `signature`, an armored sshsig by `key` over this
+    /// session's key-login message (see [`crate::keys`]).
+    pub async fn key_login(&mut self, user: &str, key: &str, signature: String) -> Result<LoginOk> {
+        let req = Request::KeyLogin { user: user.to_owned(), key: key.to_owned(), signature: Some(signature) };
+        let ok: LoginOk = self.call(&req).await?;
+        self.logged_in(&ok);
+        Ok(ok)
     }
 
     /// Lists a directory (the working directory when `path` is `None`).

@@ -7,8 +7,10 @@
 //! checked, and a download is renamed into place only once verified.
 
 pub mod address;
+pub mod agent;
 mod client;
 pub mod display;
+pub mod keys;
 pub mod known_hosts;
 pub mod profile;
 pub mod tls;

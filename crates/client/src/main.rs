@@ -16,6 +16,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::Ui;
 use ftp_client::address::ServerAddr;
 use ftp_client::display::escape;
+use ftp_client::keys::Keys;
 use ftp_client::known_hosts::{self, KnownHosts};
 use ftp_client::profile::{self, Host, Profile, Target};
 use ftp_client::tls::Trust;
@@ -68,6 +69,12 @@ struct Cli {
     /// Pin an unknown server's certificate without asking (for scripts).
     #[arg(long, global = true)]
     accept_new_host: bool,
+    /// OpenSSH private key for key login, tried when ssh-agent
+    /// (SSH_AUTH_SOCK) has no key the server accepts; its passphrase is
+    /// asked on a terminal, or read from FTPC_PASSPHRASE [default: the
+    /// profile's `identity`, else ~/.ssh/id_ed25519 if it exists].
+    #[arg(long, short = 'i', global = true, env = "FTPC_IDENTITY", value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Files in flight at once in mput, mget, put -r and get -r (1: one
     /// at a time, each waiting for its reply).
     #[arg(long, short = 'j', global = true, default_value_t = 64, value_name = "N",
@@ -434,7 +441,7 @@ impl From<ClientError> for Failure {
             ClientError::Remote(body) if body.code == ErrorCode::Integrity => exit::INTEGRITY,
             ClientError::Remote(_) => exit::REMOTE,
             ClientError::Integrity(_) => exit::INTEGRITY,
-            ClientError::Local { .. } => exit::LOCAL,
+            ClientError::Local { .. } | ClientError::Key(_) => exit::LOCAL,
             ClientError::Tls(_)
             | ClientError::TlsMismatch(_)
             | ClientError::UnknownHost { .. }
@@ -442,7 +449,7 @@ impl From<ClientError> for Failure {
         };
         let message = match &e {
             ClientError::Remote(body) if body.code == ErrorCode::AuthFailed => {
-                "login failed: unknown user or wrong password".to_owned()
+                format!("login failed: {}", escape(&body.message))
             }
             ClientError::Remote(body) => format!("{} [{}]", escape(&body.message), body.code),
             other => escape(&other.to_string()).into_owned(),
@@ -468,6 +475,7 @@ pub struct Login {
     /// User name.
     pub user: String,
     password: Secret,
+    keys: Keys,
     timeout: Duration,
     transport: Transport,
     durable: bool,
@@ -480,6 +488,8 @@ enum Secret {
     /// Asked on the terminal (up to three times), then remembered for
     /// reconnections.
     Asked(Mutex<Option<String>>),
+    /// Neither: only a key can log in.
+    Missing,
 }
 
 /// Passwords asked for on one connection, as ssh does (the server closes
@@ -498,14 +508,27 @@ impl Login {
         let user = user.ok_or_else(|| {
             local("no user given: pass --user NAME or -s NAME@HOST, set FTPC_USER, or put `user = \"NAME\"` in the profile")
         })?;
+        let identity = cli.identity.clone().or_else(|| target.host.as_ref().and_then(|h| h.identity.clone()));
+        let keys = Keys::new(
+            std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(PathBuf::from),
+            identity.or(profile.identity),
+            dirs::home_dir().map(|home| home.join(".ssh").join("id_ed25519")),
+        );
+        let transport = transport(cli, &target)?;
+        // Key login needs TLS (its signature is bound to the TLS session).
+        let some_key = matches!(transport, Transport::Tls(_)) && keys.any();
         let password = match std::env::var("FTPC_PASSWORD") {
             Ok(p) => Secret::Given(p),
             Err(_) if std::io::stdin().is_terminal() => Secret::Asked(Mutex::new(None)),
-            Err(_) => return Err(local("no password: set FTPC_PASSWORD or run on a terminal to be asked")),
+            Err(_) if some_key => Secret::Missing,
+            Err(_) => {
+                return Err(local(
+                    "no password: set FTPC_PASSWORD or run on a terminal to be asked (or log in with a key: ssh-agent or --identity)",
+                ));
+            }
         };
         let timeout = Duration::from_secs(cli.timeout.max(1));
-        let transport = transport(cli, &target)?;
-        Ok(Login { server: target.addr.to_string(), user, password, timeout, transport, durable: cli.fsync })
+        Ok(Login { server: target.addr.to_string(), user, password, keys, timeout, transport, durable: cli.fsync })
     }
 
     /// Connects and logs in. Who the server is is settled first (the TLS
@@ -519,12 +542,35 @@ impl Login {
         Ok(client)
     }
 
-    /// Logs in with the known password, or asks for one on the terminal,
-    /// again after a wrong one, up to [`PASSWORD_ATTEMPTS`] times.
+    /// Logs in with a key (see [`ftp_client::keys`]), else with the known
+    /// password, or asks for one on the terminal, again after a wrong one,
+    /// up to [`PASSWORD_ATTEMPTS`] times.
     async fn log_in(&self, client: &mut Client<Box<dyn Io>>) -> Result<(), Failure> {
+        let warn = |message: &str| eprintln!("ftpc: {}", escape(message));
+        let mut keyed = self.keys.log_in(client, &self.user, &ask_passphrase, &warn).await;
+        if keyed.is_err() && (client.was_closed_unserved() || matches!(keyed, Err(ClientError::Io(_)))) {
+            // The server's login deadline passed while a passphrase was
+            // typed: connect again (the key is unlocked by now).
+            *client = Client::connect(&self.server, self.timeout, &self.transport).await?;
+            keyed = self.keys.log_in(client, &self.user, &ask_passphrase, &warn).await;
+        }
+        match keyed {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            // A key accepted but its signature refused: say so, then the password.
+            Err(ClientError::Remote(body)) if body.code == ErrorCode::AuthFailed => {
+                warn(&format!("key login failed: {}", body.message));
+            }
+            Err(e) => return Err(e.into()),
+        }
         let remembered = match &self.password {
             Secret::Given(p) => Some(p.clone()),
             Secret::Asked(kept) => kept.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            Secret::Missing => {
+                return Err(local(
+                    "no key was accepted and there is no password: set FTPC_PASSWORD or run on a terminal to be asked",
+                ));
+            }
         };
         if let Some(password) = remembered {
             client.login(&self.user, &password).await?;
@@ -547,14 +593,31 @@ impl Login {
                     }
                     return Ok(());
                 }
-                Err(e) if e.code() == Some(ErrorCode::AuthFailed) && attempt < PASSWORD_ATTEMPTS => {
-                    eprintln!("ftpc: login failed: unknown user or wrong password; try again");
+                Err(ClientError::Remote(body)) if body.code == ErrorCode::AuthFailed && attempt < PASSWORD_ATTEMPTS => {
+                    // The server's words: a key-only user is told so.
+                    eprintln!("ftpc: login failed: {}; try again", escape(&body.message));
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
     }
+}
+
+/// The passphrase of an encrypted identity file: `FTPC_PASSPHRASE`, else
+/// asked on the terminal; `None` without either.
+fn ask_passphrase(file: &std::path::Path, again: bool) -> Result<Option<String>, ClientError> {
+    if let Ok(passphrase) = std::env::var("FTPC_PASSPHRASE") {
+        return Ok((!again).then_some(passphrase));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let prompt = match again {
+        false => format!("Passphrase for {}: ", file.display()),
+        true => format!("Wrong passphrase; passphrase for {}: ", file.display()),
+    };
+    rpassword::prompt_password(prompt).map(Some).map_err(|e| ClientError::Key(format!("cannot read passphrase: {e}")))
 }
 
 fn ask_password(user: &str, server: &str) -> Result<String, Failure> {

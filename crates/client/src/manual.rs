@@ -11,7 +11,8 @@ pub const EXIT_CODES: [(u8, &str); 8] = [
     (0, "success"),
     (
         exit::LOCAL,
-        "local problem (file not readable, no user or password given, bad profile, forget of an unknown server)",
+        "local problem (file not readable, no user or password given, no key accepted and no password, key file \
+         unusable or wrong passphrase, bad profile, forget of an unknown server)",
     ),
     (exit::USAGE, "usage error (including rm -r without -f when there is no terminal to ask on)"),
     (
@@ -61,7 +62,7 @@ pub fn manual() -> Manual {
                 .entry(
                     "~/.config/ftpc/config.toml",
                     "The profile (FTPC_CONFIG names another): defaults for server and user, and named \
-                     servers in [hosts.NAME] blocks with server, user, ca, known_hosts and no_tls. \
+                     servers in [hosts.NAME] blocks with server, user, ca, known_hosts, identity and no_tls. \
                      Passwords are never read from it.",
                 )
                 .entry(
@@ -70,9 +71,24 @@ pub fn manual() -> Manual {
                      for a server a system root vouched for (FTPC_KNOWN_HOSTS names another). ftpc forget \
                      removes a server's line.",
                 )
+                .entry(
+                    "~/.ssh/id_ed25519",
+                    "The key for key login when ssh-agent has none the server accepts and neither --identity \
+                     nor the profile's identity names one; its passphrase is asked only if the server accepts \
+                     the key.",
+                )
                 .entry("~/.local/share/ftpc/history", "The shell's command history."),
         )
+        .section(Section::new("LOGIN").para(
+            "ftpc settles who the server is (the certificate question) before it asks for any secret. \
+                     Over TLS it then tries keys: each key of ssh-agent (SSH_AUTH_SOCK), then the --identity \
+                     file, else ~/.ssh/id_ed25519. Each key is offered first without a signature, and only a \
+                     key the server accepts signs (an OpenSSH sshsig, namespace ftpd, bound to this TLS \
+                     session). The password is used only when no key is accepted.",
+        ))
         .variable("FTPC_PASSWORD", "The password, instead of asking on the terminal.")
+        .variable("FTPC_PASSPHRASE", "The passphrase of an encrypted identity file, instead of asking on the terminal.")
+        .variable("SSH_AUTH_SOCK", "The ssh-agent whose keys are tried first for key login.")
         .variable("FTPC_CONFIG", "The profile to read instead of ~/.config/ftpc/config.toml.")
         .variable(
             "FTPC_KNOWN_HOSTS",

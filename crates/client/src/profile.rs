@@ -7,6 +7,7 @@
 //! ```toml
 //! server = "files.example.com"        # [USER@]HOST[:PORT], or a name below
 //! user = "alice"
+//! identity = "~/.ssh/id_work"          # key for key login (as --identity)
 //!
 //! [hosts.work]                        # `ftpc -s work ls`
 //! server = "files.example.com:2200"
@@ -30,6 +31,8 @@ pub struct Profile {
     pub server: Option<String>,
     /// User name.
     pub user: Option<String>,
+    /// OpenSSH private key file for key login, as `--identity`.
+    pub identity: Option<PathBuf>,
     /// Named servers (`[hosts.NAME]`), used by `-s NAME`.
     #[serde(default)]
     pub hosts: BTreeMap<String, Host>,
@@ -50,6 +53,8 @@ pub struct Host {
     pub no_tls: bool,
     /// The known-hosts file for this server.
     pub known_hosts: Option<PathBuf>,
+    /// OpenSSH private key file for key login to this server, as `--identity`.
+    pub identity: Option<PathBuf>,
 }
 
 /// Where `-s TEXT` leads: an address, and the named host it came from.
@@ -95,9 +100,12 @@ impl Profile {
             if host.no_tls && host.ca.is_some() {
                 return Err(invalid(&format!("hosts.{name}: `ca` and `no_tls` exclude each other")));
             }
-            for file in [&mut host.ca, &mut host.known_hosts].into_iter().flatten() {
+            for file in [&mut host.ca, &mut host.known_hosts, &mut host.identity].into_iter().flatten() {
                 *file = resolve(file, base);
             }
+        }
+        if let Some(file) = &mut profile.identity {
+            *file = resolve(file, base);
         }
         if let Some(server) = &profile.server {
             profile.target(server).map_err(|e| invalid(&format!("server: {e}")))?;

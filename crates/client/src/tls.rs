@@ -30,6 +30,15 @@ use tokio_rustls::client::TlsStream;
 /// most of those system calls (about 66,000 per GiB downloaded).
 const READ_AHEAD: usize = 256 << 10;
 
+/// This TLS session's key-login exporter value (label
+/// [`ftp_proto::key_login::EXPORTER_LABEL`], no context), which a key-login
+/// signature covers; `None` if the session can't export one.
+pub fn key_login_binding(conn: &rustls::ClientConnection) -> Option<[u8; ftp_proto::key_login::EXPORTER_LEN]> {
+    let mut out = [0u8; ftp_proto::key_login::EXPORTER_LEN];
+    conn.export_keying_material(&mut out, ftp_proto::key_login::EXPORTER_LABEL, None).ok()?;
+    Some(out)
+}
+
 /// How the server's certificate is checked.
 #[derive(Debug, Clone)]
 pub enum Trust {

@@ -7,7 +7,7 @@
 //! anything is allocated. `PROTOCOL.md` at the top of the repository is the
 //! prose specification; this crate is its one implementation, used by both
 //! ends. [`size`] is how both ends read and show sizes to people (quotas,
-//! listings, refusals).
+//! listings, refusals). [`key_login`] fixes what a public-key login signs.
 //!
 //! Of tokio it enables `io-util` only (tokio-util's codec adds `sync`): it
 //! reads and writes the streams it is handed and opens none itself, so it
@@ -17,6 +17,7 @@
 
 pub mod bulk;
 mod codec;
+pub mod key_login;
 mod message;
 pub mod pace;
 mod path;
@@ -24,9 +25,9 @@ pub mod size;
 
 pub use codec::{Frame, FrameCodec, FrameError, Tag};
 pub use message::{
-    DecodeError, DfOk, DiscardOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, LoginOk, MAX_SIZE,
-    PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply, encode_err,
-    encode_ok, is_hash_hex,
+    DecodeError, DfOk, DiscardOk, Empty, Entry, EntryKind, ErrorBody, ErrorCode, GetOk, HelloOk, KeyQueryOk, LoginOk,
+    MAX_SIZE, PartialEntry, Password, PutOk, PutReady, Request, StatOk, Trailer, Version, WorkingDir, decode_reply,
+    encode_err, encode_ok, is_hash_hex,
 };
 pub use path::{PathError, RemotePath, validate_name};
 
@@ -49,10 +50,10 @@ pub fn cert_fingerprint(der: &[u8]) -> String {
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Revision of [`PROTOCOL_VERSION`] this crate implements: `PROTOCOL.md`
-/// "version 1, revision 2" (1.2). A revision changes nothing a client of an
+/// "version 1, revision 3" (1.3: public-key login, see [`key_login`]). A revision changes nothing a client of an
 /// earlier revision of the same version sends or relies on; a server
 /// announces its revision in its hello reply (see `PROTOCOL.md` §8).
-pub const PROTOCOL_REVISION: u32 = 2;
+pub const PROTOCOL_REVISION: u32 = 3;
 
 /// Largest frame payload (tag byte included) accepted after login: one
 /// maximal data chunk plus its tag.

@@ -67,6 +67,23 @@ pub enum Request {
         /// Password in clear (the transport protects it).
         password: Password,
     },
+    /// Logs in with an OpenSSH public key (1.3; TLS only). Without
+    /// `signature` it only asks whether the server would accept `key` for
+    /// `user` ([`KeyQueryOk`]); with one, it logs in ([`LoginOk`]).
+    KeyLogin {
+        /// User name.
+        user: String,
+        /// The OpenSSH public key line (`ssh-ed25519 AAAA... comment`; the
+        /// comment is optional and ignored), at most
+        /// [`crate::key_login::MAX_KEY`] bytes.
+        #[serde(deserialize_with = "key_text")]
+        key: String,
+        /// An armored sshsig (`-----BEGIN SSH SIGNATURE-----`...) by `key`,
+        /// namespace `ftpd`, over [`crate::key_login::message`]; at most
+        /// [`crate::key_login::MAX_SIGNATURE`] bytes. Absent: a query.
+        #[serde(default, deserialize_with = "signature_text", skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
     /// Upload: data frames follow, then an end frame with the BLAKE3 hash
     /// of the whole file.
     ///
@@ -173,6 +190,7 @@ impl Request {
         match self {
             Request::Hello { .. } => "hello",
             Request::Login { .. } => "login",
+            Request::KeyLogin { .. } => "key_login",
             Request::Put { .. } => "put",
             Request::Get { .. } => "get",
             Request::Ls { .. } => "ls",
@@ -255,6 +273,29 @@ fn optional_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::E
 /// same as leaving it out).
 fn optional_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(false))
+}
+
+/// Deserialises the `key` of a `key_login`: a string of at most
+/// [`crate::key_login::MAX_KEY`] bytes (parsed by the server).
+fn key_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let key = String::deserialize(deserializer)?;
+    if key.len() > crate::key_login::MAX_KEY {
+        return Err(serde::de::Error::custom(format_args!("`key` is longer than {} bytes", crate::key_login::MAX_KEY)));
+    }
+    Ok(key)
+}
+
+/// Deserialises the optional `signature` of a `key_login`: absent, `null`,
+/// or a string of at most [`crate::key_login::MAX_SIGNATURE`] bytes.
+fn signature_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let signature = Option::<String>::deserialize(deserializer)?;
+    if signature.as_ref().is_some_and(|s| s.len() > crate::key_login::MAX_SIGNATURE) {
+        return Err(serde::de::Error::custom(format_args!(
+            "`signature` is longer than {} bytes",
+            crate::key_login::MAX_SIGNATURE
+        )));
+    }
+    Ok(signature)
 }
 
 /// Whether `s` is a BLAKE3 hash as the protocol writes it: exactly 64 hex
@@ -511,6 +552,15 @@ pub struct LoginOk {
     pub download_rate: Option<u64>,
 }
 
+/// Reply to a `key_login` without a signature (1.3): whether the server
+/// would accept a signature by this key for this user. An unknown user
+/// gets the same answer as a key that is not authorized: `false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyQueryOk {
+    /// Whether a signature by the key may log the user in.
+    pub accepted: bool,
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -751,6 +801,12 @@ mod tests {
             Request::Hello { version: 1, client: Some("ftpc/0.1".into()) },
             Request::Hello { version: 1, client: None },
             Request::Login { user: "alice".into(), password: Password("s3cret".into()) },
+            Request::KeyLogin { user: "alice".into(), key: "ssh-ed25519 AAAA a@b".into(), signature: None },
+            Request::KeyLogin {
+                user: "alice".into(),
+                key: "ssh-ed25519 AAAA".into(),
+                signature: Some("-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n".into()),
+            },
             Request::Put {
                 path: "a/b.txt".into(),
                 size: 1 << 40,
@@ -838,7 +894,7 @@ mod tests {
         let hello = decode_reply::<HelloOk>(old).unwrap().unwrap();
         assert_eq!(hello, HelloOk { version: 1, revision: 0, server: "ftpd 0.1.0".into(), max_chunk: 1 << 20 });
         let new = HelloOk { version: 1, revision: crate::PROTOCOL_REVISION, server: "s".into(), max_chunk: 1 };
-        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":2"#));
+        assert!(String::from_utf8(encode_ok(&new).to_vec()).unwrap().contains(r#""revision":3"#));
     }
 
     #[test]
@@ -1099,6 +1155,21 @@ mod tests {
     fn unknown_fields_are_ignored() {
         let req = Request::decode(br#"{"op":"rm","path":"a","future":true}"#).unwrap();
         assert_eq!(req, Request::Rm { path: "a".into() });
+    }
+
+    #[test]
+    fn key_login_fields_are_bounded() {
+        let long_key = format!(r#"{{"op":"key_login","user":"u","key":"{}"}}"#, "A".repeat(3000));
+        let err = Request::decode(long_key.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("`key` is longer"), "{err}");
+        assert_eq!(err.op(), Some("key_login"));
+        let long_sig = format!(r#"{{"op":"key_login","user":"u","key":"k","signature":"{}"}}"#, "A".repeat(4000));
+        assert!(Request::decode(long_sig.as_bytes()).unwrap_err().to_string().contains("`signature` is longer"));
+        let query = Request::decode(br#"{"op":"key_login","user":"u","key":"k","signature":null}"#).unwrap();
+        assert_eq!(query, Request::KeyLogin { user: "u".into(), key: "k".into(), signature: None });
+        assert!(Request::decode(br#"{"op":"key_login","user":"u"}"#).is_err(), "key is required");
+        assert!(Request::decode(br#"{"op":"key_login","user":"u","key":5}"#).is_err());
+        roundtrip_ok(KeyQueryOk { accepted: true });
     }
 
     #[test]

@@ -21,6 +21,7 @@
 pub mod access;
 pub mod admin;
 pub mod config;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 mod rate;

@@ -8,6 +8,7 @@ use ftp_proto::RemotePath;
 use ftp_proto::size::{exact_size, human_size, parse_size};
 use ftp_server::access::{NamePattern, Permissions};
 use ftp_server::config::{Config, Flags, LogFormat};
+use ftp_server::keys;
 use ftp_server::users::{UserRecord, UserSource, hash_password, validate_user_name};
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -189,6 +190,42 @@ enum UserAction {
         /// 600MB (600 × 10^6 bytes), 1048576 [default: unlimited].
         #[arg(long, value_parser = parse_size)]
         quota: Option<u64>,
+        /// The user logs in with a key only (add one with `ftpd user
+        /// add-key`): password login is refused, and no password is asked
+        /// for (one given with --password-stdin is kept for later).
+        #[arg(long)]
+        key_only: bool,
+    },
+    /// Authorize OpenSSH public keys for a user's key login: the keys in
+    /// FILE (`id_ed25519.pub`, or `authorized_keys` lines without options),
+    /// or on standard input (`-`). Ed25519, ECDSA and RSA (2048-4096 bits).
+    AddKey {
+        /// User name.
+        name: String,
+        /// File of public keys, one a line, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// List a user's authorized keys: type, SHA256 fingerprint, comment.
+    ListKeys {
+        /// User name.
+        name: String,
+    },
+    /// Remove an authorized key from a user, by its fingerprint (as
+    /// `ftpd user list-keys` and `ssh-keygen -l` print it).
+    DelKey {
+        /// User name.
+        name: String,
+        /// The key's fingerprint, `SHA256:...` (the prefix may be left out).
+        fingerprint: String,
+    },
+    /// Turn password login off (`on`: the user logs in with a key only) or
+    /// back on (`off`) for a user.
+    SetKeyOnly {
+        /// User name.
+        name: String,
+        /// `on`: key login only; `off`: the password works again.
+        #[arg(value_enum)]
+        setting: Switch,
     },
     /// Set or clear a user's disk quota.
     SetQuota {
@@ -211,7 +248,8 @@ enum UserAction {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List users and their quotas.
+    /// List users and their quotas (and, for those who have any, their
+    /// number of keys and whether they log in with a key only).
     List,
     /// Set what a user may do: permissions (in the home and per
     /// directory), name rules, the largest file, and bandwidth caps. Only
@@ -309,6 +347,15 @@ fn show(name: &str, record: &UserRecord) -> Result<String> {
 /// Name patterns from the command line: one "" clears the list.
 fn patterns(given: &[String]) -> Result<Vec<NamePattern>> {
     given.iter().filter(|p| !p.is_empty()).map(|p| NamePattern::new(p).map_err(anyhow::Error::msg)).collect()
+}
+
+/// On or off.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 fn main() -> std::process::ExitCode {
@@ -463,16 +510,104 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
     source.prepare().await?;
     let place = source.describe();
     match action {
-        UserAction::Add { name, password_stdin, quota } => {
+        UserAction::Add { name, password_stdin, quota, key_only } => {
             validate_user_name(&name)?;
             if source.get(&name).await?.is_some() {
                 bail!("user {name:?} already exists (use `ftpd user passwd` to change the password)");
             }
-            let password = read_password(password_stdin)?;
+            let password = match (key_only, password_stdin) {
+                // A password no one knows: password login stays refused
+                // even if key-only is turned off, until `passwd` sets one.
+                (true, false) => unguessable_password(),
+                _ => read_password(password_stdin)?,
+            };
+            let record = UserRecord { password: hash_password(&password)?, quota, key_only, ..UserRecord::default() };
+            source.add(&name, record).await?;
+            match key_only {
+                true => println!("added user {name} to {place}, key login only (add a key with `ftpd user add-key`)"),
+                false => println!("added user {name} to {place}"),
+            }
+        }
+        UserAction::AddKey { name, file } => {
+            let text = match file.as_os_str() == "-" {
+                true => {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                        .context("cannot read the keys from standard input")?;
+                    text
+                }
+                false => std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?,
+            };
+            let from = if file.as_os_str() == "-" { "standard input".to_owned() } else { file.display().to_string() };
+            let keys = keys::parse_key_file(&text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+            let Some(record) = source.get(&name).await? else { bail!("no such user {name:?}") };
+            let mut added = Vec::new();
+            for key in &keys {
+                let already = keys::is_authorized(&record.keys, key)
+                    || added.iter().any(|k: &ssh_key::PublicKey| k.key_data() == key.key_data());
+                if already {
+                    println!("key {} is already authorized for {name}", keys::fingerprint(key));
+                } else {
+                    added.push(key.clone());
+                }
+            }
+            let lines: Vec<String> = added.iter().map(|k| k.to_openssh()).collect::<Result<_, _>>()?;
             source
-                .add(&name, UserRecord { password: hash_password(&password)?, quota, ..UserRecord::default() })
+                .change(&name, |user| {
+                    for line in &lines {
+                        let key = ssh_key::PublicKey::from_openssh(line).expect("written just now");
+                        if !keys::is_authorized(&user.keys, &key) {
+                            user.keys.push(line.clone());
+                        }
+                    }
+                })
                 .await?;
-            println!("added user {name} to {place}");
+            for key in &added {
+                println!("added key {} to {name}", describe_key(key));
+            }
+        }
+        UserAction::ListKeys { name } => {
+            let Some(record) = source.get(&name).await? else { bail!("no such user {name:?}") };
+            for line in &record.keys {
+                let key = keys::parse_key(line).map_err(|e| anyhow::anyhow!("a key of {name} in {place}: {e}"))?;
+                println!("{}", describe_key(&key));
+            }
+            if record.keys.is_empty() {
+                eprintln!("{name} has no keys (add one with `ftpd user add-key {name} FILE`)");
+            }
+        }
+        UserAction::DelKey { name, fingerprint } => {
+            // As ssh-keygen -l prints it, or without its `SHA256:`.
+            let fingerprint = match fingerprint.starts_with("SHA256:") {
+                true => fingerprint,
+                false => format!("SHA256:{fingerprint}"),
+            };
+            let Some(record) = source.get(&name).await? else { bail!("no such user {name:?}") };
+            let matches = |line: &String| keys::parse_key(line).is_ok_and(|k| keys::fingerprint(&k) == fingerprint);
+            if !record.keys.iter().any(matches) {
+                bail!("{name} has no key {fingerprint} (see `ftpd user list-keys {name}`)");
+            }
+            source.change(&name, |user| user.keys.retain(|line| !matches(line))).await?;
+            println!("removed key {fingerprint} from {name}");
+            if record.key_only && record.keys.iter().filter(|l| !matches(l)).count() == 0 {
+                println!(
+                    "{name} logs in with a key only and now has none: add one, or `ftpd user set-key-only {name} off`"
+                );
+            }
+        }
+        UserAction::SetKeyOnly { name, setting } => {
+            let on = matches!(setting, Switch::On);
+            let Some(record) = source.get(&name).await? else { bail!("no such user {name:?}") };
+            source.change(&name, |user| user.key_only = on).await?;
+            match on {
+                true if record.keys.is_empty() => println!(
+                    "{name} logs in with a key only now, and has no key yet: add one with `ftpd user add-key {name} FILE`"
+                ),
+                true => println!("{name} logs in with a key only now"),
+                false => println!(
+                    "password login is on again for {name} (if they never had a password, set one with `ftpd user passwd {name}`)"
+                ),
+            }
         }
         UserAction::SetQuota { name, size } => {
             let quota = match size.as_str() {
@@ -566,10 +701,18 @@ async fn user_command(source: &UserSource, action: UserAction) -> Result<()> {
         }
         UserAction::List => {
             for (name, record) in &source.load().await?.users {
-                match record.quota {
-                    Some(q) => println!("{name}\tquota {}", exact_size(q)),
-                    None => println!("{name}\tunlimited"),
+                let mut line = match record.quota {
+                    Some(q) => format!("{name}\tquota {}", exact_size(q)),
+                    None => format!("{name}\tunlimited"),
+                };
+                if !record.keys.is_empty() {
+                    let s = if record.keys.len() == 1 { "" } else { "s" };
+                    line.push_str(&format!("\t{} key{s}", record.keys.len()));
                 }
+                if record.key_only {
+                    line.push_str("\tkey only");
+                }
+                println!("{line}");
             }
         }
     }
@@ -620,6 +763,22 @@ async fn folder_command(source: &UserSource, action: FolderAction) -> Result<()>
     let verb = if create { "added" } else { "changed" };
     println!("{verb} folder {name} in {place}; give it to users with `ftpd user set USER --folder {name}=LIST`");
     Ok(())
+}
+
+/// `TYPE SHA256:... COMMENT`, as `ftpd user list-keys` prints a key.
+fn describe_key(key: &ssh_key::PublicKey) -> String {
+    let comment = key.comment();
+    let mut line = format!("{} {}", key.algorithm().as_str(), keys::fingerprint(key));
+    if !comment.is_empty() {
+        line.push(' ');
+        line.push_str(&comment.escape_debug().to_string());
+    }
+    line
+}
+
+/// A random password that is thrown away once hashed (for a key-only user).
+fn unguessable_password() -> String {
+    format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>())
 }
 
 fn read_password(from_stdin: bool) -> Result<String> {

@@ -24,7 +24,7 @@ pub fn manual() -> Manual {
         .section(configuration)
         .section(
             Section::new("FILES")
-                .entry("ROOT/users.toml", "Users, their argon2id password hashes and quotas (the users key names another file). Re-read when it changes and on SIGHUP; a broken file is logged and the previous users stay.")
+                .entry("ROOT/users.toml", "Users, their argon2id password hashes, quotas, authorized OpenSSH keys and key-only flags (the users key names another file). Re-read when it changes and on SIGHUP; a broken file is logged and the previous users stay.")
                 .entry("ROOT/USER/", "A user's home: all that user can see.")
                 .entry("ROOT/+FOLDER/", "A shared folder (ftpd folder add), mounted at /FOLDER in the homes of the users given it.")
                 .entry("ROOT/.ftpd/tls/cert.pem, key.pem", "The self-signed certificate made at the first start, when tls_cert and tls_key are not set.")

@@ -17,6 +17,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+/// This TLS session's key-login exporter value (label
+/// [`ftp_proto::key_login::EXPORTER_LABEL`], no context), which a key-login
+/// signature must cover; `None` if the session can't export one.
+pub fn key_login_binding(conn: &rustls::ServerConnection) -> Option<[u8; ftp_proto::key_login::EXPORTER_LEN]> {
+    let mut out = [0u8; ftp_proto::key_login::EXPORTER_LEN];
+    conn.export_keying_material(&mut out, ftp_proto::key_login::EXPORTER_LABEL, None).ok()?;
+    Some(out)
+}
+
 /// Where the certificate and key come from.
 #[derive(Debug, Clone)]
 pub struct CertPaths {

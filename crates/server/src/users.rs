@@ -5,6 +5,8 @@
 //! [users.alice]
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$..."
 //! quota = "10 GiB"     # optional; no quota means unlimited
+//! keys = ["ssh-ed25519 AAAAC3Nza... alice@laptop"]  # optional: key login
+//! key_only = true       # optional: password login refused
 //! ```
 //!
 //! The daemon re-reads the file when it changes (checked at each login and
@@ -64,6 +66,13 @@ pub struct UserRecord {
     /// this user may do in it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub folders: BTreeMap<String, Permissions>,
+    /// Authorized OpenSSH public keys, one line each (`ssh-ed25519 AAAA...
+    /// comment`), for key login (see [`crate::keys`]). Absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Password login refused: the user logs in with a key only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_only: bool,
 }
 
 impl UserRecord {
@@ -88,6 +97,15 @@ impl UserRecord {
             access.folders.push(FolderRules { at, allow: folder.allow.clone(), deny: folder.deny.clone() });
         }
         access
+    }
+
+    /// Checks that every key is an accepted OpenSSH public key; the error
+    /// names the first that is not.
+    fn check_keys(&self) -> Result<(), String> {
+        for (n, key) in self.keys.iter().enumerate() {
+            crate::keys::parse_key(key).map_err(|e| format!("key {}: {e}", n + 1))?;
+        }
+        Ok(())
     }
 }
 
@@ -454,6 +472,7 @@ fn record(name: &str, value: serde_json::Value) -> Result<UserRecord, UserError>
     let bad = |message: String| UserError::Database(format!("user {name:?}: {message}"));
     let user: UserRecord = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
     PasswordHash::new(&user.password).map_err(|e| bad(format!("password is not a PHC hash string ({e})")))?;
+    user.check_keys().map_err(bad)?;
     Ok(user)
 }
 
@@ -500,6 +519,9 @@ impl UserDb {
             toml::from_str(text).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
         for (name, record) in &db.users {
             validate_user_name(name).map_err(|e| UserError::Parse { path: path.to_owned(), message: e.to_string() })?;
+            let bad_key =
+                |message| UserError::Parse { path: path.to_owned(), message: format!("user {name:?}: {message}") };
+            record.check_keys().map_err(bad_key)?;
             PasswordHash::new(&record.password).map_err(|e| UserError::Parse {
                 path: path.to_owned(),
                 message: format!("user {name:?}: password is not a PHC hash string ({e})"),
@@ -870,6 +892,38 @@ mod tests {
         let users = store.snapshot();
         assert!(store.verify(&users, "alice", "correct horse battery staple"));
         assert!(!store.verify(&users, "alice", "correct horse battery stapler"));
+    }
+
+    #[test]
+    fn keys_and_key_only_round_trip_and_bad_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC/HRbQ5JKJXnI25aTsjDTZH86/z68eDBr+koUFbQDTZ alice@laptop";
+        let mut db = UserDb::default();
+        let mut alice = UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() };
+        alice.keys.push(key.into());
+        alice.key_only = true;
+        db.users.insert("alice".into(), alice);
+        db.users.insert(
+            "bob".into(),
+            UserRecord { password: hash_password("pw").unwrap(), quota: None, ..UserRecord::default() },
+        );
+        db.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("key_only = true") && text.contains(key), "{text}");
+        let bob = text.split("[users.bob]").nth(1).unwrap();
+        assert!(!bob.contains("keys") && !bob.contains("key_only"), "defaults are not written: {text}");
+        let loaded = UserDb::load(&path).unwrap();
+        assert_eq!(loaded.users["alice"].keys, [key]);
+        assert!(loaded.users["alice"].key_only && !loaded.users["bob"].key_only);
+        // The same record as the database holds it.
+        let json = serde_json::to_value(&loaded.users["alice"]).unwrap();
+        assert_eq!(record("alice", json).unwrap().keys, [key]);
+
+        let broken = text.replace("AAAAC3NzaC1lZDI1NTE5", "AAAAC3NzaC1lZDI1NTE6");
+        std::fs::write(&path, broken).unwrap();
+        let err = UserDb::load(&path).unwrap_err().to_string();
+        assert!(err.contains("alice") && err.contains("key 1"), "{err}");
     }
 
     #[test]

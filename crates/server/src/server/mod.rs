@@ -145,12 +145,15 @@ pub async fn run(
         let (shared, shutdown, tls) = (shared.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
+                None => crate::session::serve(stream, peer, shared, shutdown, waiting, None).await,
                 Some(id) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(id.config.clone());
                     let deadline = shared.config().tls_handshake_timeout;
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => crate::session::serve(stream, peer, shared, shutdown, waiting).await,
+                        Ok(Ok(stream)) => {
+                            let binding = crate::tls::key_login_binding(stream.get_ref().1);
+                            crate::session::serve(stream, peer, shared, shutdown, waiting, binding).await
+                        }
                         Ok(Err(e)) => warn!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => warn!(%peer, "TLS handshake timed out"),
                     }

@@ -92,16 +92,22 @@ struct Session<S> {
     /// The request running: its path and bytes so far, for the log line
     /// if the connection breaks off during it.
     running: Option<(String, u64)>,
+    /// This TLS session's key-login exporter value (`None` without TLS:
+    /// no key login).
+    binding: Option<[u8; ftp_proto::key_login::EXPORTER_LEN]>,
 }
 
 /// Serves one connection to its end. Never panics on input; every problem
-/// is logged with the peer address.
+/// is logged with the peer address. `binding` is the TLS session's
+/// key-login exporter value ([`ftp_proto::key_login`]), `None` for a
+/// plaintext connection.
 pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     waiting: (AddressSlot, OwnedSemaphorePermit),
+    binding: Option<[u8; ftp_proto::key_login::EXPORTER_LEN]>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -120,6 +126,7 @@ pub(crate) async fn serve<S>(
             staged: upload::Staged::default(),
             swallow: None,
             running: None,
+            binding,
         };
         match session.run().await {
             Ok(()) => debug!("connection closed"),
@@ -274,7 +281,7 @@ where
                 self.send_ok(&Empty {}).await?;
                 Outcome { flow: Flow::Close, ..Outcome::new("", Ok(())) }
             }
-            Request::Hello { .. } | Request::Login { .. } => {
+            Request::Hello { .. } | Request::Login { .. } | Request::KeyLogin { .. } => {
                 self.send_err(ErrorBody::new(ErrorCode::BadRequest, "already logged in")).await?;
                 Outcome::new("", Err(ErrorCode::BadRequest))
             }

@@ -53,7 +53,7 @@ impl Lazy {
         let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let slot = shared.limits().enter(peer.ip(), 16, SlotKind::Waiting).unwrap();
         let permit = shared.unauthenticated().clone().try_acquire_owned().unwrap();
-        let served = tokio::spawn(serve(theirs, peer, shared.clone(), CancellationToken::new(), (slot, permit)));
+        let served = tokio::spawn(serve(theirs, peer, shared.clone(), CancellationToken::new(), (slot, permit), None));
         let frames = Framed::new(ours, FrameCodec::new(ftp_proto::MAX_FRAME));
         Client { frames, served, shared, _dirs: (self.data, dir) }
     }
