@@ -398,6 +398,15 @@ class Bench:
         self.rss[mode] = max(self.rss.get(mode, 0), peak)
         return took
 
+    def ftpd_overwrite(self, mode):
+        """A put over the 1 GiB file the put before it left (it must cost
+        no more than writing anew)."""
+        assert (self.root / USER / "big.bin").exists()
+        rss = Rss(self.ftpd_pids[mode])
+        took, peak = rss.during(self.ftpc(mode, "put", self.src), env=self.ftpc_env)
+        self.rss[mode] = max(self.rss.get(mode, 0), peak)
+        return took
+
     def ftpd_get(self, mode):
         rm(self.dl / "big.bin")
         rss = Rss(self.ftpd_pids[mode])
@@ -430,6 +439,7 @@ class Bench:
             ("socat → file", lambda: self.socat("file"), src),
             ("socat → /dev/null", lambda: self.socat("null"), src),
             ("ftpd plaintext put", lambda: self.ftpd_put("plain"), src),
+            ("ftpd plaintext put over a file", lambda: self.ftpd_overwrite("plain"), src),
             ("ftpd plaintext get", lambda: self.ftpd_get("plain"), ours),
             ("vsftpd put", self.vsftpd_put, src),
             ("vsftpd get", self.vsftpd_get, theirs),
@@ -440,6 +450,10 @@ class Bench:
             ("sftp aes128-gcm put", lambda: self.sftp("put", "aes128-gcm@openssh.com"), src),
             ("sftp aes128-gcm get", lambda: self.sftp("get", "aes128-gcm@openssh.com"), sftps),
         ]
+        # BENCH_ONLY_ROWS="name,name": only those rows (in their order).
+        only = os.environ.get("BENCH_ONLY_ROWS")
+        if only:
+            contenders = [c for c in contenders if c[0] in only.split(",")]
         for r in range(ROUNDS):
             for name, fn, reads in contenders:
                 cache(reads)
@@ -827,7 +841,7 @@ def report(b):
     for name in b.times:
         peer = ""
         if name.startswith("ftpd"):
-            direction = name.split()[-1]
+            direction = "put" if " put" in name else "get"
             vs = mbs[f"vsftpd {direction}"]
             sf = mbs[f"sftp {direction}"]
             peer = f"{mbs[name] / vs:.2f}× vsftpd, {mbs[name] / sf:.2f}× sftp"
@@ -966,6 +980,9 @@ def main():
     if os.environ.get("BENCH_ONLY_OBJECTS"):
         print({k: [round(SIZE / t / 1e6) for t in v] for k, v in b.objects.items()}, {k: v >> 20 for k, v in b.objects_rss.items()}, "MiB")
         return
+    if os.environ.get("BENCH_ONLY_ROWS"):
+        print({k: [round(t, 3) for t in v] for k, v in b.times.items()}, "s")
+        return
     if os.environ.get("BENCH_ONLY_RATES"):
         print({k: [round(t, 2) for t in v] for k, v in b.rates.items()}, f"s for {RATE_SIZE >> 20} MiB at {RATE >> 20} MiB/s")
         return
@@ -982,6 +999,9 @@ def measure(b):
     wait_for_freed_inodes()
     if os.environ.get("BENCH_ONLY_OBJECTS"):
         object_rows(b)
+        return
+    if os.environ.get("BENCH_ONLY_ROWS"):
+        b.rounds()
         return
     rate_rows(b)
     if os.environ.get("BENCH_ONLY_RATES"):

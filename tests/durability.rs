@@ -71,3 +71,38 @@ fn every_acknowledged_change_syncs_its_directory() {
         });
     }
 }
+
+/// Files the daemon process holds open that have no name any more.
+fn deleted_files_held(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.ends_with(" (deleted)"))
+        .collect()
+}
+
+/// A file replaced (by an upload or a rename) or removed is let go of after
+/// the reply: its name is gone at once, and its space soon after, with no
+/// descriptor left behind.
+#[test]
+fn replaced_and_removed_files_free_their_space_after_the_reply() {
+    for fsync in ["true", "false"] {
+        let d = Daemon::start(&["--no-tls", "--fsync", fsync]);
+        d.add_user("alice", "pw");
+        let work = tempfile::tempdir().unwrap();
+        let (a, b) = (work.path().join("a.bin"), work.path().join("b.bin"));
+        random_file(&a, 6 << 20, "a");
+        random_file(&b, 5 << 20, "b");
+        ok(d.ftpc("alice", "pw").arg("put").arg(&a).arg("f.bin"));
+        ok(d.ftpc("alice", "pw").arg("put").arg(&b).arg("f.bin"));
+        assert_eq!(hash_file(&d.home("alice").join("f.bin")), hash_file(&b));
+        ok(d.ftpc("alice", "pw").arg("put").arg(&a).arg("g.bin"));
+        ok(d.ftpc("alice", "pw").args(["mv", "g.bin", "f.bin"]));
+        assert_eq!(hash_file(&d.home("alice").join("f.bin")), hash_file(&a));
+        ok(d.ftpc("alice", "pw").args(["rm", "f.bin"]));
+        assert_eq!(ok(d.ftpc("alice", "pw").arg("ls")), "");
+        assert!(ok(d.ftpc("alice", "pw").arg("df")).starts_with("used 0 B"));
+        wait_until(Duration::from_secs(20), "the replaced files let go of", || deleted_files_held(d.pid()).is_empty());
+    }
+}

@@ -40,12 +40,26 @@ impl FileSink {
     /// end.
     ///
     /// Must be called within a tokio runtime.
-    pub fn spawn(mut file: File, prefix: u64, mut hasher: blake3::Hasher, durable: bool) -> FileSink {
+    pub fn spawn(file: File, prefix: u64, hasher: blake3::Hasher, durable: bool) -> FileSink {
+        FileSink::spawn_flushing(file, prefix, hasher, durable, durable)
+    }
+
+    /// As [`FileSink::spawn`], with written ranges handed to the disk as
+    /// the transfer goes when `flush_behind` (whether or not `durable`):
+    /// for a file about to replace another, which the filesystem may write
+    /// out whole when it is renamed into place.
+    pub fn spawn_flushing(
+        mut file: File,
+        prefix: u64,
+        mut hasher: blake3::Hasher,
+        durable: bool,
+        flush_behind: bool,
+    ) -> FileSink {
         let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut flush = FlushBehind::new(prefix, durable);
+            let mut flush = FlushBehind::new(prefix, flush_behind);
             while let Some((buf, n)) = full_rx.blocking_recv() {
                 for piece in buf[..n].chunks(WRITE_PIECE) {
                     file.write_all(piece)?;
@@ -102,8 +116,9 @@ impl Drop for FileSink {
     }
 }
 
-/// Starts writeback of what a durable transfer has written every few MiB,
-/// so the final fsync waits for the tail only, not the whole file.
+/// Starts writeback of what a transfer has written every few MiB, so a
+/// final fsync (or a rename over another file) waits for the tail only,
+/// not the whole file.
 struct FlushBehind {
     enabled: bool,
     /// Start of the range not handed to the disk yet.
@@ -115,8 +130,8 @@ struct FlushBehind {
 impl FlushBehind {
     const EVERY: u64 = 8 * 1024 * 1024;
 
-    fn new(at: u64, durable: bool) -> FlushBehind {
-        FlushBehind { enabled: durable && cfg!(target_os = "linux"), from: at, to: at }
+    fn new(at: u64, enabled: bool) -> FlushBehind {
+        FlushBehind { enabled: enabled && cfg!(target_os = "linux"), from: at, to: at }
     }
 
     fn wrote(&mut self, file: &File, n: u64) {

@@ -145,7 +145,10 @@ impl Tree {
         if meta.is_dir() {
             return Err(Error::IsADirectory);
         }
+        // Its blocks are freed after the reply (see release.rs).
+        let held = if meta.is_file() { super::release::hold(&self.dir, path.to_relative()) } else { None };
         self.dir.remove_file(path.to_relative())?;
+        super::release::release(held);
         self.sync_dir(&path.parent());
         let bytes = if meta.is_file() { meta.len() } else { 0 };
         Ok(Removed { bytes, key: path.to_string(), tag: None })
@@ -184,7 +187,9 @@ impl Tree {
             Ok(m) if m.is_file() => m.len(),
             _ => 0,
         };
+        let held = if replaced > 0 { super::release::hold(&self.dir, to.to_relative()) } else { None };
         self.dir.rename(from.to_relative(), &self.dir, to.to_relative())?;
+        super::release::release(held);
         self.sync_dir(&to.parent());
         if from.parent() != to.parent() {
             self.sync_dir(&from.parent());

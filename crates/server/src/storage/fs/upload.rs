@@ -89,7 +89,10 @@ impl Upload {
         if let Some(key) = &self.key {
             let _ = self.store.remove_file(format!("{key}.meta"));
         }
+        // Its blocks are freed after the reply, not during the rename.
+        let old = if replaced > 0 { super::release::hold(&self.parent, &self.name) } else { None };
         self.store.rename(&self.temp_name, &self.parent, &self.name)?;
+        super::release::release(old);
         self.done = true;
         // The file is in place now: a failed directory sync is reported in
         // the log, not as a failed upload.
