@@ -507,6 +507,14 @@ def small_rows(b):
         local.mkdir()
         rec("vsftpd get (curl)", timed(["curl", "-sS", f"{b.vurl}/{d}/{glob}", "-o", f"{local}/#1.bin"]))
         b.leftovers += [b.home / d, local]
+        # OpenSSH sftp, one session each way: the honest anchor (it
+        # pipelines requests, where vsftpd opens a data connection per file).
+        d = f"s{r}"
+        sftp = ["sftp", "-q", "-F", b.ssh_config, "-b", "-", "bench"]
+        rec("sftp put -r", timed(sftp, input=f"put -r {src} {d}\n".encode()))
+        local = b.dl / d
+        rec("sftp get -r", timed(sftp, input=f"get -r {d} {local}\n".encode()))
+        b.leftovers += [b.home / d, local]
         for mode in ("plain", "tls"):
             b.leftovers += [b.root / USER / f"{mode}{r}", b.dl / f"{mode}{r}"]
 
@@ -877,11 +885,13 @@ def report(b):
     if hasattr(b, "small"):
         fps = {k: SMALL_COUNT / statistics.median(v) for k, v in b.small.items()}
         mem.append("")
-        mem.append(f"| {SMALL_COUNT} × 4 KiB in one session | files/s (median) | × vsftpd |")
-        mem.append("|---|---:|---:|")
+        mem.append(f"| {SMALL_COUNT} × 4 KiB in one session | files/s (median) | × vsftpd | × sftp -r |")
+        mem.append("|---|---:|---:|---:|")
         for name, rate in fps.items():
-            peer = fps["vsftpd put (curl)"] if "put" in name else fps["vsftpd get (curl)"]
-            mem.append(f"| {name} | {rate:.0f} | {rate / peer:.2f} |")
+            up = "put" in name
+            vs = fps["vsftpd put (curl)"] if up else fps["vsftpd get (curl)"]
+            sf = fps["sftp put -r"] if up else fps["sftp get -r"]
+            mem.append(f"| {name} | {rate:.0f} | {rate / vs:.2f} | {rate / sf:.2f} |")
     if hasattr(b, "tree"):
         fps = {k: TREE_FILES / statistics.median(v) for k, v in b.tree.items()}
         mem.append("")
