@@ -95,17 +95,12 @@ where
                         .await?;
                     return Ok(false);
                 }
-                Request::Login { user, password } => match self.check_login(&user, password).await? {
-                    Verdict::In => return Ok(true),
-                    Verdict::Out => return Ok(false),
-                    Verdict::Answered => {}
-                    Verdict::Failed => {
-                        attempts += 1;
-                        if attempts >= MAX_LOGIN_ATTEMPTS {
-                            return Ok(false);
-                        }
+                Request::Login { user, password } => {
+                    let verdict = self.check_login(&user, password).await?;
+                    if let Some(done) = verdict.ends_login(&mut attempts) {
+                        return Ok(done);
                     }
-                },
+                }
                 Request::KeyLogin { user, key, signature: None } => {
                     queries += 1;
                     if queries > MAX_KEY_QUERIES {
@@ -118,16 +113,9 @@ where
                     }
                 }
                 Request::KeyLogin { user, key, signature: Some(signature) } => {
-                    match self.key_login(&user, &key, &signature).await? {
-                        Verdict::In => return Ok(true),
-                        Verdict::Out => return Ok(false),
-                        Verdict::Answered => {}
-                        Verdict::Failed => {
-                            attempts += 1;
-                            if attempts >= MAX_LOGIN_ATTEMPTS {
-                                return Ok(false);
-                            }
-                        }
+                    let verdict = self.key_login(&user, &key, &signature).await?;
+                    if let Some(done) = verdict.ends_login(&mut attempts) {
+                        return Ok(done);
                     }
                 }
                 Request::Quit => {
@@ -331,4 +319,21 @@ enum Verdict {
     Answered,
     /// Wrong name, password or signature; another attempt may follow.
     Failed,
+}
+
+impl Verdict {
+    /// Whether the login phase is over after this attempt, and logged in
+    /// (`Some(true)`) or not; a failure counts against `attempts`, and the
+    /// last one allowed ends it.
+    fn ends_login(self, attempts: &mut u32) -> Option<bool> {
+        match self {
+            Verdict::In => Some(true),
+            Verdict::Out => Some(false),
+            Verdict::Answered => None,
+            Verdict::Failed => {
+                *attempts += 1;
+                (*attempts >= MAX_LOGIN_ATTEMPTS).then_some(false)
+            }
+        }
+    }
 }
