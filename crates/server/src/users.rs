@@ -348,21 +348,7 @@ impl UserSource {
             }
             UserSource::Database { db, prefix } => {
                 let key = UserSource::folder_key(prefix, name);
-                loop {
-                    let row = db.read(&key).await.map_err(database)?;
-                    exists(row.is_some())?;
-                    let (mut folder, version) = match row {
-                        Some(row) => (folder_record(name, row.record)?, Some(row.version)),
-                        None => (FolderRecord::default(), None),
-                    };
-                    change(&mut folder);
-                    let value = serde_json::to_value(&folder).map_err(|e| UserError::Hash(e.to_string()))?;
-                    match db.write(&key, &value, version).await {
-                        Ok(_) => return Ok(()),
-                        Err(crate::storage::Error::Changed) => continue,
-                        Err(e) => return Err(database(e)),
-                    }
-                }
+                change_row(db, &key, exists, |value| folder_record(name, value), change).await
             }
         }
     }
@@ -426,19 +412,8 @@ impl UserSource {
             }
             UserSource::Database { db, prefix } => {
                 let key = UserSource::key(prefix, name);
-                // Written only over the version read: two changes at once
-                // both land, one after the other.
-                loop {
-                    let row = db.read(&key).await.map_err(database)?.ok_or_else(missing)?;
-                    let mut user = record(name, row.record)?;
-                    change(&mut user);
-                    let value = serde_json::to_value(&user).map_err(|e| UserError::Hash(e.to_string()))?;
-                    match db.write(&key, &value, Some(row.version)).await {
-                        Ok(_) => return Ok(()),
-                        Err(crate::storage::Error::Changed) => continue,
-                        Err(e) => return Err(database(e)),
-                    }
-                }
+                let found = |found: bool| if found { Ok(()) } else { Err(missing()) };
+                change_row(db, &key, found, |value| record(name, value), change).await
             }
         }
     }
@@ -458,6 +433,35 @@ impl UserSource {
                     false => Err(missing()),
                 }
             }
+        }
+    }
+}
+
+/// Changes the record at `key` in the database: read it (a default one
+/// if there is none and `found` allows that), change it, and write it only
+/// over the version read, so two changes at once both land, one after
+/// the other. `found` refuses a record that is missing, or one that
+/// exists when it must not.
+async fn change_row<T: Serialize + Default>(
+    db: &Db,
+    key: &str,
+    found: impl Fn(bool) -> Result<(), UserError>,
+    decode: impl Fn(serde_json::Value) -> Result<T, UserError>,
+    change: impl Fn(&mut T),
+) -> Result<(), UserError> {
+    loop {
+        let row = db.read(key).await.map_err(database)?;
+        found(row.is_some())?;
+        let (mut record, version) = match row {
+            Some(row) => (decode(row.record)?, Some(row.version)),
+            None => (T::default(), None),
+        };
+        change(&mut record);
+        let value = serde_json::to_value(&record).map_err(|e| UserError::Hash(e.to_string()))?;
+        match db.write(key, &value, version).await {
+            Ok(_) => return Ok(()),
+            Err(crate::storage::Error::Changed) => continue,
+            Err(e) => return Err(database(e)),
         }
     }
 }
