@@ -556,7 +556,7 @@ pub fn connect_with_binding(target: Target, source: std::net::Ipv4Addr) -> (Raw,
 }
 
 fn tls_connection() -> rustls::ClientConnection {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

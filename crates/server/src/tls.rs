@@ -101,7 +101,7 @@ impl TlsIdentity {
         }
         let key = certified_key(&paths)?;
         let slot = Arc::new(CertSlot(RwLock::new(Arc::new(key))));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TlsError::Invalid { path: paths.cert.clone(), message: e.to_string() })?
@@ -142,7 +142,7 @@ fn certified_key(paths: &CertPaths) -> Result<CertifiedKey, TlsError> {
     }
     let key = PrivateKeyDer::from_pem_file(&paths.key)
         .map_err(|e| invalid(&paths.key, format!("no usable private key: {e}")))?;
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider.key_provider.load_private_key(key).map_err(|e| invalid(&paths.key, e.to_string()))?;
     let key = CertifiedKey::new(certs, signing);
     key.keys_match().map_err(|e| invalid(&paths.key, format!("does not match the certificate: {e}")))?;

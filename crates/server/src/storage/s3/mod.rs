@@ -112,8 +112,8 @@ impl Bucket {
     /// Connects (lazily: the first request reaches the store).
     pub fn connect(config: &S3Config, keep_for: Duration) -> Result<Bucket> {
         // The store's HTTPS goes through rustls with the process's provider
-        // (ring, as for the daemon's own TLS); already installed is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // (aws-lc-rs, as for the daemon's own TLS); already installed is fine.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_region(&config.region)
             .with_bucket_name(&config.bucket)
