@@ -148,3 +148,35 @@ fn json_logs_have_one_line_per_request() {
     assert_eq!(event["span"]["user"], "alice", "{event}");
     assert!(event["span"]["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
+
+/// The daemon remembers a file's hash from its upload; a file rewritten in
+/// place outside ftpd (same size, modification time put back) must still
+/// download as it is now, hashed afresh.
+#[test]
+fn a_file_changed_outside_ftpd_downloads_as_it_is_now() {
+    let d = Daemon::start(&[]);
+    d.add_user("alice", "pw-alice");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    random_file(&src, 3 << 20, "outside");
+    ok(d.ftpc("alice", "pw-alice").arg("put").arg(&src));
+    let dst = work.path().join("back.bin");
+    ok(d.ftpc("alice", "pw-alice").args(["get", "big.bin"]).arg(&dst));
+    assert_eq!(hash_file(&dst), hash_file(&src));
+
+    let stored = d.home("alice").join("big.bin");
+    let mtime = std::fs::metadata(&stored).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut f = std::fs::OpenOptions::new().write(true).open(&stored).unwrap();
+    std::io::Write::write_all(&mut f, b"changed outside").unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    std::fs::remove_file(&dst).unwrap();
+    ok(d.ftpc("alice", "pw-alice").args(["get", "big.bin"]).arg(&dst));
+    assert_eq!(hash_file(&dst), hash_file(&stored), "the file as it is now, not as uploaded");
+    assert_ne!(hash_file(&dst), hash_file(&src));
+    // Once more: the new hash is remembered now.
+    std::fs::remove_file(&dst).unwrap();
+    ok(d.ftpc("alice", "pw-alice").args(["get", "big.bin"]).arg(&dst));
+    assert_eq!(hash_file(&dst), hash_file(&stored));
+}

@@ -111,6 +111,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_known_hash_skips_the_prefix_and_is_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
+        let src = dir.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        let known = blake3::hash(b"recorded elsewhere");
+        let mut source = FileSource::spawn_known(File::open(&src).unwrap(), 1000, 9000, known, 4096);
+        let mut sent = Vec::new();
+        while let Some((chunk, n)) = source.next().await {
+            sent.extend_from_slice(&chunk[..n]);
+            source.recycle(chunk);
+        }
+        assert_eq!(source.finish().await.unwrap(), known);
+        assert_eq!(sent, data[1000..]);
+    }
+
+    #[tokio::test]
     async fn file_source_reports_a_shrunk_file() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");

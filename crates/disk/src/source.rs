@@ -2,7 +2,7 @@
 
 use crate::{DEPTH, hash_exact, pool, shrank};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -20,6 +20,16 @@ pub struct FileSource {
     _lease: pool::Lease,
 }
 
+/// How a source comes by the file's hash (one per transfer, moved into
+/// its thread: the size difference doesn't matter).
+#[allow(clippy::large_enum_variant)]
+enum Hashing {
+    /// Hashing what it reads.
+    Hash(blake3::Hasher),
+    /// Known before reading.
+    Known(blake3::Hash),
+}
+
 impl FileSource {
     /// Starts the thread. It first feeds the `prefix` bytes from the file's
     /// current position to `hasher` without sending them (what the other
@@ -28,11 +38,27 @@ impl FileSource {
     /// exactly). A file that ends sooner is an error.
     ///
     /// Must be called within a tokio runtime.
-    pub fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> FileSource {
+    pub fn spawn(file: File, prefix: u64, len: u64, hasher: blake3::Hasher, chunk: usize) -> FileSource {
+        FileSource::start(file, prefix, len, Hashing::Hash(hasher), chunk)
+    }
+
+    /// Like [`FileSource::spawn`] for a file whose hash is already known:
+    /// the prefix is skipped, not read, nothing is hashed, and
+    /// [`FileSource::finish`] returns `hash`.
+    pub fn spawn_known(file: File, prefix: u64, len: u64, hash: blake3::Hash, chunk: usize) -> FileSource {
+        FileSource::start(file, prefix, len, Hashing::Known(hash), chunk)
+    }
+
+    fn start(mut file: File, prefix: u64, len: u64, mut hashing: Hashing, chunk: usize) -> FileSource {
         let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
         let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
-            hash_exact(&mut file, prefix, &mut hasher)?;
+            match &mut hashing {
+                Hashing::Hash(hasher) => hash_exact(&mut file, prefix, hasher)?,
+                Hashing::Known(_) => {
+                    file.seek(SeekFrom::Current(i64::try_from(prefix).map_err(io::Error::other)?))?;
+                }
+            }
             let mut left = len;
             let mut made = 0;
             while left > 0 {
@@ -53,7 +79,9 @@ impl FileSource {
                 }
                 file.read_exact(&mut buf[..want])
                     .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
-                hasher.update(&buf[..want]);
+                if let Hashing::Hash(hasher) = &mut hashing {
+                    hasher.update(&buf[..want]);
+                }
                 if full_tx.blocking_send((buf, want)).is_err() {
                     return Err(io::Error::other("transfer cancelled"));
                 }
@@ -62,7 +90,10 @@ impl FileSource {
             while let Ok(buf) = free_rx.try_recv() {
                 pool::give(buf);
             }
-            Ok(hasher.finalize())
+            Ok(match hashing {
+                Hashing::Hash(hasher) => hasher.finalize(),
+                Hashing::Known(hash) => hash,
+            })
         });
         FileSource { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
     }

@@ -107,6 +107,60 @@ async fn directories_files_and_listings_behave_alike() {
     }
 }
 
+/// A streamed download from the data root: its bytes, the hash it ends
+/// with, and whether the file was hashed as it was read.
+async fn get_streamed(home: &Home, path: &str, offset: u64) -> (Vec<u8>, blake3::Hash, bool) {
+    let want = Want { path: p(path), offset, since: None };
+    let download = home.open_downloads(vec![want]).await.pop().unwrap().unwrap();
+    let Body::Stream(Source::Fs(mut source)) = download.body else { panic!("not streamed from the data root") };
+    let hashed = source.hashes_as_it_reads();
+    let mut out = Vec::new();
+    while let Some(chunk) = source.next().await {
+        out.extend_from_slice(chunk.as_slice());
+        source.recycle(chunk);
+    }
+    (out, source.finish().await.unwrap(), hashed)
+}
+
+#[tokio::test]
+async fn a_file_hash_is_remembered_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Fs(fs::Root::open(dir.path(), false).unwrap());
+    let home = store.home("alice").await.unwrap();
+    let data = random(3 << 20, "remembered");
+    put(&home, "f", &data).await.unwrap();
+
+    // The hash recorded at the verified upload is served, from the start
+    // or from an offset (the prefix is then not even read).
+    let (got, hash, hashed) = get_streamed(&home, "f", 0).await;
+    assert_eq!((got == data, hash, hashed), (true, blake3::hash(&data), false));
+    let (got, hash, hashed) = get_streamed(&home, "f", 1 << 20).await;
+    assert_eq!((got == data[1 << 20..], hash, hashed), (true, blake3::hash(&data), false));
+
+    // Rewritten in place outside ftpd, same size, modification time put
+    // back: hashed afresh, and that hash is remembered in turn.
+    let file = dir.path().join("alice").join("f");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut changed = data.clone();
+    changed[..7].copy_from_slice(b"changed");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    std::io::Write::write_all(&mut f, b"changed").unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let (got, hash, hashed) = get_streamed(&home, "f", 0).await;
+    assert_eq!((got == changed, hash, hashed), (true, blake3::hash(&changed), true));
+    let (got, hash, hashed) = get_streamed(&home, "f", 0).await;
+    assert_eq!((got == changed, hash, hashed), (true, blake3::hash(&changed), false));
+    assert_eq!(home.hash(&p("f")).await.unwrap(), blake3::hash(&changed));
+
+    // A file put in place by a rename is a new version of the name.
+    put(&home, "g", &data).await.unwrap();
+    home.rename(&p("g"), &p("f")).await.unwrap();
+    let (got, hash, _) = get_streamed(&home, "f", 0).await;
+    assert_eq!((got == data, hash), (true, blake3::hash(&data)));
+}
+
 #[tokio::test]
 async fn an_upload_streams_and_appears_only_when_verified() {
     let data = random(20 << 20, "big");

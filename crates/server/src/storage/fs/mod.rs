@@ -9,8 +9,10 @@
 //!
 //! Every operation blocks, so each runs on tokio's blocking threads in one
 //! trip ([`tree`] holds them); transfers stream through a disk thread that
-//! hashes as it reads or writes, two recycled buffers in flight.
+//! hashes as it reads or writes, two recycled buffers in flight. A file's
+//! hash, once known, is remembered for its next download ([`hashes`]).
 
+mod hashes;
 mod release;
 mod tree;
 mod upload;
@@ -21,6 +23,7 @@ use super::{
 };
 use ftp_disk::{FileSink, FileSource};
 use ftp_proto::{DEFAULT_CHUNK, Entry, RemotePath};
+use hashes::{Hashes, Stamp};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -34,12 +37,15 @@ pub struct Root {
     /// The homes open in some session: one set of directory handles per
     /// user, not per session.
     homes: Mutex<HashMap<String, Weak<FsHome>>>,
+    /// Hashes of files known from their uploads and downloads.
+    hashes: Arc<Hashes>,
 }
 
 /// One user's home under the data root.
 #[derive(Debug)]
 pub struct FsHome {
     tree: Arc<Tree>,
+    hashes: Arc<Hashes>,
     home: PathBuf,
     partials: PathBuf,
 }
@@ -62,7 +68,7 @@ impl Root {
     /// The data root as a running daemon may be using it (for `ftpd
     /// usage`): nothing is cleared.
     pub fn beside(root: &Path, fsync: bool) -> Root {
-        Root { root: root.to_owned(), fsync, homes: Mutex::default() }
+        Root { root: root.to_owned(), fsync, homes: Mutex::default(), hashes: Arc::default() }
     }
 
     pub(in crate::storage) fn describe(&self) -> String {
@@ -75,11 +81,11 @@ impl Root {
         if let Some(home) = shared {
             return Ok(home);
         }
-        let (root, name, fsync) = (self.root.clone(), user.to_owned(), self.fsync);
+        let (root, name, fsync, hashes) = (self.root.clone(), user.to_owned(), self.fsync, self.hashes.clone());
         let home = tokio::task::spawn_blocking(move || {
             let tree = Tree::open(&root, &name, fsync)?;
             let partials = root.join(STATE_DIR).join("partial").join(&name);
-            Ok::<_, Error>(FsHome { tree: Arc::new(tree), home: root.join(&name), partials })
+            Ok::<_, Error>(FsHome { tree: Arc::new(tree), hashes, home: root.join(&name), partials })
         })
         .await??;
         let home = Arc::new(home);
@@ -139,8 +145,22 @@ impl FsHome {
     }
 
     pub(in crate::storage) async fn hash(&self, path: &RemotePath) -> Result<blake3::Hash> {
-        let path = path.clone();
-        self.blocking(move |t| t.hash(&path)).await
+        let (path, hashes) = (path.clone(), self.hashes.clone());
+        self.blocking(move |t| {
+            let mut file = t.open_read(&path)?.0.into_std();
+            let stamp = Stamp::of(&file.metadata()?);
+            if let Some(hash) = hashes.get(&stamp) {
+                return Ok(hash);
+            }
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(&mut file)?;
+            let hash = hasher.finalize();
+            if file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp) {
+                hashes.record(stamp, hash);
+            }
+            Ok(hash)
+        })
+        .await
     }
 
     pub(in crate::storage) async fn file_size(&self, path: &RemotePath) -> Result<Option<u64>> {
@@ -199,6 +219,7 @@ impl FsHome {
             offset: start.offset,
             prefix,
             dropped: start.dropped,
+            hashes: self.hashes.clone(),
         }))
     }
 
@@ -235,15 +256,23 @@ impl FsHome {
                             let hash = blake3::hash(&data);
                             Body::Whole(data, hash)
                         }
-                        Opened::File(file) => {
-                            let reader = FileSource::spawn(
-                                file,
-                                head.offset,
-                                head.size - head.offset,
-                                blake3::Hasher::new(),
-                                DEFAULT_CHUNK,
-                            );
-                            Body::Stream(super::Source::Fs(FsSource(reader)))
+                        Opened::File(file, stamp) => {
+                            let (start, len) = (head.offset, head.size - head.offset);
+                            let source = match self.hashes.get(&stamp) {
+                                Some(hash) => FsSource {
+                                    reader: FileSource::spawn_known(file, start, len, hash, DEFAULT_CHUNK),
+                                    record: None,
+                                },
+                                None => {
+                                    // Recorded at the end if the file is still
+                                    // this version (checked on its own handle).
+                                    let check = file.try_clone().ok().map(|f| (self.hashes.clone(), stamp, f));
+                                    let hasher = blake3::Hasher::new();
+                                    let reader = FileSource::spawn(file, start, len, hasher, DEFAULT_CHUNK);
+                                    FsSource { reader, record: check }
+                                }
+                            };
+                            Body::Stream(super::Source::Fs(source))
                         }
                     };
                     Download { size: head.size, mtime: head.mtime, offset: head.offset, body }
@@ -278,8 +307,8 @@ struct Head {
 enum Opened {
     /// Small: read whole already.
     Read(Vec<u8>),
-    /// Streamed from here.
-    File(std::fs::File),
+    /// Streamed from here, this version of it.
+    File(std::fs::File, Stamp),
 }
 
 /// Opens a file for download (blocking): its head, and the file itself,
@@ -299,25 +328,44 @@ fn open_download(t: &Tree, want: &Want) -> Result<(Head, Opened)> {
         }
         std::io::Seek::rewind(&mut file)?; // it changed: stream it
     }
-    Ok((head, Opened::File(file)))
+    let stamp = Stamp::of(&file.metadata()?);
+    Ok((head, Opened::File(file, stamp)))
 }
 
 /// The sending end of a download from the data root: a disk thread reads
-/// and hashes the file, two buffers in flight.
-pub struct FsSource(FileSource);
+/// the file, two buffers in flight, and hashes it unless its hash is
+/// known.
+pub struct FsSource {
+    reader: FileSource,
+    /// Where to record the hash, for which version, and a handle to check
+    /// that the file is still that version once read.
+    record: Option<(Arc<Hashes>, Stamp, std::fs::File)>,
+}
 
 impl FsSource {
     pub(in crate::storage) async fn next(&mut self) -> Option<Chunk> {
-        self.0.next().await.map(|(buf, n)| Chunk::Buffer(buf, n))
+        self.reader.next().await.map(|(buf, n)| Chunk::Buffer(buf, n))
     }
 
     pub(in crate::storage) fn recycle(&mut self, chunk: Chunk) {
         if let Chunk::Buffer(buf, _) = chunk {
-            self.0.recycle(buf);
+            self.reader.recycle(buf);
         }
     }
 
+    /// Whether the file is hashed as it is read (its hash was not known).
+    #[cfg(test)]
+    pub(in crate::storage) fn hashes_as_it_reads(&self) -> bool {
+        self.record.is_some()
+    }
+
     pub(in crate::storage) async fn finish(self) -> Result<blake3::Hash> {
-        Ok(self.0.finish().await?)
+        let hash = self.reader.finish().await?;
+        if let Some((hashes, stamp, file)) = self.record
+            && file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp)
+        {
+            hashes.record(stamp, hash);
+        }
+        Ok(hash)
     }
 }

@@ -103,14 +103,6 @@ impl Tree {
         Ok(entry_of(name, kind_of(&meta), &meta))
     }
 
-    /// BLAKE3 of a file's contents, streamed.
-    pub fn hash(&self, path: &RemotePath) -> Result<blake3::Hash> {
-        let (file, _) = self.open_read(path)?;
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(file.into_std())?;
-        Ok(hasher.finalize())
-    }
-
     /// The size of the regular file at `path`, if there is one.
     pub fn file_size(&self, path: &RemotePath) -> Result<Option<u64>> {
         match self.dir.symlink_metadata(path.to_relative()) {
@@ -318,7 +310,9 @@ impl Tree {
         let results = written
             .into_iter()
             .zip(files)
-            .map(|(w, file)| w.and_then(|(upload, _)| upload.commit(false, &file.path, None)))
+            .map(|(w, file)| {
+                w.and_then(|(upload, _)| upload.commit(false, &file.path, None, false).map(|(replaced, _)| replaced))
+            })
             .collect();
         if self.fsync {
             for dir in dirs.values() {
@@ -589,7 +583,11 @@ mod tests {
             std::io::Write::write_all(&mut start.file, if resume { b"world" } else { b"hello" }).unwrap();
             let before = if resume { 1 } else { 0 };
             assert_eq!(home.list(&RemotePath::root()).unwrap().len(), before, "invisible until committed");
-            assert_eq!(start.upload.commit(true, &p("f"), None).unwrap().bytes, before as u64 * 5, "replaced bytes");
+            assert_eq!(
+                start.upload.commit(true, &p("f"), None, false).unwrap().0.bytes,
+                before as u64 * 5,
+                "replaced bytes"
+            );
         }
         let entries = home.list(&RemotePath::root()).unwrap();
         assert_eq!(entries.len(), 1);

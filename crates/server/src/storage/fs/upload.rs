@@ -2,6 +2,7 @@
 //! home ([`Upload`]), written by a disk thread ([`FsSink`]) and renamed
 //! into place once verified.
 
+use super::hashes::{Hashes, Stamp};
 use super::tree::Tree;
 use crate::storage::{Error, Removed, Result};
 use cap_std::fs::Dir;
@@ -59,9 +60,17 @@ impl Upload {
     /// Renames the verified file into place, replacing any existing file
     /// atomically, and (with fsync) makes the rename durable. Returns the
     /// file it replaced. If it can't be put in place, nothing of it stays.
-    /// `mtime`, if given, becomes the file's modification time.
-    pub fn commit(mut self, fsync: bool, path: &RemotePath, mtime: Option<i64>) -> Result<Removed> {
-        let result = self.set_mtime(mtime).and_then(|()| self.rename_into_place(fsync, path));
+    /// `mtime`, if given, becomes the file's modification time. With
+    /// `stamp`, also returns the stamp of the file as put in place (`None`
+    /// if it could not be read), under which its hash can be recorded.
+    pub fn commit(
+        mut self,
+        fsync: bool,
+        path: &RemotePath,
+        mtime: Option<i64>,
+        stamp: bool,
+    ) -> Result<(Removed, Option<Stamp>)> {
+        let result = self.set_mtime(mtime).and_then(|()| self.rename_into_place(fsync, path, stamp));
         if result.is_err() {
             self.remove();
         }
@@ -76,7 +85,7 @@ impl Upload {
         Ok(())
     }
 
-    fn rename_into_place(&mut self, fsync: bool, path: &RemotePath) -> Result<Removed> {
+    fn rename_into_place(&mut self, fsync: bool, path: &RemotePath, stamp: bool) -> Result<(Removed, Option<Stamp>)> {
         // Re-check at commit: the target may have become a directory meanwhile.
         let replaced = match self.parent.symlink_metadata(&self.name) {
             Ok(m) if m.is_dir() => return Err(Error::IsADirectory),
@@ -91,15 +100,19 @@ impl Upload {
         }
         // Its blocks are freed after the reply, not during the rename.
         let old = if replaced > 0 { super::release::hold(&self.parent, &self.name) } else { None };
+        // Its stamp is read through a handle opened before the rename (which
+        // changes it), so it is this file's whatever takes the name next.
+        let new = if stamp { self.store.open(&self.temp_name).ok() } else { None };
         self.store.rename(&self.temp_name, &self.parent, &self.name)?;
         super::release::release(old);
+        let stamp = new.and_then(|f| f.into_std().metadata().ok()).map(|m| Stamp::of(&m));
         self.done = true;
         // The file is in place now: a failed directory sync is reported in
         // the log, not as a failed upload.
         if fsync && let Err(e) = self.parent.open(".").and_then(|d| d.sync_all()) {
             tracing::error!(name = %self.name, error = %e, "cannot sync the directory of an upload");
         }
-        Ok(Removed { bytes: replaced, key: path.to_string(), tag: None })
+        Ok((Removed { bytes: replaced, key: path.to_string(), tag: None }, stamp))
     }
 
     /// Deletes the partial (it can't be trusted or is no longer wanted).
@@ -142,6 +155,7 @@ pub struct FsSink {
     pub(super) offset: u64,
     pub(super) prefix: blake3::Hash,
     pub(super) dropped: u64,
+    pub(super) hashes: Arc<Hashes>,
 }
 
 impl FsSink {
@@ -208,7 +222,12 @@ impl FsSink {
             return Err(Error::Integrity(format!("hash mismatch: the file received hashes to {}", actual.to_hex())));
         }
         let (fsync, path, upload) = (self.tree.fsync, self.path, self.upload);
-        tokio::task::spawn_blocking(move || upload.commit(fsync, &path, mtime)).await?
+        let (replaced, stamp) = tokio::task::spawn_blocking(move || upload.commit(fsync, &path, mtime, true)).await??;
+        // The next download of this file is served this hash.
+        if let Some(stamp) = stamp {
+            self.hashes.record(stamp, *hash);
+        }
+        Ok(replaced)
     }
 
     pub(in crate::storage) async fn abort(mut self, keep: bool) -> u64 {
