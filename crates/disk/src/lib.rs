@@ -1,5 +1,5 @@
 //! The disk side of a transfer, shared by `ftpd` and `ftpc`: files written
-//! and read on blocking threads, and hashed (BLAKE3) as they go.
+//! and read on the blocking pool, and hashed (BLAKE3) as they go.
 //!
 //! - [`FileSink`] appends the chunks it is given to a file, hashing them,
 //!   and syncs the file at the end of a durable transfer (starting
@@ -8,28 +8,34 @@
 //! - [`FileSource`] reads a file in chunks and hashes them.
 //! - [`hash_exact`] hashes the part of a file the other side already holds
 //!   (a resumed transfer's prefix).
+//! - [`Budget`] bounds the memory of the chunk buffers of all the transfers
+//!   that share it; a transfer waits for room before it fills a buffer.
 //!
-//! Sink and source pass a few recycled buffers ([`DEPTH`]) back and forth
-//! with the async side: the network fills one while the disk drains
-//! another, and nothing is allocated per chunk. Buffers come from a
-//! process-wide pool that keeps them while any transfer runs and frees
-//! them all when the last one ends, so an idle process holds none.
+//! Each chunk is written or read by a task of its own on the blocking pool,
+//! while the async side fills or sends the one before ([`DEPTH`] buffers
+//! per transfer at most), so no thread is tied to a transfer between
+//! chunks, and a thousand transfers need no thousand threads. Buffers come
+//! from a process-wide pool that keeps them while any transfer runs and
+//! frees them all when the last one ends, so an idle process holds none.
 //!
 //! This crate knows nothing of the wire format: `ftp_proto::bulk` moves the
 //! chunks between these buffers and the stream. Both need a tokio runtime
-//! (the threads are `spawn_blocking` tasks).
+//! (the disk work runs in `spawn_blocking` tasks).
 
+mod budget;
 mod pool;
 mod sink;
 mod source;
 
+pub use budget::Budget;
 pub use sink::FileSink;
 pub use source::FileSource;
 
 use std::io::{self, Read};
 
 /// Buffers a transfer may have in flight between its network and disk
-/// sides: one filled by the network while the disk drains the other. With
+/// sides: one filled by the network while the disk drains the other (a
+/// source reads ahead only when its budget has room at once). With
 /// [`BUFFER_SIZE`] buffers this bounds a transfer's memory to 2 MiB
 /// whatever the file size. A single stream ran no faster with four; under
 /// 200 concurrent transfers, two cut the daemon's peak RSS from about 520

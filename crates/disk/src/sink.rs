@@ -1,9 +1,9 @@
 //! [`FileSink`]: the disk side of a receiving transfer.
 
-use crate::{DEPTH, hash_exact, pool};
+use crate::budget::{Budget, Permit};
+use crate::{hash_exact, pool};
 use std::fs::File;
 use std::io::{self, Write};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The most a [`FileSink`] hands the kernel in one `write`. Linux sizes the
@@ -15,29 +15,47 @@ use tokio::task::JoinHandle;
 /// also reads it while it is still in the CPU cache.
 pub(crate) const WRITE_PIECE: usize = 256 * 1024;
 
-/// The disk side of a receiving transfer: a blocking thread that appends
-/// the chunks it is given to a file and hashes them.
+/// The disk side of a receiving transfer: appends the chunks it is given to
+/// a file and hashes them, each chunk in a task of its own on the blocking
+/// pool (no thread waits on a transfer between chunks).
 ///
 /// Take a buffer with [`FileSink::buffer`], fill it, hand it over with
 /// [`FileSink::write`], and end with [`FileSink::finish`]. At most
-/// [`DEPTH`] buffers exist per sink. Dropped without `finish`, the sink
-/// lets its thread write (and, if durable, sync) what was already handed
-/// over, then end on its own.
+/// [`crate::DEPTH`] buffers exist per sink: one being written while the next is
+/// filled. Each takes room in the sink's [`Budget`] when it is handed out
+/// and gives it back as soon as it is written. Dropped without `finish`,
+/// the sink lets the chunk handed over last be written (and, if durable,
+/// the file synced) on its own.
 pub struct FileSink {
-    full: Option<mpsc::Sender<(Vec<u8>, usize)>>,
-    free: mpsc::Receiver<Vec<u8>>,
-    made: usize,
-    thread: JoinHandle<io::Result<blake3::Hash>>,
+    /// The file and its hash between chunks; `None` while a chunk is being
+    /// written (then in `writing`) or once writing failed.
+    disk: Option<Box<Disk>>,
+    /// The chunk being written (first: the prefix being hashed).
+    writing: Option<JoinHandle<io::Result<Box<Disk>>>>,
+    /// Why writing failed, until [`FileSink::finish`] reports it.
+    failed: Option<io::Error>,
+    durable: bool,
+    budget: Budget,
+    /// The room of the buffer handed out and not written yet.
+    lent: Option<Permit>,
     _lease: pool::Lease,
 }
 
+/// What the chunks of a sink go through, in turn (boxed: a hasher is
+/// large, and moves to the blocking pool and back with every chunk).
+struct Disk {
+    file: File,
+    hasher: blake3::Hasher,
+    flush: FlushBehind,
+}
+
 impl FileSink {
-    /// Starts the thread. It first feeds the `prefix` bytes from the file's
+    /// Starts the sink. It first feeds the `prefix` bytes from the file's
     /// current position to `hasher` (a resumed transfer's bytes already on
     /// disk), then appends what it is given there. With `durable`, written
     /// ranges are handed to the disk as the transfer goes (so the final
     /// `fsync` has little left to wait for) and the file is synced at the
-    /// end.
+    /// end. Its buffers are not limited (see [`FileSink::with_budget`]).
     ///
     /// Must be called within a tokio runtime.
     pub fn spawn(file: File, prefix: u64, hasher: blake3::Hasher, durable: bool) -> FileSink {
@@ -55,64 +73,123 @@ impl FileSink {
         durable: bool,
         flush_behind: bool,
     ) -> FileSink {
-        let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
-        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-        let thread = tokio::task::spawn_blocking(move || {
+        let writing = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut flush = FlushBehind::new(prefix, flush_behind);
-            while let Some((buf, n)) = full_rx.blocking_recv() {
-                for piece in buf[..n].chunks(WRITE_PIECE) {
-                    file.write_all(piece)?;
-                    hasher.update(piece);
-                }
-                flush.wrote(&file, n as u64);
-                let _ = free_tx.try_send(buf);
-            }
-            if durable {
-                file.sync_all()?;
-            }
-            Ok(hasher.finalize())
+            Ok(Box::new(Disk { file, hasher, flush: FlushBehind::new(prefix, flush_behind) }))
         });
-        FileSink { full: Some(full_tx), free: free_rx, made: 0, thread, _lease: pool::Lease::new() }
+        FileSink {
+            disk: None,
+            writing: Some(writing),
+            failed: None,
+            durable,
+            budget: Budget::unlimited(),
+            lent: None,
+            _lease: pool::Lease::new(),
+        }
+    }
+
+    /// The sink with its buffers taken from `budget` (before the first
+    /// [`FileSink::buffer`]).
+    pub fn with_budget(mut self, budget: Budget) -> FileSink {
+        self.budget = budget;
+        self
     }
 
     /// A buffer to receive the next chunk into ([`crate::BUFFER_SIZE`]
-    /// bytes long when new; it may be grown); `None` once the disk thread
-    /// has failed (see [`FileSink::finish`] for why).
+    /// bytes long; it may be grown), once the budget has room for it;
+    /// `None` once writing has failed (see [`FileSink::finish`] for why).
+    /// Cancel-safe.
     pub async fn buffer(&mut self) -> Option<Vec<u8>> {
-        if let Ok(buf) = self.free.try_recv() {
-            return Some(buf);
+        if self.failed.is_some() {
+            return None;
         }
-        if self.made < DEPTH {
-            self.made += 1;
-            return Some(pool::take());
+        if self.lent.is_none() {
+            // The chunk before may still be being written: that ends on
+            // its own, so waiting for room meanwhile blocks nobody.
+            self.lent = Some(self.budget.take().await);
         }
-        self.free.recv().await
+        Some(pool::take())
     }
 
-    /// Hands the first `n` bytes of `buf` to the disk thread. Returns false
-    /// once the disk thread has failed.
+    /// Hands the first `n` bytes of `buf` over to be written, once the
+    /// chunk before is written. Returns false once writing has failed.
     pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
-        match &self.full {
-            Some(tx) => tx.send((buf, n)).await.is_ok(),
-            None => false,
+        let room = self.lent.take();
+        let Some(mut disk) = self.settle().await else {
+            pool::give(buf);
+            return false;
+        };
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            let written = write_chunk(&mut disk, &buf[..n]);
+            pool::give(buf);
+            drop(room);
+            written.map(|()| disk)
+        }));
+        true
+    }
+
+    /// Waits for the chunk being written, if any: the file and hash to go
+    /// on with, or `None` once writing failed. Cancel-safe: the write stays
+    /// under way.
+    async fn settle(&mut self) -> Option<Box<Disk>> {
+        if let Some(writing) = self.writing.as_mut() {
+            let result = writing.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+            self.writing = None;
+            match result {
+                Ok(disk) => self.disk = Some(disk),
+                Err(e) => self.failed = Some(e),
+            }
         }
+        self.disk.take()
     }
 
     /// Waits for everything handed over to be written (and synced, if
     /// durable) and returns the hash of the whole file.
     pub async fn finish(mut self) -> io::Result<blake3::Hash> {
-        self.full = None;
-        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+        self.lent = None;
+        let Some(disk) = self.settle().await else {
+            return Err(self.failed.take().unwrap_or_else(|| io::Error::other("the sink failed")));
+        };
+        let durable = self.durable;
+        tokio::task::spawn_blocking(move || {
+            if durable {
+                disk.file.sync_all()?;
+            }
+            Ok(disk.hasher.finalize())
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }
 
+/// Appends one chunk, hashing each piece right after writing it.
+fn write_chunk(disk: &mut Disk, chunk: &[u8]) -> io::Result<()> {
+    for piece in chunk.chunks(WRITE_PIECE) {
+        disk.file.write_all(piece)?;
+        disk.hasher.update(piece);
+    }
+    disk.flush.wrote(&disk.file, chunk.len() as u64);
+    Ok(())
+}
+
 impl Drop for FileSink {
-    /// The buffers the disk thread handed back go to the pool.
+    /// The chunk handed over last is still written; a durable file is then
+    /// synced, in the background.
     fn drop(&mut self) {
-        while let Ok(buf) = self.free.try_recv() {
-            pool::give(buf);
+        if !self.durable {
+            return; // a write in progress goes on by itself
         }
+        let (writing, disk) = (self.writing.take(), self.disk.take());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            let disk = match writing {
+                Some(writing) => writing.await.ok().and_then(Result::ok),
+                None => disk,
+            };
+            if let Some(disk) = disk {
+                let _ = tokio::task::spawn_blocking(move || disk.file.sync_all()).await;
+            }
+        });
     }
 }
 

@@ -1,99 +1,178 @@
 //! [`FileSource`]: the disk side of a sending transfer.
 
-use crate::{DEPTH, hash_exact, pool, shrank};
+use crate::budget::{Budget, Permit};
+use crate::{hash_exact, pool, shrank};
 use std::fs::File;
-use std::io::{self, Read};
-use tokio::sync::mpsc;
+use std::io::{self, Read as _};
 use tokio::task::JoinHandle;
 
-/// The disk side of a sending transfer: a blocking thread that reads a file
-/// in chunks and hashes them.
+/// The disk side of a sending transfer: reads a file in chunks and hashes
+/// them, each chunk in a task of its own on the blocking pool (no thread
+/// waits on a transfer between chunks).
 ///
 /// Take chunks with [`FileSource::next`], give each buffer back with
-/// [`FileSource::recycle`] once sent, and end with [`FileSource::finish`].
-/// At most [`DEPTH`] buffers exist per source; dropping the source cancels
-/// the transfer (the thread stops at its next chunk).
+/// [`FileSource::recycle`] once sent (before asking for the next), and end
+/// with [`FileSource::finish`]. At most [`crate::DEPTH`] buffers exist per
+/// source: the chunk being sent, and the next one read ahead meanwhile
+/// when the source's [`Budget`] has room for it at once. Dropping the
+/// source cancels the transfer.
 pub struct FileSource {
-    full: mpsc::Receiver<(Vec<u8>, usize)>,
-    free: mpsc::Sender<Vec<u8>>,
-    thread: JoinHandle<io::Result<blake3::Hash>>,
+    /// The file, its hash and what is left to read, between chunks;
+    /// `None` while a chunk is being read (then in `reading`) or once
+    /// reading failed.
+    disk: Option<Box<Disk>>,
+    /// The chunk being read ahead (first: the prefix being hashed).
+    reading: Option<JoinHandle<io::Result<Read>>>,
+    /// Why reading failed, until [`FileSource::finish`] reports it.
+    failed: Option<io::Error>,
+    chunk: usize,
+    budget: Budget,
+    /// The room of the chunk handed out and not recycled yet.
+    lent: Option<Permit>,
     _lease: pool::Lease,
 }
 
+/// What the chunks of a source come from, in turn (boxed: a hasher is
+/// large, and moves to the blocking pool and back with every chunk).
+struct Disk {
+    file: File,
+    hasher: blake3::Hasher,
+    /// Bytes still to read.
+    left: u64,
+}
+
+/// A chunk read: its buffer, the bytes it holds, and its room.
+type Chunk = (Vec<u8>, usize, Permit);
+
+/// What a read under way gives back: the file to go on with, and the chunk
+/// read (none after the prefix).
+type Read = (Box<Disk>, Option<Chunk>);
+
 impl FileSource {
-    /// Starts the thread. It first feeds the `prefix` bytes from the file's
+    /// Starts the source. It first feeds the `prefix` bytes from the file's
     /// current position to `hasher` without sending them (what the other
     /// side already holds), then reads the next `len` bytes in chunks of at
     /// most `chunk` ([`crate::BUFFER_SIZE`] fills the pooled buffers
-    /// exactly). A file that ends sooner is an error.
+    /// exactly). A file that ends sooner is an error. Its buffers are not
+    /// limited (see [`FileSource::with_budget`]).
     ///
     /// Must be called within a tokio runtime.
     pub fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> FileSource {
-        let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
-        let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
-        let thread = tokio::task::spawn_blocking(move || {
+        let reading = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut left = len;
-            let mut made = 0;
-            while left > 0 {
-                let want = left.min(chunk as u64) as usize;
-                let mut buf = match free_rx.try_recv() {
-                    Ok(buf) => buf,
-                    Err(_) if made < DEPTH => {
-                        made += 1;
-                        pool::take()
-                    }
-                    Err(_) => match free_rx.blocking_recv() {
-                        Some(buf) => buf,
-                        None => return Err(io::Error::other("transfer cancelled")),
-                    },
-                };
-                if buf.len() < want {
-                    buf.resize(want, 0);
-                }
-                file.read_exact(&mut buf[..want])
-                    .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
-                hasher.update(&buf[..want]);
-                if full_tx.blocking_send((buf, want)).is_err() {
-                    return Err(io::Error::other("transfer cancelled"));
-                }
-                left -= want as u64;
-            }
-            while let Ok(buf) = free_rx.try_recv() {
-                pool::give(buf);
-            }
-            Ok(hasher.finalize())
+            Ok((Box::new(Disk { file, hasher, left: len }), None))
         });
-        FileSource { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
+        FileSource {
+            disk: None,
+            reading: Some(reading),
+            failed: None,
+            chunk: chunk.max(1),
+            budget: Budget::unlimited(),
+            lent: None,
+            _lease: pool::Lease::new(),
+        }
+    }
+
+    /// The source with its buffers taken from `budget` (before the first
+    /// [`FileSource::next`]).
+    pub fn with_budget(mut self, budget: Budget) -> FileSource {
+        self.budget = budget;
+        self
     }
 
     /// The next chunk: a buffer whose first `n` bytes are the data. `None`
-    /// when the file is done or the thread failed ([`FileSource::finish`]
-    /// tells which). Hand the buffer back with [`FileSource::recycle`].
+    /// when the file is done or reading failed ([`FileSource::finish`]
+    /// tells which). Hand the buffer back with [`FileSource::recycle`]
+    /// before asking for the next: then this waits for room in the budget
+    /// only while the source holds none. Cancel-safe.
     pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
-        self.full.recv().await
-    }
-
-    /// Returns a buffer for the thread to fill again (to the pool once the
-    /// thread has read the whole file).
-    pub fn recycle(&self, buf: Vec<u8>) {
-        if let Err(e) = self.free.try_send(buf) {
-            pool::give(e.into_inner());
+        loop {
+            if self.reading.is_none() {
+                // Nothing read ahead: read the next chunk now.
+                if self.disk.as_ref()?.left == 0 {
+                    return None;
+                }
+                let room = self.budget.take().await;
+                let (mut disk, chunk) = (self.disk.take()?, self.chunk);
+                self.reading = Some(tokio::task::spawn_blocking(move || {
+                    read_chunk(&mut disk, chunk, room).map(|read| (disk, Some(read)))
+                }));
+            }
+            let (disk, read) = self.settle().await?;
+            self.disk = Some(disk);
+            // `None`: that was the prefix being hashed.
+            if let Some((buf, n, room)) = read {
+                self.lent = Some(room);
+                self.read_ahead();
+                return Some((buf, n));
+            }
         }
     }
 
-    /// The hash of the whole file (prefix included), or why reading failed.
+    /// Starts reading the next chunk while this one is sent, if there is
+    /// one and the budget has room for it now.
+    fn read_ahead(&mut self) {
+        if self.disk.as_ref().is_none_or(|disk| disk.left == 0) {
+            return;
+        }
+        let Some(room) = self.budget.try_take() else { return };
+        let (mut disk, chunk) = (self.disk.take().expect("checked above"), self.chunk);
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            read_chunk(&mut disk, chunk, room).map(|read| (disk, Some(read)))
+        }));
+    }
+
+    /// Waits for the read under way: the file to go on with and the chunk
+    /// read, if any; `None` once reading failed. Cancel-safe: the read
+    /// stays under way.
+    async fn settle(&mut self) -> Option<Read> {
+        let reading = self.reading.as_mut()?;
+        let result = reading.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        self.reading = None;
+        result.map_err(|e| self.failed = Some(e)).ok()
+    }
+
+    /// Returns a buffer once its bytes are sent, and its room with it.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        pool::give(buf);
+        self.lent = None;
+    }
+
+    /// The hash of the whole file (prefix included), or why reading failed
+    /// (or that it was not all taken).
     pub async fn finish(mut self) -> io::Result<blake3::Hash> {
-        self.full.close();
-        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+        self.lent = None;
+        let mut unsent = false;
+        if let Some((disk, read)) = self.settle().await {
+            self.disk = Some(disk);
+            if let Some((buf, _, _)) = read {
+                pool::give(buf);
+                unsent = true;
+            }
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match self.disk.take() {
+            Some(disk) if disk.left == 0 && !unsent => Ok(disk.hasher.finalize()),
+            _ => Err(io::Error::other("transfer cancelled")),
+        }
     }
 }
 
-impl Drop for FileSource {
-    /// Chunks read but not sent go back to the pool.
-    fn drop(&mut self) {
-        while let Ok((buf, _)) = self.full.try_recv() {
-            pool::give(buf);
-        }
+/// Reads the next chunk into a pooled buffer.
+fn read_chunk(disk: &mut Disk, chunk: usize, room: Permit) -> io::Result<Chunk> {
+    let want = disk.left.min(chunk as u64) as usize;
+    let mut buf = pool::take();
+    if buf.len() < want {
+        buf.resize(want, 0);
     }
+    let read = disk.file.read_exact(&mut buf[..want]);
+    if let Err(e) = read {
+        pool::give(buf);
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e });
+    }
+    disk.hasher.update(&buf[..want]);
+    disk.left -= want as u64;
+    Ok((buf, want, room))
 }

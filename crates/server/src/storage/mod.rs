@@ -328,7 +328,10 @@ impl Store {
                     None => Ok(Store::S3(bucket)),
                 }
             }
-            None => Ok(Store::Fs(fs::Root::open(&config.root, config.fsync)?)),
+            None => {
+                let budget = ftp_disk::Budget::new(config.transfer_memory);
+                Ok(Store::Fs(fs::Root::open(&config.root, config.fsync)?.with_budget(budget)))
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use super::{
     Body, Chunk, Discarded, Download, Error, PartialInfo, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode,
     Want,
 };
-use ftp_disk::{FileSink, FileSource};
+use ftp_disk::{Budget, FileSink, FileSource};
 use ftp_proto::{DEFAULT_CHUNK, Entry, RemotePath};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub use upload::FsSink;
 pub struct Root {
     root: PathBuf,
     fsync: bool,
+    /// The room for the chunk buffers of all transfers.
+    budget: Budget,
     /// The homes open in some session: one set of directory handles per
     /// user, not per session.
     homes: Mutex<HashMap<String, Weak<FsHome>>>,
@@ -40,6 +42,7 @@ pub struct Root {
 #[derive(Debug)]
 pub struct FsHome {
     tree: Arc<Tree>,
+    budget: Budget,
     home: PathBuf,
     partials: PathBuf,
 }
@@ -62,7 +65,14 @@ impl Root {
     /// The data root as a running daemon may be using it (for `ftpd
     /// usage`): nothing is cleared.
     pub fn beside(root: &Path, fsync: bool) -> Root {
-        Root { root: root.to_owned(), fsync, homes: Mutex::default() }
+        Root { root: root.to_owned(), fsync, budget: Budget::unlimited(), homes: Mutex::default() }
+    }
+
+    /// The data root with the chunk buffers of its transfers taken from
+    /// `budget`.
+    pub fn with_budget(mut self, budget: Budget) -> Root {
+        self.budget = budget;
+        self
     }
 
     pub(in crate::storage) fn describe(&self) -> String {
@@ -75,11 +85,11 @@ impl Root {
         if let Some(home) = shared {
             return Ok(home);
         }
-        let (root, name, fsync) = (self.root.clone(), user.to_owned(), self.fsync);
+        let (root, name, fsync, budget) = (self.root.clone(), user.to_owned(), self.fsync, self.budget.clone());
         let home = tokio::task::spawn_blocking(move || {
             let tree = Tree::open(&root, &name, fsync)?;
             let partials = root.join(STATE_DIR).join("partial").join(&name);
-            Ok::<_, Error>(FsHome { tree: Arc::new(tree), home: root.join(&name), partials })
+            Ok::<_, Error>(FsHome { tree: Arc::new(tree), budget, home: root.join(&name), partials })
         })
         .await??;
         let home = Arc::new(home);
@@ -190,7 +200,8 @@ impl FsHome {
         // written, even without fsync: ext4 writes out all of it when it is
         // renamed over the other (`auto_da_alloc`, which keeps a crash from
         // leaving neither), and that took ~0.3 s of a 1 GiB put's reply.
-        let writer = FileSink::spawn_flushing(start.file, 0, start.hasher, self.tree.fsync, replacing);
+        let writer = FileSink::spawn_flushing(start.file, 0, start.hasher, self.tree.fsync, replacing)
+            .with_budget(self.budget.clone());
         Ok(super::Sink::Fs(FsSink {
             tree: self.tree.clone(),
             path: path.clone(),
@@ -242,7 +253,8 @@ impl FsHome {
                                 head.size - head.offset,
                                 blake3::Hasher::new(),
                                 DEFAULT_CHUNK,
-                            );
+                            )
+                            .with_budget(self.budget.clone());
                             Body::Stream(super::Source::Fs(FsSource(reader)))
                         }
                     };
@@ -302,8 +314,9 @@ fn open_download(t: &Tree, want: &Want) -> Result<(Head, Opened)> {
     Ok((head, Opened::File(file)))
 }
 
-/// The sending end of a download from the data root: a disk thread reads
-/// and hashes the file, two buffers in flight.
+/// The sending end of a download from the data root: the file read and
+/// hashed a chunk at a time, at most two buffers in flight, taken from the
+/// root's budget.
 pub struct FsSource(FileSource);
 
 impl FsSource {
