@@ -12,7 +12,11 @@
 //! over before (if any) is being written out, which ends without any room;
 //! a source waits only when it holds none, and reads ahead only with room
 //! that is free at once. So as long as the budget fits one buffer, every
-//! transfer eventually gets one, and all make progress.
+//! transfer eventually gets one, and all make progress. That holds for
+//! transfers with one end on the disk and the other on a socket, as in the
+//! daemon: a task that relayed from one budgeted end to another (a source's
+//! chunk in hand while it waits for a sink's buffer) would need two buffers
+//! at once, and with a budget of one, would wait forever.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -116,6 +116,117 @@ mod tests {
         assert_eq!(std::fs::read(&dst).unwrap(), data);
     }
 
+    /// Reads `src` through a source whose buffers come from `budget`.
+    async fn read_through(src: std::path::PathBuf, budget: Budget) -> (blake3::Hash, Vec<u8>) {
+        let len = std::fs::metadata(&src).unwrap().len();
+        let file = File::open(&src).unwrap();
+        let mut source = FileSource::spawn(file, 0, len, blake3::Hasher::new(), BUFFER_SIZE).with_budget(budget);
+        let mut got = Vec::new();
+        while let Some((chunk, n)) = source.next().await {
+            got.extend_from_slice(&chunk[..n]);
+            source.recycle(chunk);
+        }
+        (source.finish().await.unwrap(), got)
+    }
+
+    /// Writes `data` to `dst` through a sink whose buffers come from
+    /// `budget`, in pieces of `piece` bytes.
+    async fn write_through(dst: std::path::PathBuf, data: Vec<u8>, piece: usize, budget: Budget) -> blake3::Hash {
+        let file = File::create(&dst).unwrap();
+        let mut sink = FileSink::spawn(file, 0, blake3::Hasher::new(), false).with_budget(budget);
+        for part in data.chunks(piece) {
+            let mut buf = sink.buffer().await.unwrap();
+            buf[..part.len()].copy_from_slice(part);
+            assert!(sink.write(buf, part.len()).await);
+        }
+        sink.finish().await.unwrap()
+    }
+
+    /// As many transfers as in the daemon, each with one end on the disk
+    /// (the other is a socket), all sharing a single buffer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_transfers_share_one_buffer_and_all_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget::new(BUFFER_SIZE as u64);
+        let mut transfers = tokio::task::JoinSet::new();
+        for i in 0..16usize {
+            let data: Vec<u8> = (0..BUFFER_SIZE * (i % 4) + i * 1000).map(|b| (b * 31 + i) as u8).collect();
+            let path = dir.path().join(format!("file-{i}"));
+            let budget = budget.clone();
+            if i % 2 == 0 {
+                std::fs::write(&path, &data).unwrap();
+                transfers.spawn(async move {
+                    let (hash, got) = read_through(path, budget).await;
+                    assert_eq!(hash, blake3::hash(&data));
+                    assert!(got == data, "file {i} read whole");
+                });
+            } else {
+                transfers.spawn(async move {
+                    let hash = write_through(path.clone(), data.clone(), BUFFER_SIZE - i, budget).await;
+                    assert_eq!(hash, blake3::hash(&data));
+                    assert!(std::fs::read(path).unwrap() == data, "file {i} written whole");
+                });
+            }
+        }
+        while let Some(done) = transfers.join_next().await {
+            done.unwrap();
+        }
+        assert_eq!(budget.in_use(), 0, "every buffer's room is back");
+        assert!(budget.waits() > 0, "sixteen transfers and one buffer: some waited");
+    }
+
+    #[tokio::test]
+    async fn transfers_dropped_midway_give_their_room_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::write(&src, vec![5u8; BUFFER_SIZE * 3]).unwrap();
+        let budget = Budget::new(2 * BUFFER_SIZE as u64);
+
+        // A source holding a chunk and one read ahead, dropped.
+        let mut source =
+            FileSource::spawn(File::open(&src).unwrap(), 0, 3 * BUFFER_SIZE as u64, blake3::Hasher::new(), BUFFER_SIZE)
+                .with_budget(budget.clone());
+        let (chunk, _) = source.next().await.unwrap();
+        assert_eq!(budget.in_use(), 2 * BUFFER_SIZE as u64, "the chunk, and the next read ahead");
+        drop(chunk);
+        drop(source);
+        wait_for(|| budget.in_use() == 0).await;
+
+        // A sink with a buffer lent out and a chunk being written, dropped.
+        let mut sink = FileSink::spawn(File::create(dir.path().join("dst")).unwrap(), 0, blake3::Hasher::new(), true)
+            .with_budget(budget.clone());
+        let buf = sink.buffer().await.unwrap();
+        assert!(sink.write(buf, BUFFER_SIZE).await);
+        let _lent = sink.buffer().await.unwrap();
+        assert!(budget.in_use() >= BUFFER_SIZE as u64);
+        drop(sink);
+        wait_for(|| budget.in_use() == 0).await;
+
+        // A wait for room given up (the task waiting was cancelled) takes
+        // none.
+        let held = budget.try_take().unwrap();
+        let _held_too = budget.try_take().unwrap();
+        let mut sink = FileSink::spawn(File::create(dir.path().join("dst2")).unwrap(), 0, blake3::Hasher::new(), false)
+            .with_budget(budget.clone());
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), sink.buffer()).await;
+        assert!(waiting.is_err(), "no room");
+        drop(held);
+        assert!(sink.buffer().await.is_some(), "the sink still works after a cancelled wait");
+        drop(sink);
+        wait_for(|| budget.in_use() == BUFFER_SIZE as u64).await;
+    }
+
+    /// Waits for `cond`, which background work makes true.
+    async fn wait_for(cond: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("never came true");
+    }
+
     #[tokio::test]
     async fn file_source_reports_a_shrunk_file() {
         let dir = tempfile::tempdir().unwrap();

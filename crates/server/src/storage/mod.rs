@@ -344,6 +344,15 @@ impl Store {
         }
     }
 
+    /// The room for the chunk buffers of its transfers, where it has one
+    /// (an object store's parts are bounded per transfer instead).
+    pub fn budget(&self) -> Option<&ftp_disk::Budget> {
+        match self {
+            Store::Fs(root) => Some(root.budget()),
+            Store::S3(_) => None,
+        }
+    }
+
     /// Where files are, for the log.
     pub fn describe(&self) -> String {
         match self {

@@ -75,6 +75,11 @@ impl Root {
         self
     }
 
+    /// The room for the chunk buffers of its transfers.
+    pub(in crate::storage) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     pub(in crate::storage) fn describe(&self) -> String {
         format!("files under {}", self.root.display())
     }
