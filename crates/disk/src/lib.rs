@@ -11,12 +11,17 @@
 //! - [`Budget`] bounds the memory of the chunk buffers of all the transfers
 //!   that share it; a transfer waits for room before it fills a buffer.
 //!
-//! Each chunk is written or read by a task of its own on the blocking pool,
-//! while the async side fills or sends the one before ([`DEPTH`] buffers
-//! per transfer at most), so no thread is tied to a transfer between
-//! chunks, and a thousand transfers need no thousand threads. Buffers come
-//! from a process-wide pool that keeps them while any transfer runs and
-//! frees them all when the last one ends, so an idle process holds none.
+//! A transfer has at most [`DEPTH`] buffers in flight: the async side
+//! fills or sends one while the disk side drains or reads the other. The
+//! disk side runs either on a thread of its own for the whole transfer
+//! (`spawn`: one transfer at a time, as a client moves files, goes fastest
+//! so), or a chunk at a time in tasks of their own on the blocking pool,
+//! each buffer taking room in a [`Budget`] while it is filled and written
+//! (`budgeted`: a daemon, where a thousand transfers at once must need
+//! neither a thousand threads nor a thousand transfers' buffers). Buffers
+//! come from a process-wide pool that keeps them while any transfer runs
+//! and frees them all when the last one ends, so an idle process holds
+//! none.
 //!
 //! This crate knows nothing of the wire format: `ftp_proto::bulk` moves the
 //! chunks between these buffers and the stream. Both need a tokio runtime
@@ -120,7 +125,7 @@ mod tests {
     async fn read_through(src: std::path::PathBuf, budget: Budget) -> (blake3::Hash, Vec<u8>) {
         let len = std::fs::metadata(&src).unwrap().len();
         let file = File::open(&src).unwrap();
-        let mut source = FileSource::spawn(file, 0, len, blake3::Hasher::new(), BUFFER_SIZE).with_budget(budget);
+        let mut source = FileSource::budgeted(file, 0, len, blake3::Hasher::new(), BUFFER_SIZE, budget);
         let mut got = Vec::new();
         while let Some((chunk, n)) = source.next().await {
             got.extend_from_slice(&chunk[..n]);
@@ -133,7 +138,7 @@ mod tests {
     /// `budget`, in pieces of `piece` bytes.
     async fn write_through(dst: std::path::PathBuf, data: Vec<u8>, piece: usize, budget: Budget) -> blake3::Hash {
         let file = File::create(&dst).unwrap();
-        let mut sink = FileSink::spawn(file, 0, blake3::Hasher::new(), false).with_budget(budget);
+        let mut sink = FileSink::budgeted(file, 0, blake3::Hasher::new(), false, false, budget);
         for part in data.chunks(piece) {
             let mut buf = sink.buffer().await.unwrap();
             buf[..part.len()].copy_from_slice(part);
@@ -183,9 +188,14 @@ mod tests {
         let budget = Budget::new(2 * BUFFER_SIZE as u64);
 
         // A source holding a chunk and one read ahead, dropped.
-        let mut source =
-            FileSource::spawn(File::open(&src).unwrap(), 0, 3 * BUFFER_SIZE as u64, blake3::Hasher::new(), BUFFER_SIZE)
-                .with_budget(budget.clone());
+        let mut source = FileSource::budgeted(
+            File::open(&src).unwrap(),
+            0,
+            3 * BUFFER_SIZE as u64,
+            blake3::Hasher::new(),
+            BUFFER_SIZE,
+            budget.clone(),
+        );
         let (chunk, _) = source.next().await.unwrap();
         assert_eq!(budget.in_use(), 2 * BUFFER_SIZE as u64, "the chunk, and the next read ahead");
         drop(chunk);
@@ -193,8 +203,14 @@ mod tests {
         wait_for(|| budget.in_use() == 0).await;
 
         // A sink with a buffer lent out and a chunk being written, dropped.
-        let mut sink = FileSink::spawn(File::create(dir.path().join("dst")).unwrap(), 0, blake3::Hasher::new(), true)
-            .with_budget(budget.clone());
+        let mut sink = FileSink::budgeted(
+            File::create(dir.path().join("dst")).unwrap(),
+            0,
+            blake3::Hasher::new(),
+            true,
+            false,
+            budget.clone(),
+        );
         let buf = sink.buffer().await.unwrap();
         assert!(sink.write(buf, BUFFER_SIZE).await);
         let _lent = sink.buffer().await.unwrap();
@@ -206,8 +222,14 @@ mod tests {
         // none.
         let held = budget.try_take().unwrap();
         let _held_too = budget.try_take().unwrap();
-        let mut sink = FileSink::spawn(File::create(dir.path().join("dst2")).unwrap(), 0, blake3::Hasher::new(), false)
-            .with_budget(budget.clone());
+        let mut sink = FileSink::budgeted(
+            File::create(dir.path().join("dst2")).unwrap(),
+            0,
+            blake3::Hasher::new(),
+            false,
+            false,
+            budget.clone(),
+        );
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), sink.buffer()).await;
         assert!(waiting.is_err(), "no room");
         drop(held);

@@ -1,9 +1,10 @@
 //! [`FileSink`]: the disk side of a receiving transfer.
 
 use crate::budget::{Budget, Permit};
-use crate::{hash_exact, pool};
+use crate::{DEPTH, hash_exact, pool};
 use std::fs::File;
 use std::io::{self, Write};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The most a [`FileSink`] hands the kernel in one `write`. Linux sizes the
@@ -16,17 +17,185 @@ use tokio::task::JoinHandle;
 pub(crate) const WRITE_PIECE: usize = 256 * 1024;
 
 /// The disk side of a receiving transfer: appends the chunks it is given to
-/// a file and hashes them, each chunk in a task of its own on the blocking
-/// pool (no thread waits on a transfer between chunks).
+/// a file and hashes them.
 ///
 /// Take a buffer with [`FileSink::buffer`], fill it, hand it over with
 /// [`FileSink::write`], and end with [`FileSink::finish`]. At most
-/// [`crate::DEPTH`] buffers exist per sink: one being written while the next is
-/// filled. Each takes room in the sink's [`Budget`] when it is handed out
-/// and gives it back as soon as it is written. Dropped without `finish`,
-/// the sink lets the chunk handed over last be written (and, if durable,
-/// the file synced) on its own.
-pub struct FileSink {
+/// [`DEPTH`] buffers exist per sink: one being written while the next is
+/// filled. Dropped without `finish`, the sink lets what was handed over be
+/// written (and, if durable, the file synced) on its own.
+///
+/// Two ways to run: [`FileSink::spawn`] gives the transfer a thread of its
+/// own (one transfer at a time goes fastest so: a client);
+/// [`FileSink::budgeted`] writes each chunk in a task of its own on the
+/// blocking pool, with buffers that take room in a [`Budget`] while they
+/// are filled and written (many transfers at once: a daemon).
+pub struct FileSink(Mode);
+
+enum Mode {
+    Thread(Thread),
+    Chunks(Chunks),
+}
+
+impl FileSink {
+    /// Starts the thread. It first feeds the `prefix` bytes from the file's
+    /// current position to `hasher` (a resumed transfer's bytes already on
+    /// disk), then appends what it is given there. With `durable`, written
+    /// ranges are handed to the disk as the transfer goes (so the final
+    /// `fsync` has little left to wait for) and the file is synced at the
+    /// end.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn spawn(file: File, prefix: u64, hasher: blake3::Hasher, durable: bool) -> FileSink {
+        FileSink::spawn_flushing(file, prefix, hasher, durable, durable)
+    }
+
+    /// As [`FileSink::spawn`], with written ranges handed to the disk as
+    /// the transfer goes when `flush_behind` (whether or not `durable`):
+    /// for a file about to replace another, which the filesystem may write
+    /// out whole when it is renamed into place.
+    pub fn spawn_flushing(
+        file: File,
+        prefix: u64,
+        hasher: blake3::Hasher,
+        durable: bool,
+        flush_behind: bool,
+    ) -> FileSink {
+        FileSink(Mode::Thread(Thread::spawn(file, prefix, hasher, durable, flush_behind)))
+    }
+
+    /// As [`FileSink::spawn_flushing`], without a thread of its own: each
+    /// chunk is written in a task of its own, and each buffer takes room in
+    /// `budget` when it is handed out, and gives it back once written.
+    pub fn budgeted(
+        file: File,
+        prefix: u64,
+        hasher: blake3::Hasher,
+        durable: bool,
+        flush_behind: bool,
+        budget: Budget,
+    ) -> FileSink {
+        FileSink(Mode::Chunks(Chunks::start(file, prefix, hasher, durable, flush_behind, budget)))
+    }
+
+    /// A buffer to receive the next chunk into ([`crate::BUFFER_SIZE`]
+    /// bytes long when new; it may be grown), once the budget, if any, has
+    /// room for it; `None` once writing has failed (see
+    /// [`FileSink::finish`] for why). Cancel-safe.
+    pub async fn buffer(&mut self) -> Option<Vec<u8>> {
+        match &mut self.0 {
+            Mode::Thread(sink) => sink.buffer().await,
+            Mode::Chunks(sink) => sink.buffer().await,
+        }
+    }
+
+    /// Hands the first `n` bytes of `buf` over to be written. Returns false
+    /// once writing has failed.
+    pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
+        match &mut self.0 {
+            Mode::Thread(sink) => sink.write(buf, n).await,
+            Mode::Chunks(sink) => sink.write(buf, n).await,
+        }
+    }
+
+    /// Waits for everything handed over to be written (and synced, if
+    /// durable) and returns the hash of the whole file.
+    pub async fn finish(self) -> io::Result<blake3::Hash> {
+        match self.0 {
+            Mode::Thread(sink) => sink.finish().await,
+            Mode::Chunks(sink) => sink.finish().await,
+        }
+    }
+}
+
+/// A sink on a thread of its own for the whole transfer: the fastest for
+/// one transfer (a client's), but a thread per transfer, and a buffer per
+/// transfer that no budget bounds.
+///
+/// Take a buffer with [`FileSink::buffer`], fill it, hand it over with
+/// [`FileSink::write`], and end with [`FileSink::finish`]. At most
+/// [`DEPTH`] buffers exist per sink. Dropped without `finish`, the sink
+/// lets its thread write (and, if durable, sync) what was already handed
+/// over, then end on its own.
+struct Thread {
+    full: Option<mpsc::Sender<(Vec<u8>, usize)>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    made: usize,
+    thread: JoinHandle<io::Result<blake3::Hash>>,
+    _lease: pool::Lease,
+}
+
+impl Thread {
+    /// As [`FileSink::spawn`], with written ranges handed to the disk as
+    /// the transfer goes when `flush_behind` (whether or not `durable`):
+    /// for a file about to replace another, which the filesystem may write
+    /// out whole when it is renamed into place.
+    fn spawn(mut file: File, prefix: u64, mut hasher: blake3::Hasher, durable: bool, flush_behind: bool) -> Thread {
+        let (full_tx, mut full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
+        let thread = tokio::task::spawn_blocking(move || {
+            hash_exact(&mut file, prefix, &mut hasher)?;
+            let mut flush = FlushBehind::new(prefix, flush_behind);
+            while let Some((buf, n)) = full_rx.blocking_recv() {
+                for piece in buf[..n].chunks(WRITE_PIECE) {
+                    file.write_all(piece)?;
+                    hasher.update(piece);
+                }
+                flush.wrote(&file, n as u64);
+                let _ = free_tx.try_send(buf);
+            }
+            if durable {
+                file.sync_all()?;
+            }
+            Ok(hasher.finalize())
+        });
+        Thread { full: Some(full_tx), free: free_rx, made: 0, thread, _lease: pool::Lease::new() }
+    }
+
+    /// A buffer to receive the next chunk into ([`crate::BUFFER_SIZE`]
+    /// bytes long when new; it may be grown); `None` once the disk thread
+    /// has failed (see [`FileSink::finish`] for why).
+    async fn buffer(&mut self) -> Option<Vec<u8>> {
+        if let Ok(buf) = self.free.try_recv() {
+            return Some(buf);
+        }
+        if self.made < DEPTH {
+            self.made += 1;
+            return Some(pool::take());
+        }
+        self.free.recv().await
+    }
+
+    /// Hands the first `n` bytes of `buf` to the disk thread. Returns false
+    /// once the disk thread has failed.
+    async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
+        match &self.full {
+            Some(tx) => tx.send((buf, n)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Waits for everything handed over to be written (and synced, if
+    /// durable) and returns the hash of the whole file.
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
+        self.full = None;
+        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+}
+
+impl Drop for Thread {
+    /// The buffers the disk thread handed back go to the pool.
+    fn drop(&mut self) {
+        while let Ok(buf) = self.free.try_recv() {
+            pool::give(buf);
+        }
+    }
+}
+
+/// A sink that writes each chunk in a task of its own on the blocking pool
+/// (no thread waits on a transfer between chunks), its buffers taken from a
+/// budget: for a daemon with many transfers at once.
+struct Chunks {
     /// The file and its hash between chunks; `None` while a chunk is being
     /// written (then in `writing`) or once writing failed.
     disk: Option<Box<Disk>>,
@@ -49,57 +218,35 @@ struct Disk {
     flush: FlushBehind,
 }
 
-impl FileSink {
-    /// Starts the sink. It first feeds the `prefix` bytes from the file's
-    /// current position to `hasher` (a resumed transfer's bytes already on
-    /// disk), then appends what it is given there. With `durable`, written
-    /// ranges are handed to the disk as the transfer goes (so the final
-    /// `fsync` has little left to wait for) and the file is synced at the
-    /// end. Its buffers are not limited (see [`FileSink::with_budget`]).
-    ///
-    /// Must be called within a tokio runtime.
-    pub fn spawn(file: File, prefix: u64, hasher: blake3::Hasher, durable: bool) -> FileSink {
-        FileSink::spawn_flushing(file, prefix, hasher, durable, durable)
-    }
-
-    /// As [`FileSink::spawn`], with written ranges handed to the disk as
-    /// the transfer goes when `flush_behind` (whether or not `durable`):
-    /// for a file about to replace another, which the filesystem may write
-    /// out whole when it is renamed into place.
-    pub fn spawn_flushing(
+impl Chunks {
+    fn start(
         mut file: File,
         prefix: u64,
         mut hasher: blake3::Hasher,
         durable: bool,
         flush_behind: bool,
-    ) -> FileSink {
+        budget: Budget,
+    ) -> Chunks {
         let writing = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
             Ok(Box::new(Disk { file, hasher, flush: FlushBehind::new(prefix, flush_behind) }))
         });
-        FileSink {
+        Chunks {
             disk: None,
             writing: Some(writing),
             failed: None,
             durable,
-            budget: Budget::unlimited(),
+            budget,
             lent: None,
             _lease: pool::Lease::new(),
         }
-    }
-
-    /// The sink with its buffers taken from `budget` (before the first
-    /// [`FileSink::buffer`]).
-    pub fn with_budget(mut self, budget: Budget) -> FileSink {
-        self.budget = budget;
-        self
     }
 
     /// A buffer to receive the next chunk into ([`crate::BUFFER_SIZE`]
     /// bytes long; it may be grown), once the budget has room for it;
     /// `None` once writing has failed (see [`FileSink::finish`] for why).
     /// Cancel-safe.
-    pub async fn buffer(&mut self) -> Option<Vec<u8>> {
+    async fn buffer(&mut self) -> Option<Vec<u8>> {
         if self.failed.is_some() {
             return None;
         }
@@ -113,7 +260,7 @@ impl FileSink {
 
     /// Hands the first `n` bytes of `buf` over to be written, once the
     /// chunk before is written. Returns false once writing has failed.
-    pub async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
+    async fn write(&mut self, buf: Vec<u8>, n: usize) -> bool {
         let room = self.lent.take();
         let Some(mut disk) = self.settle().await else {
             pool::give(buf);
@@ -145,7 +292,7 @@ impl FileSink {
 
     /// Waits for everything handed over to be written (and synced, if
     /// durable) and returns the hash of the whole file.
-    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
         self.lent = None;
         let Some(disk) = self.settle().await else {
             return Err(self.failed.take().unwrap_or_else(|| io::Error::other("the sink failed")));
@@ -172,7 +319,7 @@ fn write_chunk(disk: &mut Disk, chunk: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-impl Drop for FileSink {
+impl Drop for Chunks {
     /// The chunk handed over last is still written; a durable file is then
     /// synced, in the background.
     fn drop(&mut self) {

@@ -1,22 +1,178 @@
 //! [`FileSource`]: the disk side of a sending transfer.
 
 use crate::budget::{Budget, Permit};
-use crate::{hash_exact, pool, shrank};
+use crate::{DEPTH, hash_exact, pool, shrank};
 use std::fs::File;
 use std::io::{self, Read as _};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// The disk side of a sending transfer: reads a file in chunks and hashes
-/// them, each chunk in a task of its own on the blocking pool (no thread
-/// waits on a transfer between chunks).
+/// them.
 ///
 /// Take chunks with [`FileSource::next`], give each buffer back with
 /// [`FileSource::recycle`] once sent (before asking for the next), and end
-/// with [`FileSource::finish`]. At most [`crate::DEPTH`] buffers exist per
-/// source: the chunk being sent, and the next one read ahead meanwhile
-/// when the source's [`Budget`] has room for it at once. Dropping the
+/// with [`FileSource::finish`]. At most [`DEPTH`] buffers exist per source:
+/// the chunk being sent, and the next one read meanwhile. Dropping the
 /// source cancels the transfer.
-pub struct FileSource {
+///
+/// Two ways to run: [`FileSource::spawn`] gives the transfer a thread of
+/// its own (one transfer at a time goes fastest so: a client);
+/// [`FileSource::budgeted`] reads each chunk in a task of its own on the
+/// blocking pool, with buffers that take room in a [`Budget`] (many
+/// transfers at once: a daemon).
+pub struct FileSource(Mode);
+
+enum Mode {
+    Thread(Thread),
+    Chunks(Chunks),
+}
+
+impl FileSource {
+    /// Starts the thread. It first feeds the `prefix` bytes from the file's
+    /// current position to `hasher` without sending them (what the other
+    /// side already holds), then reads the next `len` bytes in chunks of at
+    /// most `chunk` ([`crate::BUFFER_SIZE`] fills the pooled buffers
+    /// exactly). A file that ends sooner is an error.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn spawn(file: File, prefix: u64, len: u64, hasher: blake3::Hasher, chunk: usize) -> FileSource {
+        FileSource(Mode::Thread(Thread::spawn(file, prefix, len, hasher, chunk)))
+    }
+
+    /// As [`FileSource::spawn`], without a thread of its own: each chunk is
+    /// read in a task of its own into a buffer that takes room in `budget`
+    /// until it is recycled. The source waits for room only while it holds
+    /// none, and reads the next chunk ahead only with room free at once.
+    pub fn budgeted(
+        file: File,
+        prefix: u64,
+        len: u64,
+        hasher: blake3::Hasher,
+        chunk: usize,
+        budget: Budget,
+    ) -> FileSource {
+        FileSource(Mode::Chunks(Chunks::start(file, prefix, len, hasher, chunk, budget)))
+    }
+
+    /// The next chunk: a buffer whose first `n` bytes are the data. `None`
+    /// when the file is done or reading failed ([`FileSource::finish`]
+    /// tells which). Hand the buffer back with [`FileSource::recycle`].
+    pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+        match &mut self.0 {
+            Mode::Thread(source) => source.next().await,
+            Mode::Chunks(source) => source.next().await,
+        }
+    }
+
+    /// Returns a buffer once its bytes are sent (with its room, if any).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        match &mut self.0 {
+            Mode::Thread(source) => source.recycle(buf),
+            Mode::Chunks(source) => source.recycle(buf),
+        }
+    }
+
+    /// The hash of the whole file (prefix included), or why reading failed
+    /// (or that it was not all taken).
+    pub async fn finish(self) -> io::Result<blake3::Hash> {
+        match self.0 {
+            Mode::Thread(source) => source.finish().await,
+            Mode::Chunks(source) => source.finish().await,
+        }
+    }
+}
+
+/// A source on a thread of its own for the whole transfer: the fastest for
+/// one transfer (a client's), but a thread per transfer, and buffers that no
+/// budget bounds.
+///
+/// Take chunks with [`FileSource::next`], give each buffer back with
+/// [`FileSource::recycle`] once sent, and end with [`FileSource::finish`].
+/// At most [`DEPTH`] buffers exist per source; dropping the source cancels
+/// the transfer (the thread stops at its next chunk).
+struct Thread {
+    full: mpsc::Receiver<(Vec<u8>, usize)>,
+    free: mpsc::Sender<Vec<u8>>,
+    thread: JoinHandle<io::Result<blake3::Hash>>,
+    _lease: pool::Lease,
+}
+
+impl Thread {
+    fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> Thread {
+        let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
+        let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
+        let thread = tokio::task::spawn_blocking(move || {
+            hash_exact(&mut file, prefix, &mut hasher)?;
+            let mut left = len;
+            let mut made = 0;
+            while left > 0 {
+                let want = left.min(chunk as u64) as usize;
+                let mut buf = match free_rx.try_recv() {
+                    Ok(buf) => buf,
+                    Err(_) if made < DEPTH => {
+                        made += 1;
+                        pool::take()
+                    }
+                    Err(_) => match free_rx.blocking_recv() {
+                        Some(buf) => buf,
+                        None => return Err(io::Error::other("transfer cancelled")),
+                    },
+                };
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                file.read_exact(&mut buf[..want])
+                    .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
+                hasher.update(&buf[..want]);
+                if full_tx.blocking_send((buf, want)).is_err() {
+                    return Err(io::Error::other("transfer cancelled"));
+                }
+                left -= want as u64;
+            }
+            while let Ok(buf) = free_rx.try_recv() {
+                pool::give(buf);
+            }
+            Ok(hasher.finalize())
+        });
+        Thread { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
+    }
+
+    /// The next chunk: a buffer whose first `n` bytes are the data. `None`
+    /// when the file is done or the thread failed ([`FileSource::finish`]
+    /// tells which). Hand the buffer back with [`FileSource::recycle`].
+    async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+        self.full.recv().await
+    }
+
+    /// Returns a buffer for the thread to fill again (to the pool once the
+    /// thread has read the whole file).
+    fn recycle(&self, buf: Vec<u8>) {
+        if let Err(e) = self.free.try_send(buf) {
+            pool::give(e.into_inner());
+        }
+    }
+
+    /// The hash of the whole file (prefix included), or why reading failed.
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
+        self.full.close();
+        (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
+    }
+}
+
+impl Drop for Thread {
+    /// Chunks read but not sent go back to the pool.
+    fn drop(&mut self) {
+        while let Ok((buf, _)) = self.full.try_recv() {
+            pool::give(buf);
+        }
+    }
+}
+
+/// A source that reads each chunk in a task of its own on the blocking pool
+/// (no thread waits on a transfer between chunks), its buffers taken from a
+/// budget: for a daemon with many transfers at once.
+struct Chunks {
     /// The file, its hash and what is left to read, between chunks;
     /// `None` while a chunk is being read (then in `reading`) or once
     /// reading failed.
@@ -48,36 +204,28 @@ type Chunk = (Vec<u8>, usize, Permit);
 /// read (none after the prefix).
 type Read = (Box<Disk>, Option<Chunk>);
 
-impl FileSource {
-    /// Starts the source. It first feeds the `prefix` bytes from the file's
-    /// current position to `hasher` without sending them (what the other
-    /// side already holds), then reads the next `len` bytes in chunks of at
-    /// most `chunk` ([`crate::BUFFER_SIZE`] fills the pooled buffers
-    /// exactly). A file that ends sooner is an error. Its buffers are not
-    /// limited (see [`FileSource::with_budget`]).
-    ///
-    /// Must be called within a tokio runtime.
-    pub fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> FileSource {
+impl Chunks {
+    fn start(
+        mut file: File,
+        prefix: u64,
+        len: u64,
+        mut hasher: blake3::Hasher,
+        chunk: usize,
+        budget: Budget,
+    ) -> Chunks {
         let reading = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
             Ok((Box::new(Disk { file, hasher, left: len }), None))
         });
-        FileSource {
+        Chunks {
             disk: None,
             reading: Some(reading),
             failed: None,
             chunk: chunk.max(1),
-            budget: Budget::unlimited(),
+            budget,
             lent: None,
             _lease: pool::Lease::new(),
         }
-    }
-
-    /// The source with its buffers taken from `budget` (before the first
-    /// [`FileSource::next`]).
-    pub fn with_budget(mut self, budget: Budget) -> FileSource {
-        self.budget = budget;
-        self
     }
 
     /// The next chunk: a buffer whose first `n` bytes are the data. `None`
@@ -85,7 +233,7 @@ impl FileSource {
     /// tells which). Hand the buffer back with [`FileSource::recycle`]
     /// before asking for the next: then this waits for room in the budget
     /// only while the source holds none. Cancel-safe.
-    pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+    async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
         loop {
             if self.reading.is_none() {
                 // Nothing read ahead: read the next chunk now.
@@ -133,14 +281,14 @@ impl FileSource {
     }
 
     /// Returns a buffer once its bytes are sent, and its room with it.
-    pub fn recycle(&mut self, buf: Vec<u8>) {
+    fn recycle(&mut self, buf: Vec<u8>) {
         pool::give(buf);
         self.lent = None;
     }
 
     /// The hash of the whole file (prefix included), or why reading failed
     /// (or that it was not all taken).
-    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
         self.lent = None;
         let mut unsent = false;
         if let Some((disk, read)) = self.settle().await {

@@ -205,8 +205,7 @@ impl FsHome {
         // written, even without fsync: ext4 writes out all of it when it is
         // renamed over the other (`auto_da_alloc`, which keeps a crash from
         // leaving neither), and that took ~0.3 s of a 1 GiB put's reply.
-        let writer = FileSink::spawn_flushing(start.file, 0, start.hasher, self.tree.fsync, replacing)
-            .with_budget(self.budget.clone());
+        let writer = FileSink::budgeted(start.file, 0, start.hasher, self.tree.fsync, replacing, self.budget.clone());
         Ok(super::Sink::Fs(FsSink {
             tree: self.tree.clone(),
             path: path.clone(),
@@ -252,14 +251,14 @@ impl FsHome {
                             Body::Whole(data, hash)
                         }
                         Opened::File(file) => {
-                            let reader = FileSource::spawn(
+                            let reader = FileSource::budgeted(
                                 file,
                                 head.offset,
                                 head.size - head.offset,
                                 blake3::Hasher::new(),
                                 DEFAULT_CHUNK,
-                            )
-                            .with_budget(self.budget.clone());
+                                self.budget.clone(),
+                            );
                             Body::Stream(super::Source::Fs(FsSource(reader)))
                         }
                     };
