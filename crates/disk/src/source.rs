@@ -1,33 +1,31 @@
 //! [`FileSource`]: the disk side of a sending transfer.
 
+use crate::budget::{Budget, Permit};
 use crate::{DEPTH, hash_exact, pool, shrank};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read as _, Seek, SeekFrom};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The disk side of a sending transfer: a blocking thread that reads a file
-/// in chunks and hashes them.
+/// The disk side of a sending transfer: reads a file in chunks and hashes
+/// them.
 ///
 /// Take chunks with [`FileSource::next`], give each buffer back with
-/// [`FileSource::recycle`] once sent, and end with [`FileSource::finish`].
-/// At most [`DEPTH`] buffers exist per source; dropping the source cancels
-/// the transfer (the thread stops at its next chunk).
-pub struct FileSource {
-    full: mpsc::Receiver<(Vec<u8>, usize)>,
-    free: mpsc::Sender<Vec<u8>>,
-    thread: JoinHandle<io::Result<blake3::Hash>>,
-    _lease: pool::Lease,
-}
+/// [`FileSource::recycle`] once sent (before asking for the next), and end
+/// with [`FileSource::finish`]. At most [`DEPTH`] buffers exist per source:
+/// the chunk being sent, and the next one read meanwhile. Dropping the
+/// source cancels the transfer.
+///
+/// Two ways to run: [`FileSource::spawn`] gives the transfer a thread of
+/// its own (one transfer at a time goes fastest so: a client);
+/// [`FileSource::budgeted`] reads each chunk in a task of its own on the
+/// blocking pool, with buffers that take room in a [`Budget`] (many
+/// transfers at once: a daemon).
+pub struct FileSource(Mode);
 
-/// How a source comes by the file's hash (one per transfer, moved into
-/// its thread: the size difference doesn't matter).
-#[allow(clippy::large_enum_variant)]
-enum Hashing {
-    /// Hashing what it reads.
-    Hash(blake3::Hasher),
-    /// Known before reading.
-    Known(blake3::Hash),
+enum Mode {
+    Thread(Thread),
+    Chunks(Chunks),
 }
 
 impl FileSource {
@@ -39,26 +37,68 @@ impl FileSource {
     ///
     /// Must be called within a tokio runtime.
     pub fn spawn(file: File, prefix: u64, len: u64, hasher: blake3::Hasher, chunk: usize) -> FileSource {
-        FileSource::start(file, prefix, len, Hashing::Hash(hasher), chunk)
+        FileSource(Mode::Thread(Thread::spawn(file, prefix, len, hasher, chunk)))
     }
 
-    /// Like [`FileSource::spawn`] for a file whose hash is already known:
-    /// the prefix is skipped, not read, nothing is hashed, and
-    /// [`FileSource::finish`] returns `hash`.
-    pub fn spawn_known(file: File, prefix: u64, len: u64, hash: blake3::Hash, chunk: usize) -> FileSource {
-        FileSource::start(file, prefix, len, Hashing::Known(hash), chunk)
+    /// As [`FileSource::spawn`], without a thread of its own: each chunk is
+    /// read in a task of its own into a buffer that takes room in `budget`
+    /// until it is recycled. The source waits for room only while it holds
+    /// none, and reads the next chunk ahead only with room free at once.
+    /// With [`Hashing::Known`], the prefix is skipped, not read, nothing is
+    /// hashed, and [`FileSource::finish`] returns that hash.
+    pub fn budgeted(file: File, prefix: u64, len: u64, hashing: Hashing, chunk: usize, budget: Budget) -> FileSource {
+        FileSource(Mode::Chunks(Chunks::start(file, prefix, len, hashing, chunk, budget)))
     }
 
-    fn start(mut file: File, prefix: u64, len: u64, mut hashing: Hashing, chunk: usize) -> FileSource {
+    /// The next chunk: a buffer whose first `n` bytes are the data. `None`
+    /// when the file is done or reading failed ([`FileSource::finish`]
+    /// tells which). Hand the buffer back with [`FileSource::recycle`].
+    pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+        match &mut self.0 {
+            Mode::Thread(source) => source.next().await,
+            Mode::Chunks(source) => source.next().await,
+        }
+    }
+
+    /// Returns a buffer once its bytes are sent (with its room, if any).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        match &mut self.0 {
+            Mode::Thread(source) => source.recycle(buf),
+            Mode::Chunks(source) => source.recycle(buf),
+        }
+    }
+
+    /// The hash of the whole file (prefix included), or why reading failed
+    /// (or that it was not all taken).
+    pub async fn finish(self) -> io::Result<blake3::Hash> {
+        match self.0 {
+            Mode::Thread(source) => source.finish().await,
+            Mode::Chunks(source) => source.finish().await,
+        }
+    }
+}
+
+/// A source on a thread of its own for the whole transfer: the fastest for
+/// one transfer (a client's), but a thread per transfer, and buffers that no
+/// budget bounds.
+///
+/// Take chunks with [`FileSource::next`], give each buffer back with
+/// [`FileSource::recycle`] once sent, and end with [`FileSource::finish`].
+/// At most [`DEPTH`] buffers exist per source; dropping the source cancels
+/// the transfer (the thread stops at its next chunk).
+struct Thread {
+    full: mpsc::Receiver<(Vec<u8>, usize)>,
+    free: mpsc::Sender<Vec<u8>>,
+    thread: JoinHandle<io::Result<blake3::Hash>>,
+    _lease: pool::Lease,
+}
+
+impl Thread {
+    fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> Thread {
         let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
         let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
-            match &mut hashing {
-                Hashing::Hash(hasher) => hash_exact(&mut file, prefix, hasher)?,
-                Hashing::Known(_) => {
-                    file.seek(SeekFrom::Current(i64::try_from(prefix).map_err(io::Error::other)?))?;
-                }
-            }
+            hash_exact(&mut file, prefix, &mut hasher)?;
             let mut left = len;
             let mut made = 0;
             while left > 0 {
@@ -79,9 +119,7 @@ impl FileSource {
                 }
                 file.read_exact(&mut buf[..want])
                     .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
-                if let Hashing::Hash(hasher) = &mut hashing {
-                    hasher.update(&buf[..want]);
-                }
+                hasher.update(&buf[..want]);
                 if full_tx.blocking_send((buf, want)).is_err() {
                     return Err(io::Error::other("transfer cancelled"));
                 }
@@ -90,41 +128,206 @@ impl FileSource {
             while let Ok(buf) = free_rx.try_recv() {
                 pool::give(buf);
             }
-            Ok(match hashing {
-                Hashing::Hash(hasher) => hasher.finalize(),
-                Hashing::Known(hash) => hash,
-            })
+            Ok(hasher.finalize())
         });
-        FileSource { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
+        Thread { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
     }
 
     /// The next chunk: a buffer whose first `n` bytes are the data. `None`
     /// when the file is done or the thread failed ([`FileSource::finish`]
     /// tells which). Hand the buffer back with [`FileSource::recycle`].
-    pub async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+    async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
         self.full.recv().await
     }
 
     /// Returns a buffer for the thread to fill again (to the pool once the
     /// thread has read the whole file).
-    pub fn recycle(&self, buf: Vec<u8>) {
+    fn recycle(&self, buf: Vec<u8>) {
         if let Err(e) = self.free.try_send(buf) {
             pool::give(e.into_inner());
         }
     }
 
     /// The hash of the whole file (prefix included), or why reading failed.
-    pub async fn finish(mut self) -> io::Result<blake3::Hash> {
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
         self.full.close();
         (&mut self.thread).await.unwrap_or_else(|e| Err(io::Error::other(e)))
     }
 }
 
-impl Drop for FileSource {
+impl Drop for Thread {
     /// Chunks read but not sent go back to the pool.
     fn drop(&mut self) {
         while let Ok((buf, _)) = self.full.try_recv() {
             pool::give(buf);
         }
     }
+}
+
+/// A source that reads each chunk in a task of its own on the blocking pool
+/// (no thread waits on a transfer between chunks), its buffers taken from a
+/// budget: for a daemon with many transfers at once.
+struct Chunks {
+    /// The file, its hash and what is left to read, between chunks;
+    /// `None` while a chunk is being read (then in `reading`) or once
+    /// reading failed.
+    disk: Option<Box<Disk>>,
+    /// The chunk being read ahead (first: the prefix being hashed).
+    reading: Option<JoinHandle<io::Result<Read>>>,
+    /// Why reading failed, until [`FileSource::finish`] reports it.
+    failed: Option<io::Error>,
+    chunk: usize,
+    budget: Budget,
+    /// The room of the chunk handed out and not recycled yet.
+    lent: Option<Permit>,
+    _lease: pool::Lease,
+}
+
+/// How a budgeted source comes by the file's hash.
+#[allow(clippy::large_enum_variant)] // boxed in `Disk`
+pub enum Hashing {
+    /// Hashing what it reads, after the prefix (this hasher).
+    Hash(blake3::Hasher),
+    /// Known before reading (recorded for this version of the file).
+    Known(blake3::Hash),
+}
+
+/// What the chunks of a source come from, in turn (boxed: a hasher is
+/// large, and moves to the blocking pool and back with every chunk).
+struct Disk {
+    file: File,
+    hashing: Hashing,
+    /// Bytes still to read.
+    left: u64,
+}
+
+/// A chunk read: its buffer, the bytes it holds, and its room.
+type Chunk = (Vec<u8>, usize, Permit);
+
+/// What a read under way gives back: the file to go on with, and the chunk
+/// read (none after the prefix).
+type Read = (Box<Disk>, Option<Chunk>);
+
+impl Chunks {
+    fn start(mut file: File, prefix: u64, len: u64, mut hashing: Hashing, chunk: usize, budget: Budget) -> Chunks {
+        let reading = tokio::task::spawn_blocking(move || {
+            match &mut hashing {
+                Hashing::Hash(hasher) => hash_exact(&mut file, prefix, hasher)?,
+                Hashing::Known(_) => {
+                    file.seek(SeekFrom::Current(i64::try_from(prefix).map_err(io::Error::other)?))?;
+                }
+            }
+            Ok((Box::new(Disk { file, hashing, left: len }), None))
+        });
+        Chunks {
+            disk: None,
+            reading: Some(reading),
+            failed: None,
+            chunk: chunk.max(1),
+            budget,
+            lent: None,
+            _lease: pool::Lease::new(),
+        }
+    }
+
+    /// The next chunk: a buffer whose first `n` bytes are the data. `None`
+    /// when the file is done or reading failed ([`FileSource::finish`]
+    /// tells which). Hand the buffer back with [`FileSource::recycle`]
+    /// before asking for the next: then this waits for room in the budget
+    /// only while the source holds none. Cancel-safe.
+    async fn next(&mut self) -> Option<(Vec<u8>, usize)> {
+        loop {
+            if self.reading.is_none() {
+                // Nothing read ahead: read the next chunk now.
+                if self.disk.as_ref()?.left == 0 {
+                    return None;
+                }
+                let room = self.budget.take().await;
+                let (mut disk, chunk) = (self.disk.take()?, self.chunk);
+                self.reading = Some(tokio::task::spawn_blocking(move || {
+                    read_chunk(&mut disk, chunk, room).map(|read| (disk, Some(read)))
+                }));
+            }
+            let (disk, read) = self.settle().await?;
+            self.disk = Some(disk);
+            // `None`: that was the prefix being hashed.
+            if let Some((buf, n, room)) = read {
+                self.lent = Some(room);
+                self.read_ahead();
+                return Some((buf, n));
+            }
+        }
+    }
+
+    /// Starts reading the next chunk while this one is sent, if there is
+    /// one and the budget has room for it now.
+    fn read_ahead(&mut self) {
+        if self.disk.as_ref().is_none_or(|disk| disk.left == 0) {
+            return;
+        }
+        let Some(room) = self.budget.try_take() else { return };
+        let (mut disk, chunk) = (self.disk.take().expect("checked above"), self.chunk);
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            read_chunk(&mut disk, chunk, room).map(|read| (disk, Some(read)))
+        }));
+    }
+
+    /// Waits for the read under way: the file to go on with and the chunk
+    /// read, if any; `None` once reading failed. Cancel-safe: the read
+    /// stays under way.
+    async fn settle(&mut self) -> Option<Read> {
+        let reading = self.reading.as_mut()?;
+        let result = reading.await.unwrap_or_else(|e| Err(io::Error::other(e)));
+        self.reading = None;
+        result.map_err(|e| self.failed = Some(e)).ok()
+    }
+
+    /// Returns a buffer once its bytes are sent, and its room with it.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        pool::give(buf);
+        self.lent = None;
+    }
+
+    /// The hash of the whole file (prefix included), or why reading failed
+    /// (or that it was not all taken).
+    async fn finish(mut self) -> io::Result<blake3::Hash> {
+        self.lent = None;
+        let mut unsent = false;
+        if let Some((disk, read)) = self.settle().await {
+            self.disk = Some(disk);
+            if let Some((buf, _, _)) = read {
+                pool::give(buf);
+                unsent = true;
+            }
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match self.disk.take() {
+            Some(disk) if disk.left == 0 && !unsent => Ok(match disk.hashing {
+                Hashing::Hash(hasher) => hasher.finalize(),
+                Hashing::Known(hash) => hash,
+            }),
+            _ => Err(io::Error::other("transfer cancelled")),
+        }
+    }
+}
+
+/// Reads the next chunk into a pooled buffer.
+fn read_chunk(disk: &mut Disk, chunk: usize, room: Permit) -> io::Result<Chunk> {
+    let want = disk.left.min(chunk as u64) as usize;
+    let mut buf = pool::take();
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let read = disk.file.read_exact(&mut buf[..want]);
+    if let Err(e) = read {
+        pool::give(buf);
+        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e });
+    }
+    if let Hashing::Hash(hasher) = &mut disk.hashing {
+        hasher.update(&buf[..want]);
+    }
+    disk.left -= want as u64;
+    Ok((buf, want, room))
 }

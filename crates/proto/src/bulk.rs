@@ -114,6 +114,23 @@ where
     }))
 }
 
+/// Waits until the header of the next frame is in the codec's buffer of
+/// `frames` (which must be at a frame boundary) and says whether that frame
+/// carries data, without taking anything: a receiver that must find room
+/// for a chunk first can wait for its peer to send one before it does, and
+/// then read it with [`read_frame`]. False for any other frame, and when
+/// the stream ends first ([`read_frame`] then says how).
+pub async fn data_next<S>(frames: &mut Framed<S, FrameCodec>) -> io::Result<bool>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if !fill(frames, 5).await? {
+        return Ok(false);
+    }
+    let header = &frames.read_buffer()[..5];
+    Ok(header[4] == Tag::Data as u8 && u32::from_be_bytes([header[0], header[1], header[2], header[3]]) > 1)
+}
+
 /// Reads from the stream into the codec's buffer until it holds at least
 /// `want` bytes, asking for up to [`BUFFERED_READ`] more each time. False
 /// if the stream ended first.
@@ -212,6 +229,27 @@ mod tests {
             let err = read_frame(&mut rx, &mut buf).await.unwrap_err();
             assert!(matches!(&err, FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof), "{err:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn data_next_peeks_at_the_next_header_without_taking_it() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let mut tx = Framed::new(a, FrameCodec::new(crate::MAX_FRAME));
+        let mut rx = Framed::new(b, FrameCodec::new(crate::MAX_FRAME));
+        write_data(&mut tx, b"abc").await.unwrap();
+        write_data(&mut tx, b"").await.unwrap();
+        tx.send(Frame::End(Bytes::from_static(b"{}"))).await.unwrap();
+        drop(tx);
+        let mut buf = Vec::new();
+        assert!(data_next(&mut rx).await.unwrap());
+        assert!(data_next(&mut rx).await.unwrap(), "asking again changes nothing");
+        assert!(matches!(read_frame(&mut rx, &mut buf).await.unwrap(), Some(Received::Data(3))));
+        assert!(!data_next(&mut rx).await.unwrap(), "an empty data frame needs no buffer");
+        assert!(matches!(read_frame(&mut rx, &mut buf).await.unwrap(), Some(Received::Data(0))));
+        assert!(!data_next(&mut rx).await.unwrap());
+        assert!(matches!(read_frame(&mut rx, &mut buf).await.unwrap(), Some(Received::Other(Frame::End(_)))));
+        assert!(!data_next(&mut rx).await.unwrap(), "the end of the stream");
+        assert!(read_frame(&mut rx, &mut buf).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -100,6 +100,9 @@ pub struct Config {
     pub upload_rate: Option<u64>,
     /// Bytes per second all downloads together may take; `None`: no cap.
     pub download_rate: Option<u64>,
+    /// Bytes the chunk buffers of all transfers may take together (whole
+    /// 1 MiB buffers, at least one).
+    pub transfer_memory: u64,
 }
 
 /// A database URL, which may hold a password: shown without it.
@@ -263,6 +266,11 @@ struct Keys {
     /// Bytes per second all downloads together may take, or off.
     #[arg(long, default_value = "off")]
     download_rate: Rate,
+    /// Memory the chunk buffers of all transfers may take together, with
+    /// units ("64 MiB"; whole 1 MiB buffers, at least one). A transfer that
+    /// finds none free waits, and reads nothing from its client meanwhile.
+    #[arg(long, default_value = "64 MiB")]
+    transfer_memory: Memory,
 }
 
 /// Where users' files live.
@@ -341,6 +349,7 @@ impl Keys {
             max_unauthenticated_per_ip: self.max_unauthenticated_per_ip.0,
             upload_rate: self.upload_rate.0,
             download_rate: self.download_rate.0,
+            transfer_memory: self.transfer_memory.0,
             login_block_after: self.login_block_after.0,
             login_block: self.login_block_secs.secs(),
             admin_listen: self.admin_listen.0,
@@ -480,6 +489,29 @@ impl fmt::Display for Rate {
     }
 }
 
+/// An amount of memory, written with units, of at least one chunk buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Memory(u64);
+
+impl FromStr for Memory {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match ftp_proto::size::parse_size(text.trim()) {
+            Ok(n) if n < ftp_disk::BUFFER_SIZE as u64 => {
+                Err("must hold at least one 1 MiB buffer, or no transfer could move".into())
+            }
+            Ok(n) => Ok(Memory(n)),
+            Err(e) => Err(format!("{text:?} is not an amount of memory like \"64 MiB\" ({e})")),
+        }
+    }
+}
+
+impl fmt::Display for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&ftp_proto::size::exact_size(self.0))
+    }
+}
+
 fn parse_address(text: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|e| format!("{text:?} is not an address like 127.0.0.1:2121 ({e})"))
 }
@@ -531,7 +563,7 @@ macro_rules! as_text {
         }
     )*};
 }
-as_text!(Address, MaybeAddress, Rate);
+as_text!(Address, MaybeAddress, Rate, Memory);
 
 /// The flags of `ftpd serve`: one for each key, plus `--no-tls`. Only the
 /// flags given count; the other keys come from the layers below.

@@ -73,6 +73,9 @@ pub struct Metrics {
     rate_waits: Family<DirectionLabels, Seconds>,
     used: Family<UserLabels, Gauge>,
     quota: Family<UserLabels, Gauge>,
+    memory_limit: Gauge,
+    memory_in_use: Gauge,
+    memory_waits: Counter,
     /// One render at a time: each refills the per-user families.
     rendering: std::sync::Mutex<()>,
 }
@@ -95,6 +98,7 @@ impl Default for Metrics {
         let rate_waits = Family::default();
         let used = Family::default();
         let quota = Family::default();
+        let (memory_limit, memory_in_use, memory_waits): (Gauge, Gauge, Counter) = Default::default();
         registry.register("connections_open", "Connections being served (logged in or not)", connections.clone());
         registry.register("sessions_open", "Logged-in sessions", sessions.clone());
         registry.register("logins", "Login attempts by result (ok, failed, refused)", logins.clone());
@@ -113,6 +117,21 @@ impl Default for Metrics {
         );
         registry.register("user_used_bytes", "Disk space used per user (users logged in since start)", used.clone());
         registry.register("user_quota_bytes", "Quota per user (users logged in since start)", quota.clone());
+        registry.register(
+            "transfer_memory_limit_bytes",
+            "Memory the chunk buffers of all transfers may take (transfer_memory)",
+            memory_limit.clone(),
+        );
+        registry.register(
+            "transfer_memory_in_use_bytes",
+            "Memory the chunk buffers of transfers take now",
+            memory_in_use.clone(),
+        );
+        registry.register(
+            "transfer_memory_waits",
+            "Times a transfer waited for room for a chunk buffer",
+            memory_waits.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -125,6 +144,9 @@ impl Default for Metrics {
             rate_waits,
             used,
             quota,
+            memory_limit,
+            memory_in_use,
+            memory_waits,
             rendering: Default::default(),
         }
     }
@@ -178,6 +200,18 @@ impl Metrics {
     /// Connections being served now.
     pub fn connections(&self) -> i64 {
         self.connections.get()
+    }
+
+    /// Records the state of the transfers' buffer budget (before a render):
+    /// its limit (`None` for none), bytes in use now, and waits since the
+    /// start.
+    pub fn transfer_memory(&self, limit: Option<u64>, in_use: u64, waits: u64) {
+        let gauge = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.memory_limit.set(limit.map_or(0, gauge));
+        self.memory_in_use.set(gauge(in_use));
+        // A counter only goes up: by what the budget counted since.
+        let _one = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
+        self.memory_waits.inc_by(waits.saturating_sub(self.memory_waits.get()));
     }
 
     /// Renders every metric, with each user's bytes used and quota as
@@ -242,7 +276,12 @@ mod tests {
         drop(guard);
         assert!(text.contains(r#"ftpd_user_used_bytes{user="alice"} 5"#), "{text}");
         assert!(text.contains(r#"ftpd_user_quota_bytes{user="alice"} 10"#), "{text}");
+        m.transfer_memory(Some(64 << 20), 3 << 20, 5);
+        m.transfer_memory(Some(64 << 20), 1 << 20, 7);
         let text = m.render([]);
+        assert!(text.contains("ftpd_transfer_memory_limit_bytes 67108864"), "{text}");
+        assert!(text.contains("ftpd_transfer_memory_in_use_bytes 1048576"), "{text}");
+        assert!(text.contains("ftpd_transfer_memory_waits_total 7"), "{text}");
         assert!(text.contains("ftpd_sessions_open 0"), "{text}");
         assert!(text.contains(r#"ftpd_logins_total{result="failed"} 1"#), "{text}");
     }

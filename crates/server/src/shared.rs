@@ -114,6 +114,9 @@ impl Shared {
     /// The metrics page, with each user's usage and quota as known now.
     pub fn render_metrics(&self) -> String {
         let usage = self.engine.usage_by_user();
+        if let Some(budget) = self.engine.budget() {
+            self.metrics.transfer_memory(budget.limit(), budget.in_use(), budget.waits());
+        }
         self.metrics.render(usage.into_iter().map(|(user, u)| {
             let quota = self.users.quota(&user);
             (user, u.used, quota)

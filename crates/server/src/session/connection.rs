@@ -4,7 +4,7 @@
 //! before the connection is closed.
 
 use bytes::Buf;
-use ftp_proto::bulk::{Received, read_frame, write_data};
+use ftp_proto::bulk::{Received, data_next, read_frame, write_data};
 use ftp_proto::{ErrorBody, ErrorCode, Frame, FrameCodec, FrameError, encode_err, encode_ok};
 use futures::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -110,6 +110,16 @@ where
             Ok(Ok(Some(frame))) => Ok(frame),
             Ok(Ok(None)) => Err(ConnError::Io(io::ErrorKind::UnexpectedEof.into())),
             Ok(Err(e)) => Err(self.framing_error(e).await),
+        }
+    }
+
+    /// Waits for the next frame of an upload to begin, and says whether it
+    /// carries data (and so needs a buffer): the end of the stream, like
+    /// any other frame, is left to [`Connection::read_frame`].
+    pub async fn data_next(&mut self) -> Result<bool, ConnError> {
+        match tokio::time::timeout_at(self.deadline(), data_next(&mut self.frames)).await {
+            Err(_) => Err(self.too_slow().await),
+            Ok(next) => Ok(next?),
         }
     }
 

@@ -260,18 +260,24 @@ where
     ) -> Result<Arrived, ConnError> {
         let mut taken_over = into.taken_over();
         loop {
-            let mut buf = match into.buffer().await {
-                Ok(buf) => buf,
-                Err(e) => return Ok(Arrived::Failed(e)),
+            // A buffer (room in the transfers' budget) only once the client
+            // sends a chunk: a client that pauses holds none, and while
+            // this one waits for room its socket is not read.
+            let data_next = tokio::select! {
+                biased;
+                _ = &mut taken_over => return Err(self.taken_over(target).await),
+                next = self.conn.data_next() => next?,
             };
+            let mut buf = Vec::new();
+            if data_next {
+                buf = match into.buffer().await {
+                    Ok(buf) => buf,
+                    Err(e) => return Ok(Arrived::Failed(e)),
+                };
+            }
             let frame = tokio::select! {
                 biased;
-                _ = &mut taken_over => {
-                    warn!(path = %target, "a newer attempt took over this upload; partial kept for it");
-                    let msg = format!("{target}: a newer attempt at this upload took over");
-                    let _ = self.conn.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await;
-                    return Err(ConnError::TakenOver(msg));
-                }
+                _ = &mut taken_over => return Err(self.taken_over(target).await),
                 frame = self.conn.read_frame(&mut buf) => frame?,
             };
             match frame {
@@ -294,6 +300,14 @@ where
                 }
             }
         }
+    }
+
+    /// Tells the client a newer attempt took its upload over.
+    async fn taken_over(&mut self, target: &RemotePath) -> ConnError {
+        warn!(path = %target, "a newer attempt took over this upload; partial kept for it");
+        let msg = format!("{target}: a newer attempt at this upload took over");
+        let _ = self.conn.send_err(ErrorBody::new(ErrorCode::Aborted, msg.clone())).await;
+        ConnError::TakenOver(msg)
     }
 
     /// Refuses an upload before its data. A client that did not ask to

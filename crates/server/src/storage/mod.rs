@@ -328,7 +328,10 @@ impl Store {
                     None => Ok(Store::S3(bucket)),
                 }
             }
-            None => Ok(Store::Fs(fs::Root::open(&config.root, config.fsync)?)),
+            None => {
+                let budget = ftp_disk::Budget::new(config.transfer_memory);
+                Ok(Store::Fs(fs::Root::open(&config.root, config.fsync)?.with_budget(budget)))
+            }
         }
     }
 
@@ -338,6 +341,15 @@ impl Store {
         match &config.s3 {
             Some(_) => Store::open(config, db),
             None => Ok(Store::Fs(fs::Root::beside(&config.root, config.fsync))),
+        }
+    }
+
+    /// The room for the chunk buffers of its transfers, where it has one
+    /// (an object store's parts are bounded per transfer instead).
+    pub fn budget(&self) -> Option<&ftp_disk::Budget> {
+        match self {
+            Store::Fs(root) => Some(root.budget()),
+            Store::S3(_) => None,
         }
     }
 

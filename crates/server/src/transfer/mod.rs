@@ -122,6 +122,12 @@ impl Engine {
         self.store.check().await
     }
 
+    /// The room for the chunk buffers of all transfers, where the store has
+    /// one.
+    pub fn budget(&self) -> Option<&ftp_disk::Budget> {
+        self.store.budget()
+    }
+
     /// The background work, for shutdown to wait on.
     pub fn tasks(&self) -> &TaskTracker {
         &self.tasks

@@ -21,7 +21,7 @@ use super::{
     Body, Chunk, Discarded, Download, Error, PartialInfo, Removed, Result, SMALL_FILE, SmallFile, Swept, UploadMode,
     Want,
 };
-use ftp_disk::{FileSink, FileSource};
+use ftp_disk::{Budget, FileSink, FileSource, Hashing};
 use ftp_proto::{DEFAULT_CHUNK, Entry, RemotePath};
 use hashes::{Hashes, Stamp};
 use std::collections::HashMap;
@@ -34,6 +34,8 @@ pub use upload::FsSink;
 pub struct Root {
     root: PathBuf,
     fsync: bool,
+    /// The room for the chunk buffers of all transfers.
+    budget: Budget,
     /// The homes open in some session: one set of directory handles per
     /// user, not per session.
     homes: Mutex<HashMap<String, Weak<FsHome>>>,
@@ -46,6 +48,7 @@ pub struct Root {
 pub struct FsHome {
     tree: Arc<Tree>,
     hashes: Arc<Hashes>,
+    budget: Budget,
     home: PathBuf,
     partials: PathBuf,
 }
@@ -68,7 +71,25 @@ impl Root {
     /// The data root as a running daemon may be using it (for `ftpd
     /// usage`): nothing is cleared.
     pub fn beside(root: &Path, fsync: bool) -> Root {
-        Root { root: root.to_owned(), fsync, homes: Mutex::default(), hashes: Arc::default() }
+        Root {
+            root: root.to_owned(),
+            fsync,
+            budget: Budget::unlimited(),
+            homes: Mutex::default(),
+            hashes: Arc::default(),
+        }
+    }
+
+    /// The data root with the chunk buffers of its transfers taken from
+    /// `budget`.
+    pub fn with_budget(mut self, budget: Budget) -> Root {
+        self.budget = budget;
+        self
+    }
+
+    /// The room for the chunk buffers of its transfers.
+    pub(in crate::storage) fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     pub(in crate::storage) fn describe(&self) -> String {
@@ -81,11 +102,12 @@ impl Root {
         if let Some(home) = shared {
             return Ok(home);
         }
-        let (root, name, fsync, hashes) = (self.root.clone(), user.to_owned(), self.fsync, self.hashes.clone());
+        let (root, name, fsync) = (self.root.clone(), user.to_owned(), self.fsync);
+        let (budget, hashes) = (self.budget.clone(), self.hashes.clone());
         let home = tokio::task::spawn_blocking(move || {
             let tree = Tree::open(&root, &name, fsync)?;
             let partials = root.join(STATE_DIR).join("partial").join(&name);
-            Ok::<_, Error>(FsHome { tree: Arc::new(tree), hashes, home: root.join(&name), partials })
+            Ok::<_, Error>(FsHome { tree: Arc::new(tree), hashes, budget, home: root.join(&name), partials })
         })
         .await??;
         let home = Arc::new(home);
@@ -210,7 +232,7 @@ impl FsHome {
         // written, even without fsync: ext4 writes out all of it when it is
         // renamed over the other (`auto_da_alloc`, which keeps a crash from
         // leaving neither), and that took ~0.3 s of a 1 GiB put's reply.
-        let writer = FileSink::spawn_flushing(start.file, 0, start.hasher, self.tree.fsync, replacing);
+        let writer = FileSink::budgeted(start.file, 0, start.hasher, self.tree.fsync, replacing, self.budget.clone());
         Ok(super::Sink::Fs(FsSink {
             tree: self.tree.clone(),
             path: path.clone(),
@@ -258,21 +280,18 @@ impl FsHome {
                         }
                         Opened::File(file, stamp) => {
                             let (start, len) = (head.offset, head.size - head.offset);
-                            let source = match self.hashes.get(&stamp) {
-                                Some(hash) => FsSource {
-                                    reader: FileSource::spawn_known(file, start, len, hash, DEFAULT_CHUNK),
-                                    record: None,
-                                },
-                                None => {
-                                    // Recorded at the end if the file is still
-                                    // this version (checked on its own handle).
-                                    let check = file.try_clone().ok().map(|f| (self.hashes.clone(), stamp, f));
-                                    let hasher = blake3::Hasher::new();
-                                    let reader = FileSource::spawn(file, start, len, hasher, DEFAULT_CHUNK);
-                                    FsSource { reader, record: check }
-                                }
+                            let budget = self.budget.clone();
+                            let (hashing, record) = match self.hashes.get(&stamp) {
+                                Some(hash) => (Hashing::Known(hash), None),
+                                // Recorded at the end if the file is still this
+                                // version (checked on a handle of its own).
+                                None => (
+                                    Hashing::Hash(blake3::Hasher::new()),
+                                    file.try_clone().ok().map(|f| (self.hashes.clone(), stamp, f)),
+                                ),
                             };
-                            Body::Stream(super::Source::Fs(source))
+                            let reader = FileSource::budgeted(file, start, len, hashing, DEFAULT_CHUNK, budget);
+                            Body::Stream(super::Source::Fs(FsSource { reader, record }))
                         }
                     };
                     Download { size: head.size, mtime: head.mtime, offset: head.offset, body }
@@ -332,9 +351,9 @@ fn open_download(t: &Tree, want: &Want) -> Result<(Head, Opened)> {
     Ok((head, Opened::File(file, stamp)))
 }
 
-/// The sending end of a download from the data root: a disk thread reads
-/// the file, two buffers in flight, and hashes it unless its hash is
-/// known.
+/// The sending end of a download from the data root: the file read a
+/// chunk at a time, at most two buffers in flight, taken from the root's
+/// budget, and hashed unless its hash is known.
 pub struct FsSource {
     reader: FileSource,
     /// Where to record the hash, for which version, and a handle to check

@@ -144,8 +144,9 @@ impl Drop for Upload {
     }
 }
 
-/// The receiving end of an upload to the data root: a disk thread appends
-/// and hashes the chunks it is handed, two buffers in flight.
+/// The receiving end of an upload to the data root: the chunks it is
+/// handed appended and hashed, at most two buffers in flight, taken from
+/// the root's budget.
 pub struct FsSink {
     pub(super) tree: Arc<Tree>,
     pub(super) path: RemotePath,
