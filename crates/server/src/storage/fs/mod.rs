@@ -8,9 +8,10 @@
 //! ```
 //!
 //! Every operation blocks, so each runs on tokio's blocking threads in one
-//! trip ([`tree`] holds them); transfers stream through a disk thread that
-//! hashes as it reads or writes, two recycled buffers in flight. A file's
-//! hash, once known, is remembered for its next download ([`hashes`]).
+//! trip ([`tree`] holds them); transfers move a chunk at a time through
+//! the blocking pool, hashing as they read or write, with at most two
+//! buffers each, taken from the root's [`Budget`]. A file's hash, once
+//! known, is remembered for its next download ([`hashes`]).
 
 mod hashes;
 mod release;
