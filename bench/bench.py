@@ -862,7 +862,7 @@ def report(b):
     rows = []
     for name in b.times:
         peer = ""
-        if name.endswith("→ /dev/null"):
+        if name.startswith("ftpd") and name.endswith("→ /dev/null"):
             peer = f"{mbs[name] / mbs['socat → /dev/null']:.2f}× socat → /dev/null"
         elif name.startswith("ftpd"):
             direction = "put" if " put" in name else "get"
