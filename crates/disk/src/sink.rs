@@ -135,19 +135,15 @@ impl Thread {
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
             hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut flush = FlushBehind::new(prefix, flush_behind);
+            let mut disk = Disk { file, hasher, flush: FlushBehind::new(prefix, flush_behind) };
             while let Some((buf, n)) = full_rx.blocking_recv() {
-                for piece in buf[..n].chunks(WRITE_PIECE) {
-                    file.write_all(piece)?;
-                    hasher.update(piece);
-                }
-                flush.wrote(&file, n as u64);
+                write_chunk(&mut disk, &buf[..n])?;
                 let _ = free_tx.try_send(buf);
             }
             if durable {
-                file.sync_all()?;
+                disk.file.sync_all()?;
             }
-            Ok(hasher.finalize())
+            Ok(disk.hasher.finalize())
         });
         Thread { full: Some(full_tx), free: free_rx, made: 0, thread, _lease: pool::Lease::new() }
     }
@@ -210,8 +206,9 @@ struct Chunks {
     _lease: pool::Lease,
 }
 
-/// What the chunks of a sink go through, in turn (boxed: a hasher is
-/// large, and moves to the blocking pool and back with every chunk).
+/// What the chunks of a sink go through, in turn (for a budgeted sink,
+/// boxed: a hasher is large, and moves to the blocking pool and back with
+/// every chunk).
 struct Disk {
     file: File,
     hasher: blake3::Hasher,

@@ -94,15 +94,14 @@ struct Thread {
 }
 
 impl Thread {
-    fn spawn(mut file: File, prefix: u64, len: u64, mut hasher: blake3::Hasher, chunk: usize) -> Thread {
+    fn spawn(file: File, prefix: u64, len: u64, hasher: blake3::Hasher, chunk: usize) -> Thread {
         let (full_tx, full_rx) = mpsc::channel::<(Vec<u8>, usize)>(DEPTH);
         let (free_tx, mut free_rx) = mpsc::channel::<Vec<u8>>(DEPTH);
         let thread = tokio::task::spawn_blocking(move || {
-            hash_exact(&mut file, prefix, &mut hasher)?;
-            let mut left = len;
+            let mut disk = Disk::open(file, prefix, len, Hashing::Hash(hasher))?;
             let mut made = 0;
-            while left > 0 {
-                let want = left.min(chunk as u64) as usize;
+            while disk.left > 0 {
+                let want = disk.left.min(chunk as u64) as usize;
                 let mut buf = match free_rx.try_recv() {
                     Ok(buf) => buf,
                     Err(_) if made < DEPTH => {
@@ -117,18 +116,15 @@ impl Thread {
                 if buf.len() < want {
                     buf.resize(want, 0);
                 }
-                file.read_exact(&mut buf[..want])
-                    .map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
-                hasher.update(&buf[..want]);
+                disk.read(&mut buf[..want])?;
                 if full_tx.blocking_send((buf, want)).is_err() {
                     return Err(io::Error::other("transfer cancelled"));
                 }
-                left -= want as u64;
             }
             while let Ok(buf) = free_rx.try_recv() {
                 pool::give(buf);
             }
-            Ok(hasher.finalize())
+            Ok(disk.hashing.finish())
         });
         Thread { full: full_rx, free: free_tx, thread, _lease: pool::Lease::new() }
     }
@@ -192,13 +188,49 @@ pub enum Hashing {
     Known(blake3::Hash),
 }
 
-/// What the chunks of a source come from, in turn (boxed: a hasher is
-/// large, and moves to the blocking pool and back with every chunk).
+impl Hashing {
+    /// The hash of the whole file.
+    fn finish(self) -> blake3::Hash {
+        match self {
+            Hashing::Hash(hasher) => hasher.finalize(),
+            Hashing::Known(hash) => hash,
+        }
+    }
+}
+
+/// What the chunks of a source come from, in turn (for a budgeted source,
+/// boxed: a hasher is large, and moves to the blocking pool and back with
+/// every chunk).
 struct Disk {
     file: File,
     hashing: Hashing,
     /// Bytes still to read.
     left: u64,
+}
+
+impl Disk {
+    /// Gets past the `prefix` bytes from the file's current position:
+    /// hashed when hashing, skipped when the hash is known.
+    fn open(mut file: File, prefix: u64, len: u64, mut hashing: Hashing) -> io::Result<Disk> {
+        match &mut hashing {
+            Hashing::Hash(hasher) => hash_exact(&mut file, prefix, hasher)?,
+            Hashing::Known(_) => {
+                file.seek(SeekFrom::Current(i64::try_from(prefix).map_err(io::Error::other)?))?;
+            }
+        }
+        Ok(Disk { file, hashing, left: len })
+    }
+
+    /// Reads the next `buf.len()` bytes, hashing them unless the hash is
+    /// known. A file that ends sooner is an error.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact(buf).map_err(|e| if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e })?;
+        if let Hashing::Hash(hasher) = &mut self.hashing {
+            hasher.update(buf);
+        }
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
 }
 
 /// A chunk read: its buffer, the bytes it holds, and its room.
@@ -209,16 +241,9 @@ type Chunk = (Vec<u8>, usize, Permit);
 type Read = (Box<Disk>, Option<Chunk>);
 
 impl Chunks {
-    fn start(mut file: File, prefix: u64, len: u64, mut hashing: Hashing, chunk: usize, budget: Budget) -> Chunks {
-        let reading = tokio::task::spawn_blocking(move || {
-            match &mut hashing {
-                Hashing::Hash(hasher) => hash_exact(&mut file, prefix, hasher)?,
-                Hashing::Known(_) => {
-                    file.seek(SeekFrom::Current(i64::try_from(prefix).map_err(io::Error::other)?))?;
-                }
-            }
-            Ok((Box::new(Disk { file, hashing, left: len }), None))
-        });
+    fn start(file: File, prefix: u64, len: u64, hashing: Hashing, chunk: usize, budget: Budget) -> Chunks {
+        let reading =
+            tokio::task::spawn_blocking(move || Ok((Box::new(Disk::open(file, prefix, len, hashing)?), None)));
         Chunks {
             disk: None,
             reading: Some(reading),
@@ -304,10 +329,7 @@ impl Chunks {
             return Err(e);
         }
         match self.disk.take() {
-            Some(disk) if disk.left == 0 && !unsent => Ok(match disk.hashing {
-                Hashing::Hash(hasher) => hasher.finalize(),
-                Hashing::Known(hash) => hash,
-            }),
+            Some(disk) if disk.left == 0 && !unsent => Ok(disk.hashing.finish()),
             _ => Err(io::Error::other("transfer cancelled")),
         }
     }
@@ -320,14 +342,9 @@ fn read_chunk(disk: &mut Disk, chunk: usize, room: Permit) -> io::Result<Chunk> 
     if buf.len() < want {
         buf.resize(want, 0);
     }
-    let read = disk.file.read_exact(&mut buf[..want]);
-    if let Err(e) = read {
+    if let Err(e) = disk.read(&mut buf[..want]) {
         pool::give(buf);
-        return Err(if e.kind() == io::ErrorKind::UnexpectedEof { shrank() } else { e });
+        return Err(e);
     }
-    if let Hashing::Hash(hasher) = &mut disk.hashing {
-        hasher.update(&buf[..want]);
-    }
-    disk.left -= want as u64;
     Ok((buf, want, room))
 }
