@@ -63,6 +63,14 @@ impl Hashes {
         records.get(&stamp.inode).filter(|(version, _)| *version == stamp.version).map(|(_, hash)| *hash)
     }
 
+    /// Records `hash`, read from `file` as it was at `stamp`, if the file
+    /// is still that version now (else it changed while being read).
+    pub fn record_if_unchanged(&self, stamp: Stamp, file: &std::fs::File, hash: blake3::Hash) {
+        if file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp) {
+            self.record(stamp, hash);
+        }
+    }
+
     /// Records the hash of this version of the file (replacing what was
     /// recorded for an older one).
     pub fn record(&self, stamp: Stamp, hash: blake3::Hash) {

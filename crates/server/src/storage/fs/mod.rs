@@ -178,9 +178,7 @@ impl FsHome {
             let mut hasher = blake3::Hasher::new();
             hasher.update_reader(&mut file)?;
             let hash = hasher.finalize();
-            if file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp) {
-                hashes.record(stamp, hash);
-            }
+            hashes.record_if_unchanged(stamp, &file, hash);
             Ok(hash)
         })
         .await
@@ -381,10 +379,8 @@ impl FsSource {
 
     pub(in crate::storage) async fn finish(self) -> Result<blake3::Hash> {
         let hash = self.reader.finish().await?;
-        if let Some((hashes, stamp, file)) = self.record
-            && file.metadata().is_ok_and(|now| Stamp::of(&now) == stamp)
-        {
-            hashes.record(stamp, hash);
+        if let Some((hashes, stamp, file)) = self.record {
+            hashes.record_if_unchanged(stamp, &file, hash);
         }
         Ok(hash)
     }
